@@ -1,0 +1,6 @@
+module Research.Tests.BackendTests
+
+open Expecto
+
+[<Tests>]
+let tests = testList "Backend" []

@@ -1,0 +1,6 @@
+module Research.Tests.CliTests
+
+open Expecto
+
+[<Tests>]
+let tests = testList "Cli" []

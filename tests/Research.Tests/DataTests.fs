@@ -1,0 +1,6 @@
+module Research.Tests.DataTests
+
+open Expecto
+
+[<Tests>]
+let tests = testList "Data" []

@@ -1,0 +1,6 @@
+module Research.Tests.EvalTests
+
+open Expecto
+
+[<Tests>]
+let tests = testList "Eval" []

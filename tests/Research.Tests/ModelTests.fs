@@ -1,0 +1,6 @@
+module Research.Tests.ModelTests
+
+open Expecto
+
+[<Tests>]
+let tests = testList "Model" []

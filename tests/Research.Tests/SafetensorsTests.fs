@@ -1,0 +1,6 @@
+module Research.Tests.SafetensorsTests
+
+open Expecto
+
+[<Tests>]
+let tests = testList "Safetensors" []

@@ -1,0 +1,6 @@
+module Research.Tests.TrainingTests
+
+open Expecto
+
+[<Tests>]
+let tests = testList "Training" []
