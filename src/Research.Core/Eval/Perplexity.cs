@@ -1,0 +1,79 @@
+using Research.Data;
+using Research.Models;
+using Research.Stages;
+using static TorchSharp.torch;
+
+namespace Research.Eval;
+
+/// <summary>Corpus-level scores, as lm-evaluation-harness computes them: totals first, then the ratio.</summary>
+public sealed record PerplexityResult(string Corpus, double LogLikelihood, long Tokens, long Bytes, long Words)
+{
+    /// <summary>exp(-LL / tokens): per-token perplexity (depends on the tokenizer).</summary>
+    public double Perplexity => Math.Exp(-LogLikelihood / Tokens);
+    /// <summary>-LL / (bytes ln 2): comparable across tokenizers.</summary>
+    public double BitsPerByte => -LogLikelihood / (Bytes * Math.Log(2));
+    public double BytePerplexity => Math.Exp(-LogLikelihood / Bytes);
+    public double WordPerplexity => Math.Exp(-LogLikelihood / Words);
+
+    public IReadOnlyDictionary<string, double> ToMetrics(string prefix) => new Dictionary<string, double>
+    {
+        [$"{prefix}perplexity"] = Perplexity,
+        [$"{prefix}bits_per_byte"] = BitsPerByte,
+    };
+}
+
+/// <summary>
+/// Rolling log-likelihood of whole documents: each document is prefixed with EOS and cut into disjoint
+/// windows of the model's context; every token is scored exactly once. Sums in float64, so the result
+/// does not depend on the batch size beyond float rounding of the forward pass.
+/// </summary>
+public static class Perplexity
+{
+    public static PerplexityResult Evaluate(LlamaForCausalLM model, ITokenizer tokenizer, IReadOnlyList<Document> documents, string name, int maxLength, int batchSize = 8)
+    {
+        if (documents.Count == 0) throw new ArgumentException($"perplexity: corpus '{name}' has no documents");
+        var windows = new List<(long[] Input, long[] Target)>();
+        long tokens = 0, bytes = 0, words = 0;
+        foreach (var doc in documents)
+        {
+            var ids = tokenizer.Encode(doc.Text);
+            bytes += System.Text.Encoding.UTF8.GetByteCount(doc.Text);
+            words += doc.Text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Length;
+            tokens += ids.Length;
+            var seq = new long[ids.Length + 1];
+            seq[0] = tokenizer.EosId;
+            for (int i = 0; i < ids.Length; i++) seq[i + 1] = ids[i];
+            for (int start = 0; start < ids.Length; start += maxLength)
+            {
+                var len = Math.Min(maxLength, ids.Length - start);
+                windows.Add((seq[start..(start + len)], seq[(start + 1)..(start + 1 + len)]));
+            }
+        }
+        var device = model.EmbeddingWeight.device;
+        var wasTraining = model.training;
+        model.eval();
+        double ll = 0;
+        using (no_grad())
+        {
+            foreach (var chunk in windows.Chunk(batchSize))
+            {
+                using var scope = NewDisposeScope();
+                var width = chunk.Max(w => w.Input.Length);
+                var input = new long[chunk.Length * width];
+                var target = new long[chunk.Length * width];
+                Array.Fill(input, tokenizer.PadId);
+                Array.Fill(target, LanguageModeling.IgnoreIndex);
+                for (int i = 0; i < chunk.Length; i++)
+                {
+                    chunk[i].Input.CopyTo(input, i * width);
+                    chunk[i].Target.CopyTo(target, i * width);
+                }
+                var logits = model.Forward(tensor(input, dtype: int64, device: device).view(chunk.Length, width));
+                var nll = LanguageModeling.SummedCrossEntropy(logits, tensor(target, dtype: int64, device: device).view(chunk.Length, width));
+                ll -= nll.to(float64).item<double>();
+            }
+        }
+        if (wasTraining) model.train();
+        return new PerplexityResult(name, ll, tokens, bytes, words);
+    }
+}

@@ -1,0 +1,167 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Research.Data;
+using Research.Models;
+using Research.Runs;
+using static TorchSharp.torch;
+
+namespace Research.Training;
+
+/// <summary>The loss became NaN or infinite; the last good checkpoint is kept.</summary>
+public sealed class TrainingDivergedException(string message) : Exception(message);
+
+/// <summary>What a finished (or cached) training run reports.</summary>
+public sealed record TrainResult(long Steps, long ResumedFrom, string FinalCheckpoint, IReadOnlyDictionary<string, double> LastMetrics);
+
+/// <summary>
+/// The one training loop. Every stage plugs in an objective (how a batch becomes a summed loss);
+/// the loop owns the optimizer, schedule, accumulation, clipping, validation, checkpoints,
+/// NaN detection, progress and metrics. Run directory layout:
+/// <c>checkpoints/last/</c> (resumable), <c>final/</c> (the stage's output), <c>metrics.jsonl</c>.
+/// </summary>
+public static class Trainer
+{
+    public const string FinalDir = "final";
+    public const string LastDir = "checkpoints/last";
+    public const string MetricsFile = "metrics.jsonl";
+
+    public static TrainResult Run<TBatch>(
+        LlamaForCausalLM model,
+        ITokenizer tokenizer,
+        IObjective<TBatch> objective,
+        TrainConfig config,
+        string runDir,
+        Func<LlamaForCausalLM, IReadOnlyDictionary<string, double>>? validate = null,
+        TextWriter? log = null) where TBatch : IBatch
+    {
+        config.Validate();
+        if (config.CheckpointEvery % config.LogEvery != 0 || config.EvalEvery % config.LogEvery != 0)
+            throw new ArgumentException($"train config: checkpoint_every ({config.CheckpointEvery}) and eval_every ({config.EvalEvery}) must be multiples of log_every ({config.LogEvery})");
+        log ??= Console.Out;
+        Directory.CreateDirectory(runDir);
+        var device = model.EmbeddingWeight.device;
+        var identity = Identity(objective, config, model.Config);
+        var lastDir = Path.Combine(runDir, LastDir);
+        var metricsPath = Path.Combine(runDir, MetricsFile);
+
+        using var optimizer = new AdamW(model.named_parameters().Select(p => (p.name, p.parameter)));
+        long startStep = 0, tokensSeen = 0;
+        MetricsLog metrics;
+        if (TrainCheckpoint.Exists(lastDir))
+        {
+            var state = TrainCheckpoint.Restore(lastDir, model, optimizer, identity);
+            (startStep, tokensSeen) = (state.Step, state.TokensSeen);
+            log.WriteLine($"{objective.Kind}: resuming from the last checkpoint, step {startStep} of {config.Steps} ({lastDir})");
+            metrics = MetricsLog.ResumeAfter(metricsPath, startStep);
+        }
+        else
+        {
+            Backend.Devices.Seed(config.Seed);
+            metrics = MetricsLog.Create(metricsPath);
+        }
+
+        using var _metrics = metrics;
+        using var sink = new MetricSink();
+        using var firstBad = full(1, -1L, dtype: int64, device: device).DetachFromDisposeScope();   // first step with a non-finite loss
+        var progress = new Progress(objective.Kind, config.Steps);
+        var clock = Stopwatch.StartNew();
+        long tokensThisRun = 0, lastGoodCheckpoint = startStep;
+        var last = new Dictionary<string, double>();
+        model.train();
+
+        for (long step = startStep + 1; step <= config.Steps; step++)
+        {
+            var lr = Schedules.LearningRate(config, step - 1);
+            using (var scope = NewDisposeScope())
+            {
+                optimizer.ZeroGrad();
+                var batches = Enumerable.Range(0, config.Accumulation).Select(m => objective.Batch(step - 1, m, config, device)).ToArray();
+                try
+                {
+                    var normalizer = batches.Sum(b => b.Normalizer);
+                    if (normalizer <= 0)
+                        throw new InvalidOperationException($"{objective.Kind}: step {step} has no token to learn from (every target is masked); check the data's masking");
+                    var total = zeros(1, dtype: float32, device: device);
+                    foreach (var b in batches)
+                    {
+                        var loss = objective.Loss(model, b, sink) / normalizer;          // normalised across the accumulated batch
+                        loss.backward();
+                        total.add_(loss.detach());
+                        tokensThisRun += b.Tokens;
+                        tokensSeen += b.Tokens;
+                    }
+                    sink.Add("loss", total);
+                    var bad = total.isfinite().logical_not().logical_and(firstBad < 0);
+                    firstBad.masked_fill_(bad, step);
+                    var norm = ClipGradNorm(optimizer.Parameters, config.GradClip);
+                    sink.Add("grad_norm", norm);
+                    optimizer.Step(lr, config);
+                }
+                finally
+                {
+                    foreach (var b in batches) b.Dispose();
+                }
+            }
+
+            var atLog = step % config.LogEvery == 0 || step == config.Steps;
+            if (!atLog) continue;
+            var bad0 = firstBad.item<long>();
+            if (bad0 >= 0)
+                throw new TrainingDivergedException(
+                    $"{objective.Kind}: the loss became NaN or infinite at step {bad0}; training stopped. " +
+                    (lastGoodCheckpoint > 0 ? $"The last good checkpoint (step {lastGoodCheckpoint}) is kept at {lastDir}. " : "No checkpoint was written before it. ") +
+                    "Lower the learning rate, check the data, or clip gradients harder.");
+            var values = sink.Drain();
+            values["lr"] = lr;
+            values["tokens_seen"] = tokensSeen;
+            var tps = tokensThisRun / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
+            metrics.Write(step, "train", values, clock.Elapsed.TotalSeconds, tps);
+            last = values;
+            progress.Update(step, $"loss {values["loss"]:F4} lr {lr:E2} {tps / 1000:F1}k tok/s");
+
+            var atEnd = step == config.Steps;
+            if (validate is not null && ((config.EvalEvery > 0 && step % config.EvalEvery == 0) || atEnd))
+            {
+                model.eval();
+                var val = validate(model);
+                model.train();
+                metrics.Write(step, "val", val, clock.Elapsed.TotalSeconds);
+                foreach (var (k, v) in val) last[k] = v;
+            }
+            if (!atEnd && config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0)
+            {
+                TrainCheckpoint.Save(lastDir, model, tokenizer, optimizer, new TrainerState { Step = step, TokensSeen = tokensSeen, Identity = identity });
+                lastGoodCheckpoint = step;
+            }
+        }
+
+        var finalDir = Path.Combine(runDir, FinalDir);
+        Checkpoint.Save(finalDir, model, tokenizer);
+        if (Directory.Exists(lastDir)) Directory.Delete(lastDir, recursive: true);
+        return new TrainResult(config.Steps, startStep, finalDir, last);
+    }
+
+    /// <summary>Scales gradients so their global L2 norm is at most maxNorm; returns the norm before clipping, on device (no host sync).</summary>
+    public static Tensor ClipGradNorm(IEnumerable<Tensor> parameters, double maxNorm)
+    {
+        using var noGrad = no_grad();
+        var grads = parameters.Select(p => p.grad).Where(g => g is not null).Select(g => g!).ToArray();
+        if (grads.Length == 0) return zeros(1);
+        var norm = stack(grads.Select(g => g.pow(2).sum().to(float32)).ToArray()).sum().sqrt();
+        if (maxNorm > 0)
+        {
+            var coef = (maxNorm / (norm + 1e-6)).clamp_max(1.0);
+            foreach (var g in grads) g.mul_(coef.to(g.dtype));
+        }
+        return norm;
+    }
+
+    /// <summary>A digest of what makes two runs the same run: objective kind, train config, model shape.</summary>
+    static string Identity<TBatch>(IObjective<TBatch> objective, TrainConfig config, LlamaConfig model) where TBatch : IBatch
+    {
+        var text = objective.Kind + "\n" + objective.Fingerprint + "\n" + JsonSerializer.Serialize(config) + "\n" + model.ToJson();
+        return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16].ToLowerInvariant();
+    }
+}
