@@ -1,0 +1,609 @@
+using System.IO.MemoryMappedFiles;
+using System.Text;
+using System.Text.Json;
+using Research.Runs;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Research.Models;
+
+/// <summary>One tensor's header entry: dtype code as in the file ("F32", "BF16", ...), shape, and byte range relative to the data area.</summary>
+public sealed record TensorEntry(string Name, string DType, long[] Shape, long Begin, long End)
+{
+    public long ByteLength => End - Begin;
+}
+
+/// <summary>A malformed, truncated or missing safetensors file or checkpoint. The message always names the file, and the tensor where one is involved.</summary>
+public sealed class SafetensorsException : Exception
+{
+    public SafetensorsException(string message, string file, string? tensor = null, Exception? inner = null)
+        : base(message, inner)
+    {
+        FilePath = file;
+        TensorName = tensor;
+    }
+
+    /// <summary>The file (or directory) the error is about.</summary>
+    public string FilePath { get; }
+
+    /// <summary>The tensor the error is about, where one is involved.</summary>
+    public string? TensorName { get; }
+}
+
+/// <summary>
+/// A safetensors file opened read-only through a memory map. The whole header is validated when the
+/// file is opened (dtypes, shapes, offsets in range, sizes consistent, no overlaps or holes, nothing
+/// trailing); tensors are then copied out one at a time on <see cref="Read"/>.
+/// </summary>
+public sealed unsafe class SafetensorsFile : IDisposable
+{
+    /// <summary>Headers above this size are refused before anything is allocated (the reference implementation uses the same bound).</summary>
+    public const long MaxHeaderBytes = 100_000_000;
+
+    readonly MemoryMappedFile _map;
+    readonly MemoryMappedViewAccessor _view;
+    byte* _base;
+    readonly long _dataStart;
+    readonly Dictionary<string, TensorEntry> _byName;
+
+    public string Path { get; }
+    public IReadOnlyList<TensorEntry> Entries { get; }
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    /// <summary>Byte offset of the data area in the file (8 + header length).</summary>
+    public long DataStart => _dataStart;
+
+    SafetensorsFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* basePtr, long dataStart,
+        List<TensorEntry> entries, Dictionary<string, string> metadata)
+    {
+        Path = path;
+        _map = map;
+        _view = view;
+        _base = basePtr;
+        _dataStart = dataStart;
+        Entries = entries;
+        _byName = entries.ToDictionary(e => e.Name, StringComparer.Ordinal);
+        Metadata = metadata;
+    }
+
+    public static SafetensorsFile Open(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (Directory.Exists(path))
+            throw new SafetensorsException(
+                $"{path} is a directory, not a safetensors file; use Safetensors.LoadDirectory for a checkpoint directory.", path);
+        if (!File.Exists(path))
+            throw new SafetensorsException(
+                $"Safetensors file not found: {System.IO.Path.GetFullPath(path)}. Check the path (a checkpoint directory holds model.safetensors or model.safetensors.index.json and its shards).",
+                path);
+
+        FileStream fs;
+        try { fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new SafetensorsException($"Cannot open safetensors file {path}: {e.Message}", path, null, e);
+        }
+
+        var length = fs.Length;
+        if (length < 8)
+        {
+            fs.Dispose();
+            throw new SafetensorsException(
+                $"{path}: file is {length} bytes, shorter than the 8-byte header length; it is not a safetensors file or was truncated.", path);
+        }
+
+        MemoryMappedFile? map = null;
+        MemoryMappedViewAccessor? view = null;
+        byte* ptr = null;
+        try
+        {
+            map = MemoryMappedFile.CreateFromFile(fs, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+            view = map.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref ptr);
+            ptr += view.PointerOffset;
+            var (dataStart, entries, metadata) = ParseHeader(path, ptr, length);
+            return new SafetensorsFile(path, map, view, ptr, dataStart, entries, metadata);
+        }
+        catch (Exception e)
+        {
+            if (ptr != null) view!.SafeMemoryMappedViewHandle.ReleasePointer();
+            view?.Dispose();
+            if (map is not null) map.Dispose(); else fs.Dispose();
+            if (e is SafetensorsException) throw;
+            throw new SafetensorsException($"Cannot read safetensors file {path}: {e.Message}", path, null, e);
+        }
+    }
+
+    static (long DataStart, List<TensorEntry> Entries, Dictionary<string, string> Metadata) ParseHeader(string path, byte* ptr, long fileLength)
+    {
+        ulong n = BitConverterLE.ReadUInt64(ptr);
+        if (n > (ulong)(fileLength - 8))
+            throw new SafetensorsException(
+                $"{path}: header length {n} is larger than the {fileLength - 8} bytes after the length field; the file is truncated or not a safetensors file.", path);
+        if (n > MaxHeaderBytes)
+            throw new SafetensorsException($"{path}: header length {n} exceeds the {MaxHeaderBytes}-byte limit.", path);
+        if (n < 2)
+            throw new SafetensorsException($"{path}: header length {n} is too small to hold a JSON object.", path);
+
+        var headerLen = (int)n;
+        var dataStart = 8 + (long)n;
+        var dataLength = fileLength - dataStart;
+        var header = new byte[headerLen];
+        new ReadOnlySpan<byte>(ptr + 8, headerLen).CopyTo(header);
+
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(header, new JsonDocumentOptions { MaxDepth = 16 }); }
+        catch (JsonException e)
+        {
+            throw new SafetensorsException($"{path}: header is not valid JSON: {e.Message}", path, null, e);
+        }
+
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                throw new SafetensorsException($"{path}: header JSON is a {doc.RootElement.ValueKind}, expected an object.", path);
+
+            var entries = new List<TensorEntry>();
+            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var prop in doc.RootElement.EnumerateObject())
+            {
+                var name = prop.Name;
+                if (!seen.Add(name))
+                    throw new SafetensorsException($"{path}: header lists '{name}' twice.", path, name == "__metadata__" ? null : name);
+                if (name == "__metadata__")
+                {
+                    if (prop.Value.ValueKind != JsonValueKind.Object)
+                        throw new SafetensorsException($"{path}: __metadata__ must be an object of strings.", path);
+                    foreach (var m in prop.Value.EnumerateObject())
+                    {
+                        if (m.Value.ValueKind != JsonValueKind.String)
+                            throw new SafetensorsException($"{path}: __metadata__ value for '{m.Name}' is a {m.Value.ValueKind}, expected a string.", path);
+                        metadata[m.Name] = m.Value.GetString()!;
+                    }
+                    continue;
+                }
+                entries.Add(ParseEntry(path, name, prop.Value, dataLength));
+            }
+
+            CheckLayout(path, entries, dataLength);
+            return (dataStart, entries, metadata);
+        }
+    }
+
+    static TensorEntry ParseEntry(string path, string name, JsonElement e, long dataLength)
+    {
+        SafetensorsException Bad(string what) => new($"{path}: tensor '{name}': {what}", path, name);
+
+        if (e.ValueKind != JsonValueKind.Object) throw Bad($"entry is a {e.ValueKind}, expected an object with dtype, shape and data_offsets.");
+        if (!e.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String) throw Bad("missing or non-string 'dtype'.");
+        var dtype = dt.GetString()!;
+        if (!Safetensors.TryScalarType(dtype, out _))
+            throw Bad($"unknown dtype '{dtype}' (supported: {string.Join(", ", Safetensors.SupportedDTypes)}).");
+        if (!e.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array) throw Bad("missing or non-array 'shape'.");
+        var shape = new long[sh.GetArrayLength()];
+        var i = 0;
+        foreach (var d in sh.EnumerateArray())
+        {
+            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out var v) || v < 0)
+                throw Bad($"shape {sh.GetRawText()} must hold non-negative integers.");
+            shape[i++] = v;
+        }
+        if (!e.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
+            throw Bad("missing 'data_offsets' or it is not [begin, end].");
+        var begin = ReadOffset(off[0]);
+        var end = ReadOffset(off[1]);
+        if (begin is null || end is null) throw Bad($"data_offsets {off.GetRawText()} must be two non-negative integers.");
+        if (end < begin) throw Bad($"data_offsets {off.GetRawText()}: end is before begin.");
+        if (end > dataLength)
+            throw Bad($"data_offsets {off.GetRawText()} run past the end of the data area ({dataLength} bytes); the file is truncated or the offsets are wrong.");
+
+        long expected;
+        try
+        {
+            checked
+            {
+                long count = 1;
+                foreach (var d in shape) count *= d;
+                expected = count * Safetensors.DTypeSize(dtype);
+            }
+        }
+        catch (OverflowException) { throw Bad($"shape {sh.GetRawText()} is too large."); }
+        if (end - begin != expected)
+            throw Bad($"data_offsets {off.GetRawText()} cover {end - begin} bytes, but shape {sh.GetRawText()} of {dtype} needs {expected}.");
+        return new TensorEntry(name, dtype, shape, begin.Value, end.Value);
+    }
+
+    static long? ReadOffset(JsonElement e) =>
+        e.ValueKind == JsonValueKind.Number && e.TryGetInt64(out var v) && v >= 0 ? v : null;
+
+    /// <summary>Sorts entries by offset and checks they tile the data area exactly: no overlap, no hole, nothing trailing.</summary>
+    static void CheckLayout(string path, List<TensorEntry> entries, long dataLength)
+    {
+        entries.Sort((a, b) => a.Begin != b.Begin ? a.Begin.CompareTo(b.Begin)
+            : a.End != b.End ? a.End.CompareTo(b.End) : string.CompareOrdinal(a.Name, b.Name));
+        long covered = 0;
+        TensorEntry? prev = null;
+        foreach (var e in entries)
+        {
+            if (e.Begin < covered)
+                throw new SafetensorsException(
+                    $"{path}: tensor '{e.Name}' [{e.Begin}, {e.End}) overlaps tensor '{prev!.Name}' [{prev.Begin}, {prev.End}).", path, e.Name);
+            if (e.Begin > covered)
+                throw new SafetensorsException(
+                    $"{path}: bytes [{covered}, {e.Begin}) before tensor '{e.Name}' belong to no tensor (the format allows no holes).", path, e.Name);
+            covered = e.End;
+            prev = e;
+        }
+        if (covered != dataLength)
+            throw new SafetensorsException(
+                $"{path}: tensors cover {covered} bytes of the {dataLength}-byte data area; {dataLength - covered} trailing bytes belong to no tensor"
+                + (prev is null ? "." : $" (last tensor '{prev.Name}')."), path, prev?.Name);
+    }
+
+    public bool Contains(string name) => _byName.ContainsKey(name);
+
+    public TensorEntry Entry(string name) =>
+        _byName.TryGetValue(name, out var e) ? e
+        : throw new SafetensorsException($"{Path}: no tensor named '{name}' (the file holds {_byName.Count}).", Path, name);
+
+    /// <summary>A fresh CPU tensor (its own memory, not the map's) in the stored dtype.</summary>
+    public Tensor Read(string name)
+    {
+        ObjectDisposedException.ThrowIf(_base == null, this);
+        var e = Entry(name);
+        var t = empty(e.Shape, Safetensors.ScalarTypeOf(e.DType), CPU);
+        try
+        {
+            Safetensors.CopyIn(t, _base + _dataStart + e.Begin, e.ByteLength);
+            return t;
+        }
+        catch
+        {
+            t.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_base == null) return;
+        _base = null;
+        _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _view.Dispose();
+        _map.Dispose();
+    }
+}
+
+static unsafe class BitConverterLE
+{
+    public static ulong ReadUInt64(byte* p) =>
+        System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(p, 8));
+}
+
+/// <summary>Reads and writes safetensors files and Hugging Face style checkpoint directories.</summary>
+public static class Safetensors
+{
+    public const string SingleFileName = "model.safetensors";
+    public const string IndexFileName = "model.safetensors.index.json";
+
+    static readonly (string Code, ScalarType Type, int Size)[] DTypes =
+    [
+        ("F64", ScalarType.Float64, 8), ("F32", ScalarType.Float32, 4), ("F16", ScalarType.Float16, 2),
+        ("BF16", ScalarType.BFloat16, 2), ("I64", ScalarType.Int64, 8), ("I32", ScalarType.Int32, 4),
+        ("I16", ScalarType.Int16, 2), ("I8", ScalarType.Int8, 1), ("U8", ScalarType.Byte, 1), ("BOOL", ScalarType.Bool, 1),
+    ];
+
+    public static IReadOnlyList<string> SupportedDTypes { get; } = DTypes.Select(d => d.Code).ToArray();
+
+    public static bool TryScalarType(string dtype, out ScalarType type)
+    {
+        foreach (var d in DTypes)
+            if (d.Code == dtype) { type = d.Type; return true; }
+        type = default;
+        return false;
+    }
+
+    public static ScalarType ScalarTypeOf(string dtype) =>
+        TryScalarType(dtype, out var t) ? t : throw new ArgumentException($"Unknown safetensors dtype '{dtype}'.", nameof(dtype));
+
+    public static bool TryDTypeOf(ScalarType type, out string dtype)
+    {
+        foreach (var d in DTypes)
+            if (d.Type == type) { dtype = d.Code; return true; }
+        dtype = "";
+        return false;
+    }
+
+    public static int DTypeSize(string dtype)
+    {
+        foreach (var d in DTypes)
+            if (d.Code == dtype) return d.Size;
+        throw new ArgumentException($"Unknown safetensors dtype '{dtype}'.", nameof(dtype));
+    }
+
+    // ---- raw byte copies between tensors and memory, chunked so tensors over 2 GiB work ----
+
+    const long ChunkBytes = 1L << 30;
+
+    internal static unsafe void CopyIn(Tensor dst, byte* src, long nbytes)
+    {
+        if (nbytes == 0) return;
+        ForEachChunk(dst, (span, offset) => new ReadOnlySpan<byte>(src + offset, span.Length).CopyTo(span));
+    }
+
+    static void ForEachChunk(Tensor t, SpanAction action)
+    {
+        var elem = t.element_size();
+        var n = t.numel();
+        if (n * elem <= ChunkBytes)
+        {
+            action(t.bytes, 0);
+            return;
+        }
+        using var flat = t.view(-1);
+        var per = Math.Max(1, ChunkBytes / elem);
+        for (long start = 0; start < n; start += per)
+        {
+            using var part = flat.narrow(0, start, Math.Min(per, n - start));
+            action(part.bytes, start * elem);
+        }
+    }
+
+    delegate void SpanAction(Span<byte> span, long offset);
+
+    // ---- writing ----
+
+    sealed record Planned(string Name, Tensor Tensor, string DType, long[] Shape, long Bytes);
+
+    static List<Planned> Plan(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        var list = new List<Planned>();
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (name, t) in tensors)
+        {
+            if (string.IsNullOrEmpty(name)) throw new SafetensorsException($"{path}: a tensor has an empty name.", path);
+            if (name == "__metadata__") throw new SafetensorsException($"{path}: '__metadata__' is reserved and cannot name a tensor.", path, name);
+            if (!names.Add(name)) throw new SafetensorsException($"{path}: tensor '{name}' is given twice.", path, name);
+            if (t is null || t.IsInvalid) throw new SafetensorsException($"{path}: tensor '{name}' is null or disposed.", path, name);
+            if (!TryDTypeOf(t.dtype, out var code))
+                throw new SafetensorsException($"{path}: tensor '{name}' has dtype {t.dtype}, which safetensors here does not store (supported: {string.Join(", ", SupportedDTypes)}).", path, name);
+            list.Add(new Planned(name, t, code, t.shape, t.numel() * t.element_size()));
+        }
+        return list;
+    }
+
+    public static void Save(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        WritePlanned(path, Plan(path, tensors), metadata);
+    }
+
+    static void WritePlanned(string path, List<Planned> plan, IReadOnlyDictionary<string, string>? metadata)
+    {
+        plan.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
+        var header = BuildHeader(plan, metadata);
+        AtomicFile.Write(path, s =>
+        {
+            Span<byte> len = stackalloc byte[8];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
+            s.Write(len);
+            s.Write(header);
+            using var _ = no_grad();
+            foreach (var p in plan)
+            {
+                if (p.Bytes == 0) continue;
+                using var cpu = p.Tensor.cpu();
+                using var c = cpu.contiguous();
+                ForEachChunk(c, (span, _) => s.Write(span));
+            }
+        });
+    }
+
+    /// <summary>JSON header bytes, padded with spaces so the data area starts 8-byte aligned.</summary>
+    static byte[] BuildHeader(List<Planned> plan, IReadOnlyDictionary<string, string>? metadata)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms))
+        {
+            w.WriteStartObject();
+            if (metadata is { Count: > 0 })
+            {
+                w.WriteStartObject("__metadata__");
+                foreach (var (k, v) in metadata.OrderBy(kv => kv.Key, StringComparer.Ordinal)) w.WriteString(k, v);
+                w.WriteEndObject();
+            }
+            long offset = 0;
+            foreach (var p in plan)
+            {
+                w.WriteStartObject(p.Name);
+                w.WriteString("dtype", p.DType);
+                w.WriteStartArray("shape");
+                foreach (var d in p.Shape) w.WriteNumberValue(d);
+                w.WriteEndArray();
+                w.WriteStartArray("data_offsets");
+                w.WriteNumberValue(offset);
+                w.WriteNumberValue(offset + p.Bytes);
+                w.WriteEndArray();
+                w.WriteEndObject();
+                offset += p.Bytes;
+            }
+            w.WriteEndObject();
+        }
+        var pad = (int)((8 - ms.Length % 8) % 8);
+        for (var i = 0; i < pad; i++) ms.WriteByte((byte)' ');
+        return ms.ToArray();
+    }
+
+    /// <summary>
+    /// Writes a checkpoint directory: a single model.safetensors when everything fits in one shard of
+    /// <paramref name="maxShardBytes"/>, else model-0000i-of-0000N.safetensors shards (tensors in the given
+    /// order, a new shard when the next tensor would overflow; a tensor larger than the limit gets its own)
+    /// plus model.safetensors.index.json. Shards and index from an earlier save in the same layout family are removed.
+    /// </summary>
+    public static void SaveSharded(string dir, IEnumerable<KeyValuePair<string, Tensor>> tensors, long maxShardBytes)
+    {
+        ArgumentNullException.ThrowIfNull(dir);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxShardBytes);
+        var plan = Plan(dir, tensors);
+        Directory.CreateDirectory(dir);
+
+        var shards = new List<List<Planned>> { new() };
+        long current = 0;
+        foreach (var p in plan)
+        {
+            if (shards[^1].Count > 0 && current + p.Bytes > maxShardBytes)
+            {
+                shards.Add([]);
+                current = 0;
+            }
+            shards[^1].Add(p);
+            current += p.Bytes;
+        }
+
+        var written = new HashSet<string>(StringComparer.Ordinal);
+        if (shards.Count == 1)
+        {
+            WritePlanned(System.IO.Path.Combine(dir, SingleFileName), shards[0], null);
+            written.Add(SingleFileName);
+        }
+        else
+        {
+            var weightMap = new SortedDictionary<string, string>(StringComparer.Ordinal);
+            for (var i = 0; i < shards.Count; i++)
+            {
+                var file = $"model-{i + 1:D5}-of-{shards.Count:D5}.safetensors";
+                WritePlanned(System.IO.Path.Combine(dir, file), shards[i], null);
+                written.Add(file);
+                foreach (var p in shards[i]) weightMap[p.Name] = file;
+            }
+            var total = plan.Sum(p => p.Bytes);
+            AtomicFile.Write(System.IO.Path.Combine(dir, IndexFileName), s =>
+            {
+                using var w = new Utf8JsonWriter(s, new JsonWriterOptions { Indented = true });
+                w.WriteStartObject();
+                w.WriteStartObject("metadata");
+                w.WriteNumber("total_size", total);
+                w.WriteEndObject();
+                w.WriteStartObject("weight_map");
+                foreach (var (k, v) in weightMap) w.WriteString(k, v);
+                w.WriteEndObject();
+                w.WriteEndObject();
+            });
+            written.Add(IndexFileName);
+        }
+
+        // Leave one unambiguous layout behind: drop files of an earlier save that this one did not write.
+        foreach (var f in Directory.EnumerateFiles(dir))
+        {
+            var name = System.IO.Path.GetFileName(f);
+            var ours = name == SingleFileName || name == IndexFileName
+                || (name.StartsWith("model-", StringComparison.Ordinal) && name.Contains("-of-", StringComparison.Ordinal)
+                    && name.EndsWith(".safetensors", StringComparison.Ordinal));
+            if (ours && !written.Contains(name)) File.Delete(f);
+        }
+    }
+
+    // ---- reading ----
+
+    public static Dictionary<string, Tensor> Load(string path)
+    {
+        using var f = SafetensorsFile.Open(path);
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var e in f.Entries) result[e.Name] = f.Read(e.Name);
+            return result;
+        }
+        catch
+        {
+            foreach (var t in result.Values) t.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Loads a checkpoint directory: model.safetensors if present, else model.safetensors.index.json and the
+    /// shards its weight_map names (every listed tensor must be in the shard the index names).
+    /// </summary>
+    public static Dictionary<string, Tensor> LoadDirectory(string dir)
+    {
+        ArgumentNullException.ThrowIfNull(dir);
+        if (!Directory.Exists(dir))
+            throw new SafetensorsException(
+                File.Exists(dir)
+                    ? $"{dir} is a file, not a checkpoint directory; use Safetensors.Load for a single file."
+                    : $"Checkpoint directory not found: {System.IO.Path.GetFullPath(dir)}. Check the path.", dir);
+        var single = System.IO.Path.Combine(dir, SingleFileName);
+        if (File.Exists(single)) return Load(single);
+        var index = System.IO.Path.Combine(dir, IndexFileName);
+        if (!File.Exists(index))
+            throw new SafetensorsException(
+                $"{System.IO.Path.GetFullPath(dir)} holds neither {SingleFileName} nor {IndexFileName}; is it a safetensors checkpoint directory?", dir);
+
+        var weightMap = ReadIndex(index);
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var group in weightMap.GroupBy(kv => kv.Value, StringComparer.Ordinal))
+            {
+                var shardPath = System.IO.Path.Combine(dir, group.Key);
+                if (!File.Exists(shardPath))
+                    throw new SafetensorsException(
+                        $"{index}: shard {shardPath} (holding tensor '{group.First().Key}' among others) does not exist; the checkpoint is incomplete.",
+                        shardPath, group.First().Key);
+                using var f = SafetensorsFile.Open(shardPath);
+                foreach (var (name, _) in group)
+                {
+                    if (!f.Contains(name))
+                        throw new SafetensorsException(
+                            $"{index} puts tensor '{name}' in {shardPath}, which does not hold it.", shardPath, name);
+                    result[name] = f.Read(name);
+                }
+            }
+            return result;
+        }
+        catch
+        {
+            foreach (var t in result.Values) t.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The weight_map of a model.safetensors.index.json: tensor name to shard file name (validated to stay in the directory).</summary>
+    public static IReadOnlyDictionary<string, string> ReadIndex(string indexPath)
+    {
+        string text;
+        try { text = File.ReadAllText(indexPath); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new SafetensorsException($"Cannot read index {indexPath}: {e.Message}", indexPath, null, e);
+        }
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(text); }
+        catch (JsonException e)
+        {
+            throw new SafetensorsException($"{indexPath}: not valid JSON: {e.Message}", indexPath, null, e);
+        }
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Object
+                || !doc.RootElement.TryGetProperty("weight_map", out var wm) || wm.ValueKind != JsonValueKind.Object)
+                throw new SafetensorsException($"{indexPath}: expected an object with a \"weight_map\" object.", indexPath);
+            var map = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var p in wm.EnumerateObject())
+            {
+                if (p.Value.ValueKind != JsonValueKind.String)
+                    throw new SafetensorsException($"{indexPath}: weight_map entry for tensor '{p.Name}' is not a file name.", indexPath, p.Name);
+                var file = p.Value.GetString()!;
+                if (file.Length == 0 || file != System.IO.Path.GetFileName(file) || file is "." or ".." || file.Contains('\\'))
+                    throw new SafetensorsException(
+                        $"{indexPath}: weight_map puts tensor '{p.Name}' in '{file}', which is not a plain file name in the checkpoint directory.", indexPath, p.Name);
+                if (!map.TryAdd(p.Name, file))
+                    throw new SafetensorsException($"{indexPath}: weight_map lists tensor '{p.Name}' twice.", indexPath, p.Name);
+            }
+            return map;
+        }
+    }
+}
