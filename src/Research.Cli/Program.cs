@@ -1,11 +1,52 @@
+using Research.Cli.Commands;
+
 namespace Research.Cli;
 
 public static class Program
 {
+    const string Help = """
+        research: domain-adaptive post-training experiments
+
+        commands:
+          quickstart              pretrain a tiny model, adapt it with and without replay, print perplexities
+          run SCRIPT.fsx [ARGS]   run an F# script with the Research assemblies referenced
+          doctor                  show how torch was started (backend, device, threads)
+
+        every command takes --workspace DIR (default ./runs, or $RESEARCH_WORKSPACE)
+        """;
+
     public static int Main(string[] args)
     {
-        Research.Backend.TorchRuntime.EnsureStarted();
-        Console.WriteLine(Research.Backend.TorchRuntime.Report);
+        try
+        {
+            if (args.Length == 0 || args[0] is "help" or "--help" or "-h") { Console.WriteLine(Help); return 0; }
+            Research.Backend.TorchRuntime.EnsureStarted();
+            return args[0] switch
+            {
+                "quickstart" => QuickstartCommand.Execute(CliArgs.Parse(args.Skip(1))),
+                "run" => RunCommand.Execute(args),
+                "doctor" => Doctor(),
+                _ => throw new CliException($"unknown command '{args[0]}'\n\n{Help}"),
+            };
+        }
+        catch (CliException e)
+        {
+            Console.Error.WriteLine($"research: {e.Message}");
+            return 2;
+        }
+        catch (Exception e) when (e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException
+                                      or Research.Training.TrainingDivergedException or ArgumentException or InvalidOperationException)
+        {
+            Console.Error.WriteLine($"research: {e.Message}");
+            return 1;
+        }
+    }
+
+    static int Doctor()
+    {
+        Console.WriteLine($"torch start-up: {Research.Backend.TorchRuntime.Report}");
+        Console.WriteLine($"device (auto): {Research.Backend.Devices.Choose()}; cuda available: {TorchSharp.torch.cuda.is_available()}");
+        Console.WriteLine($"threads: {TorchSharp.torch.get_num_threads()}");
         return 0;
     }
 }
