@@ -1,0 +1,70 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Research.Data;
+
+/// <summary>Finds a tokenizer by its short name or from the files <see cref="ITokenizer.Save"/> wrote.</summary>
+public static class Tokenizers
+{
+    public const string ConfigFile = "tokenizer_config.json";
+    public const string JsonFile = "tokenizer.json";
+    public static IReadOnlyList<string> Names { get; } = ["byte", "gpt2"];
+
+    internal static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true };
+
+    /// <summary>"byte" or "gpt2" (case-insensitive).</summary>
+    public static ITokenizer ByName(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return TryByName(name) ?? throw new TokenizerException(
+            $"unknown tokenizer \"{name}\" (known: {string.Join(", ", Names)})");
+    }
+
+    static ITokenizer? TryByName(string name) => name.Trim().ToLowerInvariant() switch
+    {
+        "byte" => ByteTokenizer.Instance,
+        "gpt2" or "gpt-2" => Gpt2Tokenizer.Instance,
+        _ => null,
+    };
+
+    /// <summary>
+    /// Reads <c>tokenizer_config.json</c> in <paramref name="directory"/>: its "research_tokenizer" field picks
+    /// the tokenizer; without one, a Hugging Face "tokenizer_class" of GPT2Tokenizer(Fast) means gpt2.
+    /// </summary>
+    public static ITokenizer Load(string directory)
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        var path = Path.Combine(directory, ConfigFile);
+        if (!File.Exists(path))
+            throw new TokenizerException($"{path}: tokenizer config not found (a checkpoint directory should hold {ConfigFile}; save one with ITokenizer.Save)");
+        JsonNode? root;
+        try { root = JsonNode.Parse(File.ReadAllText(path)); }
+        catch (JsonException e) { throw new TokenizerException($"{path}: malformed JSON ({e.Message})", e); }
+        if (root is not JsonObject obj)
+            throw new TokenizerException($"{path}: expected a JSON object");
+
+        var name = StringField(obj, "research_tokenizer");
+        if (name is null)
+        {
+            var cls = StringField(obj, "tokenizer_class");
+            if (cls is "GPT2Tokenizer" or "GPT2TokenizerFast") name = "gpt2";
+            else throw new TokenizerException(
+                $"{path}: no \"research_tokenizer\" field and tokenizer_class \"{cls ?? "(none)"}\" is not one this framework knows (known: {string.Join(", ", Names)})");
+        }
+        return TryByName(name) ?? throw new TokenizerException(
+            $"{path}: unknown research_tokenizer \"{name}\" (known: {string.Join(", ", Names)})");
+    }
+
+    static string? StringField(JsonObject obj, string field) =>
+        obj[field] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
+
+    internal static JsonObject Config(string cls, string name, string bos, string eos, string pad, int vocab) => new()
+    {
+        ["tokenizer_class"] = cls,
+        ["research_tokenizer"] = name,
+        ["bos_token"] = bos,
+        ["eos_token"] = eos,
+        ["pad_token"] = pad,
+        ["vocab_size"] = vocab,
+    };
+}
