@@ -238,6 +238,21 @@ let mixtureTests =
                 Expect.equal (Array.sort g.[e * 6 .. e * 6 + 5]) [| 0 .. 5 |] (sprintf "general epoch %d" e)
             Expect.equal (m.BlockAt(5L).ToArray()) ((if fst draws.[5] = 0 then dom else gen).Block(snd draws.[5]).ToArray()) "BlockAt"
         }
+        test "fractions with no small period fall back to a 65536-item period, still close on every prefix" {
+            let f = 1.0 / Math.PI
+            let m = Mixture([| MixtureSource("a", blocks "a" 31 10, f); MixtureSource("b", blocks "b" 31 10, 1.0 - f) |], 1)
+            Expect.equal m.Period 65536 "fallback period"
+            Expect.equal (m.Quota 0 + m.Quota 1) 65536L "quotas fill the period"
+            let mutable count = 0
+            for j in 0 .. 19999 do
+                if fst (sample m (int64 j)) = 0 then count <- count + 1
+                Expect.isLessThanOrEqual (abs (float count - f * float (j + 1))) 1.01 (sprintf "prefix %d" (j + 1))
+        }
+        test "SplitMix64 output is pinned (seeded orders must not change between versions)" {
+            let r = Rng(0L)
+            Expect.equal (r.NextUInt64()) 0xE220A8397B1DCDAFUL "first output for seed 0"
+            Expect.equal (r.NextUInt64()) 0x6E789E6AA1B965F4UL "second output for seed 0"
+        }
         test "fractions must be >= 0 and sum to 1" {
             let b = blocks "b" 21 10
             throwsWith<ArgumentException> [ "sum to 1" ] (fun () -> Mixture([| MixtureSource("a", b, 0.5); MixtureSource("c", b, 0.4) |], 0) |> ignore)
