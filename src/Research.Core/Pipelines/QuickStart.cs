@@ -9,6 +9,7 @@ using Research.Models;
 using Research.Runs;
 using Research.Stages;
 using Research.Training;
+using TorchSharp;
 
 namespace Research.Pipelines;
 
