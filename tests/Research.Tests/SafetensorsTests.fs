@@ -312,6 +312,38 @@ let tests =
                 Expect.equal f.Entries.Count 4 "empties at a shared offset accepted")
         }
 
+        test "chunked copies (forced tiny chunks) give the same bytes and values" {
+            withTempDir (fun dir ->
+                let field =
+                    match typeof<Safetensors>.GetField("ChunkBytes", Reflection.BindingFlags.NonPublic ||| Reflection.BindingFlags.Static) with
+                    | null -> failtest "ChunkBytes field not found"
+                    | f -> f
+                let original = field.GetValue null
+                let src =
+                    [ "f32", torch.randn([| 13L; 7L |])
+                      "bf16", torch.randn([| 101L |]).to_type(torch.ScalarType.BFloat16)
+                      "i8", torch.arange(200L, dtype = torch.ScalarType.Int64).remainder(torch.tensor(100L)).to_type(torch.ScalarType.Int8) ]
+                let path = Path.Combine(dir, "chunks.safetensors")
+                let plainPath = Path.Combine(dir, "plain.safetensors")
+                Safetensors.Save(plainPath, src |> List.map (fun (n, t) -> kv n t))
+                try
+                    field.SetValue(null, box 7L)   // not a multiple of any element size
+                    Safetensors.Save(path, src |> List.map (fun (n, t) -> kv n t))
+                    let back = Safetensors.Load path
+                    for (n, t) in src do Expect.isTrue (same back[n] t) $"{n} round-trips through chunks"
+                finally
+                    field.SetValue(null, original)
+                Expect.equal (File.ReadAllBytes path) (File.ReadAllBytes plainPath) "chunked write = plain write")
+        }
+
+        test "BOOL data other than 0/1 is refused on read" {
+            withTempDir (fun dir ->
+                let p = Path.Combine(dir, "bool.safetensors")
+                writeRaw p """{"flags":{"dtype":"BOOL","shape":[3],"data_offsets":[0,3]}}""" [| 1uy; 0uy; 7uy |]
+                use f = SafetensorsFile.Open p
+                expectError p (Some "flags") [ "not 0 or 1" ] (fun () -> f.Read "flags" |> ignore))
+        }
+
         test "unknown tensor name, duplicate names and unsupported dtypes on save" {
             withTempDir (fun dir ->
                 let p = Path.Combine(dir, "names.safetensors")
