@@ -252,6 +252,13 @@ public sealed unsafe class SafetensorsFile : IDisposable
     {
         ObjectDisposedException.ThrowIf(_base == null, this);
         var e = Entry(name);
+        if (e.DType == "BOOL" && e.ByteLength > 0)
+        {
+            var bad = FirstNonBool(_base + _dataStart + e.Begin, e.ByteLength);
+            if (bad >= 0)
+                throw new SafetensorsException(
+                    $"{Path}: tensor '{name}' is BOOL but byte {bad} of its data is {_base[_dataStart + e.Begin + bad]}, not 0 or 1.", Path, name);
+        }
         var t = empty(e.Shape, Safetensors.ScalarTypeOf(e.DType), CPU);
         try
         {
@@ -263,6 +270,17 @@ public sealed unsafe class SafetensorsFile : IDisposable
             t.Dispose();
             throw;
         }
+    }
+
+    static long FirstNonBool(byte* p, long n)
+    {
+        for (long start = 0; start < n; start += int.MaxValue)
+        {
+            var len = (int)Math.Min(int.MaxValue, n - start);
+            var i = new ReadOnlySpan<byte>(p + start, len).IndexOfAnyExcept((byte)0, (byte)1);
+            if (i >= 0) return start + i;
+        }
+        return -1;
     }
 
     public void Dispose()
@@ -324,7 +342,9 @@ public static class Safetensors
 
     // ---- raw byte copies between tensors and memory, chunked so tensors over 2 GiB work ----
 
-    const long ChunkBytes = 1L << 30;
+    // Spans are int-sized, so tensors are copied in chunks of at most this many bytes (a field, not a
+    // constant, so tests can shrink it to exercise the chunked path on small tensors).
+    static long ChunkBytes = 1L << 30;
 
     internal static unsafe void CopyIn(Tensor dst, byte* src, long nbytes)
     {
@@ -336,13 +356,14 @@ public static class Safetensors
     {
         var elem = t.element_size();
         var n = t.numel();
-        if (n * elem <= ChunkBytes)
+        var chunk = Volatile.Read(ref ChunkBytes);
+        if (n * elem <= chunk)
         {
             action(t.bytes, 0);
             return;
         }
         using var flat = t.view(-1);
-        var per = Math.Max(1, ChunkBytes / elem);
+        var per = Math.Max(1, chunk / elem);
         for (long start = 0; start < n; start += per)
         {
             using var part = flat.narrow(0, start, Math.Min(per, n - start));
