@@ -209,24 +209,27 @@ public sealed class LlamaForCausalLM : nn.Module
     readonly Linear? lm_head;
     public LlamaConfig Config { get; }
 
-    public LlamaForCausalLM(LlamaConfig config) : base("LlamaForCausalLM")
+    /// <param name="seed">Seed of the initial weights, drawn from a generator of their own, so the same seed
+    /// gives the same model whatever else uses torch's global generator. Null: the global generator.</param>
+    public LlamaForCausalLM(LlamaConfig config, long? seed = null) : base("LlamaForCausalLM")
     {
         Config = config.Validate();
         model = new LlamaModel(config);
         if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
         RegisterComponents();
-        InitWeights();
+        using var generator = seed is { } s ? new Generator((ulong)s) : null;
+        InitWeights(generator);
     }
 
     /// <summary>Normal(0, initializer_range) for every matrix, ones for norms, zeros for biases (as HF Llama).</summary>
-    void InitWeights()
+    void InitWeights(Generator? generator)
     {
         using var _ = no_grad();
         foreach (var (name, p) in named_parameters())
         {
             if (name.EndsWith("layernorm.weight") || name == "model.norm.weight") p.fill_(1.0);
             else if (name.EndsWith(".bias")) p.zero_();
-            else nn.init.normal_(p, 0.0, Config.InitializerRange);
+            else p.normal_(0.0, Config.InitializerRange, generator);
         }
     }
 

@@ -89,8 +89,7 @@ public static class QuickStart
         var pretrainKey = StageRunner.Key("pretrain", o.Model.ToJson(), JsonSerializer.Serialize(pretrainConfig), general.Fingerprint, o.ValidationFraction.ToString("R"), o.BlockLength.ToString());
         var pretrain = StageRunner.Run(stagesRoot, "pretrain", pretrainKey, dir =>
         {
-            Devices.Seed(o.Seed);
-            using var model = new LlamaForCausalLM(o.Model with { MaxPositionEmbeddings = Math.Max(o.Model.MaxPositionEmbeddings, o.BlockLength) });
+            using var model = new LlamaForCausalLM(o.Model with { MaxPositionEmbeddings = Math.Max(o.Model.MaxPositionEmbeddings, o.BlockLength) }, o.Seed);
             model.to(device);
             log.WriteLine($"pretrain: {model.ParameterCount():N0} parameters, {o.PretrainSteps} steps of {o.BatchSize} x {o.BlockLength} tokens");
             return Trainer.Run(model, tokenizer, Adapt.Pretrain(generalBlocks, pretrainConfig, general.Fingerprint), pretrainConfig, dir, Validate, log);

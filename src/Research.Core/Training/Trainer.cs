@@ -65,7 +65,7 @@ public static class Trainer
         using var _metrics = metrics;
         using var sink = new MetricSink();
         using var firstBad = full(1, -1L, dtype: int64, device: device).DetachFromDisposeScope();   // first step with a non-finite loss
-        var progress = new Progress(objective.Kind, config.Steps);
+        var progress = new Progress(objective.Kind, config.Steps, ReferenceEquals(log, Console.Out) ? null : log);
         var clock = Stopwatch.StartNew();
         long tokensThisRun = 0, lastGoodCheckpoint = startStep;
         var last = new Dictionary<string, double>();

@@ -1,0 +1,38 @@
+/// Small fixtures shared by the test lists: a micro model, temp directories, tensors from arrays.
+module Research.Tests.TestUtil
+
+open System
+open System.IO
+open TorchSharp
+open Research.Models
+
+/// A model small enough that a training step takes milliseconds.
+let microConfig =
+    LlamaConfig(
+        VocabSize = 259, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2,
+        NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64)
+
+let microModel (seed: int64) = new LlamaForCausalLM(microConfig, seed)
+
+let tempDir (name: string) =
+    let d = Path.Combine(Path.GetTempPath(), "research-tests", $"{name}-{Guid.NewGuid():N}")
+    Directory.CreateDirectory d |> ignore
+    d
+
+let ids (xs: int64 list) = torch.tensor(List.toArray xs, dtype = torch.int64).unsqueeze(0L)
+
+let maxAbsDiff (a: torch.Tensor) (b: torch.Tensor) =
+    use d = (a - b).abs().max()
+    d.``to``(torch.float64).item<float>()
+
+/// Asserts that f throws and that the message contains every given fragment.
+let throwsWith<'e when 'e :> exn> (f: unit -> unit) (fragments: string list) (what: string) =
+    let ex =
+        try f (); None
+        with :? 'e as e -> Some (e :> exn)
+    match ex with
+    | None -> failwithf "%s: expected %s" what typeof<'e>.Name
+    | Some e ->
+        for frag in fragments do
+            if not (e.Message.Contains(frag: string)) then
+                failwithf "%s: message %A lacks %A" what e.Message frag
