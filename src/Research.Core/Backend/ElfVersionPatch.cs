@@ -17,7 +17,7 @@ public static class ElfVersionPatch
     public static byte[]? MarkVersionWeak(byte[] elf, string version)
     {
         if (elf.Length < 64 || elf[0] != 0x7f || elf[1] != (byte)'E' || elf[2] != (byte)'L' || elf[3] != (byte)'F')
-            throw new InvalidDataException("not an ELF file");
+            throw new InvalidDataException("not an ELF file (no \\x7fELF magic)");
         if (elf[4] != 2 || elf[5] != 1)
             throw new InvalidDataException("only little-endian ELF64 is supported");
         var span = elf.AsSpan();

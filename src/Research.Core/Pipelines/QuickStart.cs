@@ -22,10 +22,10 @@ public sealed record QuickStartOptions
     public double ValidationFraction { get; init; } = 0.04;
     public int BlockLength { get; init; } = 128;
     public int BatchSize { get; init; } = 16;
-    public int PretrainSteps { get; init; } = 600;
-    public int AdaptSteps { get; init; } = 250;
+    public int PretrainSteps { get; init; } = 500;
+    public int AdaptSteps { get; init; } = 200;
     /// <summary>The replayed share of general text in the second adapt run.</summary>
-    public double Replay { get; init; } = 0.25;
+    public double Replay { get; init; } = 0.1;
     public LlamaConfig Model { get; init; } = LlamaConfig.Tiny();
     public string? Device { get; init; }
 }

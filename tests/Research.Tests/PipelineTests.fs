@@ -1,0 +1,76 @@
+module Research.Tests.PipelineTests
+
+open System
+open System.IO
+open System.Diagnostics
+open Expecto
+open Research.Runs
+open Research.Tests.TestUtil
+
+let private cli = Path.Combine(AppContext.BaseDirectory, "research.dll")
+let private tinyArgs = "--pretrain-steps 20 --adapt-steps 40 --general-docs 240 --domain-docs 120 --seed 3 --threads 1"
+
+let private start (workspace: string) =
+    let psi = ProcessStartInfo("dotnet", $"\"{cli}\" quickstart --workspace \"{workspace}\" {tinyArgs}")
+    psi.RedirectStandardOutput <- true
+    psi.RedirectStandardError <- true
+    Process.Start psi
+
+let private runToEnd (workspace: string) =
+    use p = start workspace
+    let out = p.StandardOutput.ReadToEndAsync()
+    let err = p.StandardError.ReadToEndAsync()
+    p.WaitForExit()
+    p.ExitCode, out.Result + err.Result
+
+/// Every metrics.jsonl of a quick-start workspace, keyed by stage directory, time fields removed.
+let private metrics (workspace: string) =
+    Directory.GetFiles(Path.Combine(workspace, "quickstart", "stages"), "metrics.jsonl", SearchOption.AllDirectories)
+    |> Array.sort
+    |> Array.map (fun f ->
+        Path.GetFileName(Path.GetDirectoryName f),
+        MetricsLog.Read f |> Seq.map (fun o -> (for t in MetricsLog.TimeFields do o.Remove t |> ignore); o.ToJsonString()) |> List.ofSeq)
+    |> List.ofArray
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "Pipeline" [
+        testCase "quick start: same seed in two workspaces gives identical metrics; a rerun reuses every stage" <| fun _ ->
+            let a, b = tempDir "qs-a", tempDir "qs-b"
+            let codeA, outA = runToEnd a
+            Expect.equal codeA 0 $"quickstart exit code (output: {outA})"
+            let codeB, _ = runToEnd b
+            Expect.equal codeB 0 "second workspace"
+            Expect.equal (metrics a) (metrics b) "identical metrics, time fields aside"
+            Expect.equal (metrics a |> List.length) 3 "pretrain + two adapt stages"
+            let final = Directory.GetDirectories(Path.Combine(a, "quickstart", "stages"), "final", SearchOption.AllDirectories)
+            for d in final do
+                for f in [ "model.safetensors"; "config.json"; "tokenizer_config.json" ] do
+                    Expect.isTrue (File.Exists(Path.Combine(d, f))) $"{d}/{f}"
+            let codeC, outC = runToEnd a
+            Expect.equal codeC 0 "rerun"
+            Expect.equal (outC.Split("cached").Length - 1) 3 $"all three stages cached: {outC}"
+
+        testCase "SIGKILL during adapt, then the same command: resumes and ends with the uninterrupted metrics" <| fun _ ->
+            let reference, killed = tempDir "qs-ref", tempDir "qs-kill"
+            let code, _ = runToEnd reference
+            Expect.equal code 0 "reference run"
+            use p = start killed
+            p.BeginOutputReadLine()
+            p.BeginErrorReadLine()
+            let stages = Path.Combine(killed, "quickstart", "stages")
+            let adaptCheckpoint () =
+                Directory.Exists stages
+                && Directory.GetDirectories(stages, "adapt-no-replay-*")
+                   |> Array.exists (fun d -> File.Exists(Path.Combine(d, "checkpoints", "last", "trainer_state.json")))
+            let clock = Stopwatch.StartNew()
+            while not (adaptCheckpoint ()) && not p.HasExited && clock.Elapsed < TimeSpan.FromMinutes 3.0 do
+                Threading.Thread.Sleep 20
+            Expect.isFalse p.HasExited "killed while still running"
+            p.Kill(entireProcessTree = true) // SIGKILL
+            p.WaitForExit()
+            let code2, out2 = runToEnd killed
+            Expect.equal code2 0 $"resumed run: {out2}"
+            Expect.stringContains out2 "adapt: resuming from the last checkpoint, step" "says it resumes"
+            Expect.equal (metrics killed) (metrics reference) "same metrics as uninterrupted"
+    ]
