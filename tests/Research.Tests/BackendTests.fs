@@ -1,5 +1,6 @@
 module Research.Tests.BackendTests
 
+open System
 open System.IO
 open System.Buffers.Binary
 open Expecto
@@ -9,7 +10,7 @@ open Research.Tests.TestUtil
 
 /// A minimal ELF64 with one .gnu.version_r section requiring two versions of one library.
 let private tinyElf () =
-    let bytes = Array.zeroCreate<byte> 512
+    let bytes = Array.zeroCreate<byte> 1024
     let w16 (o: int) (v: int) = BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(o), uint16 v)
     let w32 (o: int) (v: int) = BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(o), uint32 v)
     let w64 (o: int) (v: int) = BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(o), uint64 v)

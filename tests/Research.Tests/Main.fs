@@ -17,7 +17,13 @@ let main argv =
                     counts <- (summary.passed.Length, summary.failed.Length + summary.errored.Length)
                 } }
     let colours = if System.Console.IsOutputRedirected then [ CLIArguments.Colours 0 ] else []
-    let code = runTestsInAssemblyWithCLIArgs (CLIArguments.Printer printer :: colours) argv
+    let code = runTestsInAssemblyWithCLIArgs (CLIArguments.Printer printer :: CLIArguments.No_Spinner :: colours) argv
     let passed, failed = counts
-    printfn "%d passed, %d failed" passed failed
+    // Written to the raw stdout stream, past Expecto's console writer (which pads lines), and after
+    // a newline since Expecto leaves a colour-reset escape at the end: the line stands alone.
+    System.Console.Out.Flush()
+    use raw = System.Console.OpenStandardOutput()
+    let line = System.Text.Encoding.UTF8.GetBytes($"\n{passed} passed, {failed} failed\n")
+    raw.Write(line, 0, line.Length)
+    raw.Flush()
     code

@@ -49,7 +49,7 @@ let tests =
                     Expect.isTrue (File.Exists(Path.Combine(d, f))) $"{d}/{f}"
             let codeC, outC = runToEnd a
             Expect.equal codeC 0 "rerun"
-            Expect.equal (outC.Split("cached").Length - 1) 3 $"all three stages cached: {outC}"
+            Expect.equal (outC.Split(": cached (").Length - 1) 3 $"all three stages cached: {outC}"
 
         testCase "SIGKILL during adapt, then the same command: resumes and ends with the uninterrupted metrics" <| fun _ ->
             let reference, killed = tempDir "qs-ref", tempDir "qs-kill"
