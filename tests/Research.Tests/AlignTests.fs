@@ -1,0 +1,6 @@
+module Research.Tests.AlignTests
+
+open Expecto
+
+[<Tests>]
+let tests = testList "Align" []

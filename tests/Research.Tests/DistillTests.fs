@@ -1,0 +1,6 @@
+module Research.Tests.DistillTests
+
+open Expecto
+
+[<Tests>]
+let tests = testList "Distill" []

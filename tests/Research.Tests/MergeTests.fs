@@ -1,0 +1,6 @@
+module Research.Tests.MergeTests
+
+open Expecto
+
+[<Tests>]
+let tests = testList "Merge" []
