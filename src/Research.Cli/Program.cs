@@ -10,6 +10,10 @@ public static class Program
         commands:
           quickstart              pretrain a tiny model, adapt it with and without replay, print perplexities
           run SCRIPT.fsx [ARGS]   run an F# script with the Research assemblies referenced
+          runs [--json]           list runs with their stages (key, kind, status, final metrics)
+          show RUN [--json]       one run: stages, configs, metrics, evaluations
+          compare RUN RUN         two runs' metrics side by side
+          gc [--dry-run]          remove node checkpoints that no recorded run references
           doctor                  show how torch was started (backend, device, threads)
 
         every command takes --workspace DIR (default ./runs, or $RESEARCH_WORKSPACE)
@@ -25,6 +29,10 @@ public static class Program
             {
                 "quickstart" => QuickstartCommand.Execute(CliArgs.Parse(args.Skip(1))),
                 "run" => RunCommand.Execute(args),
+                "runs" => RunsCommand.List(CliArgs.Parse(args.Skip(1), "json")),
+                "show" => RunsCommand.Show(CliArgs.Parse(args.Skip(1), "json")),
+                "compare" => RunsCommand.Compare(CliArgs.Parse(args.Skip(1))),
+                "gc" => GcCommand.Execute(CliArgs.Parse(args.Skip(1), "dry-run")),
                 "doctor" => Doctor(),
                 _ => throw new CliException($"unknown command '{args[0]}'\n\n{Help}"),
             };

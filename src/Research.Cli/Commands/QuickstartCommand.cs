@@ -1,36 +1,31 @@
 using Research.Backend;
-using Research.Pipelines;
 
 namespace Research.Cli.Commands;
 
-/// <summary>research quickstart: pretrain, adapt with and without replay, print perplexities.</summary>
+/// <summary>
+/// research quickstart: runs scripts/quickstart.fsx (shipped next to the CLI) with the Research
+/// assemblies referenced: pretrain, adapt with and without replay, print perplexities.
+/// </summary>
 public static class QuickstartCommand
 {
-    public const string Usage = "research quickstart [--workspace DIR] [--seed N] [--pretrain-steps N] [--adapt-steps N] [--replay F] [--device cpu|cuda] [--threads N]";
+    public const string Usage = "research quickstart [--workspace DIR] [--seed N] [--pretrain-steps N] [--adapt-steps N] [--replay F] [--general-docs N] [--device cpu|cuda] [--threads N]";
+    static readonly string[] ScriptOptions = ["seed", "pretrain-steps", "adapt-steps", "replay", "general-docs", "checkpoint-every"];
 
     public static int Execute(CliArgs a)
     {
+        foreach (var key in a.Options.Keys)
+            if (!ScriptOptions.Contains(key) && key is not ("workspace" or "device" or "threads"))
+                throw new CliException($"quickstart: unknown option --{key}\nusage: {Usage}");
         Devices.SetThreads(a.GetInt("threads", 0));
-        var defaults = new QuickStartOptions();
-        var options = defaults with
-        {
-            Seed = a.GetInt("seed", defaults.Seed),
-            PretrainSteps = a.GetInt("pretrain-steps", defaults.PretrainSteps),
-            AdaptSteps = a.GetInt("adapt-steps", defaults.AdaptSteps),
-            Replay = a.GetDouble("replay", defaults.Replay),
-            GeneralDocuments = a.GetInt("general-docs", defaults.GeneralDocuments),
-            DomainDocuments = a.GetInt("domain-docs", defaults.DomainDocuments),
-            Device = a.Get("device"),
-        };
-        var workspace = a.Workspace;
-        Console.WriteLine($"quickstart: workspace {workspace}, seed {options.Seed}, device {Devices.Choose(options.Device)}, threads {TorchSharp.torch.get_num_threads()}");
+        if (a.Get("device") is { } device) Environment.SetEnvironmentVariable("RESEARCH_DEVICE", device);
+        Environment.SetEnvironmentVariable("RESEARCH_WORKSPACE", a.Workspace);
+        var script = Path.Combine(AppContext.BaseDirectory, "scripts", "quickstart.fsx");
+        if (!File.Exists(script)) throw new CliException($"{script} is missing from this build (it is copied from scripts/ at build time)");
+        Console.WriteLine($"quickstart: workspace {a.Workspace}, device {Devices.Choose(a.Get("device"))}, threads {TorchSharp.torch.get_num_threads()}");
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var report = QuickStart.Run(workspace, options, Console.Out);
-        Console.WriteLine();
-        Console.Write(report.Table());
-        foreach (var s in report.Stages)
-            Console.WriteLine($"{s.Name}: {s.Status}; checkpoint {s.Checkpoint}; metrics {Path.Combine(s.Directory, Training.Trainer.MetricsFile)}");
-        Console.WriteLine($"finished in {clock.Elapsed.TotalSeconds:F0} s");
-        return report.DomainImproved && report.ReplayForgetsLess ? 0 : 3;
+        var args = ScriptOptions.Where(a.Options.ContainsKey).SelectMany(k => new[] { "--" + k, a.Options[k] }).ToArray();
+        var code = ScriptHost.Run(script, args, Console.Out, Console.Error);
+        Console.WriteLine($"finished in {clock.Elapsed.TotalSeconds:F1} s");
+        return code;
     }
 }

@@ -1,4 +1,5 @@
 using Research.Data;
+using Research.Models;
 using Research.Training;
 
 namespace Research.Stages;
@@ -13,7 +14,45 @@ public sealed record AdaptOptions
     public double Replay { get; init; } = 0.1;
     /// <summary>Tokens per training sequence.</summary>
     public int BlockLength { get; init; } = 128;
-    public TrainConfig Train { get; init; } = new() { LearningRate = 5e-4, WarmupSteps = 10 };
+    /// <summary>Share of documents of each corpus held out for validation (seeded, by document).</summary>
+    public double ValidationFraction { get; init; } = 0.04;
+    public TrainConfig Train { get; init; } = new() { Steps = 200, LearningRate = 1e-3, WarmupSteps = 10, EvalEvery = 100, CheckpointEvery = 40 };
+}
+
+/// <summary>Runs adapt from the parent's checkpoint: data input 1 is the domain corpus, input 2 (optional) the general one.</summary>
+public sealed class AdaptExecutor : IStageExecutor
+{
+    public string Kind => "adapt";
+
+    public IReadOnlyDictionary<string, double> Execute(StageContext ctx, object config)
+    {
+        var o = (AdaptOptions)config;
+        var (model, tokenizer) = Checkpoint.Load(ctx.ParentAt(0), ctx.Device);
+        using (model)
+        {
+            var seed = (int)ctx.Seed;
+            var domain = ctx.DataAt(0, "a domain corpus");
+            var (domainTrain, domainVal) = domain.Split(o.ValidationFraction, seed);
+            var domainBlocks = Packing.Pack(domainTrain, tokenizer, o.BlockLength);
+            var sets = new List<(string, Corpus)> { (domain.Name, domainVal) };
+            TokenBlocks generalBlocks;
+            string fingerprint = domain.Fingerprint;
+            if (ctx.Data.Count > 1)
+            {
+                var general = ctx.Data[1];
+                var (generalTrain, generalVal) = general.Split(o.ValidationFraction, seed);
+                generalBlocks = Packing.Pack(generalTrain, tokenizer, o.BlockLength);
+                sets.Add((general.Name, generalVal));
+                fingerprint += general.Fingerprint;
+            }
+            else if (o.Replay > 0)
+                throw new ArgumentException($"stage '{ctx.Name}': replay {o.Replay} needs a general corpus to replay (second data input)");
+            else generalBlocks = domainBlocks;
+            var train = o.Train with { Seed = ctx.Seed };
+            var objective = Adapt.Objective(domainBlocks, generalBlocks, o with { Train = train }, fingerprint);
+            return Trainer.Run(model, tokenizer, objective, train, ctx.Directory, LmValidation.On(tokenizer, o.BlockLength, sets.ToArray()), ctx.Log).LastMetrics;
+        }
+    }
 }
 
 public static class Adapt

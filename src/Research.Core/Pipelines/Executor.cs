@@ -1,0 +1,226 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Research.Backend;
+using Research.Models;
+using Research.Runs;
+using Research.Stages;
+using Research.Training;
+
+namespace Research.Pipelines;
+
+/// <summary>How one node ended in one run.</summary>
+public sealed record NodeResult(string Name, string Kind, string Key, string Status, string Directory,
+    IReadOnlyDictionary<string, double> Metrics, IReadOnlyDictionary<string, IReadOnlyDictionary<string, double>> Evaluations)
+{
+    public string Checkpoint => Path.Combine(Directory, Trainer.FinalDir);
+}
+
+public sealed record RunResult(long RunId, SweepPoint Point, IReadOnlyList<NodeResult> Nodes)
+{
+    public NodeResult Node(string name) => Nodes.FirstOrDefault(n => n.Name == name)
+        ?? throw new KeyNotFoundException($"run {RunId}: no stage named '{name}' (stages: {string.Join(", ", Nodes.Select(n => n.Name))})");
+}
+
+public sealed record ExperimentResult(string Experiment, IReadOnlyList<RunResult> Runs);
+
+/// <summary>Where and how an experiment runs.</summary>
+public sealed record ExecutorOptions
+{
+    public string Workspace { get; init; } = "runs";
+    public string? Device { get; init; }
+    public TextWriter Log { get; init; } = Console.Out;
+}
+
+/// <summary>
+/// Runs experiments on this machine, sweep point after sweep point. Every node lives in a directory
+/// named by its key: a hash of its kind, config, seed, parents' keys and data fingerprints (and the
+/// format version). A finished node is reused by any run that asks for the same key; an interrupted
+/// one resumes from its last checkpoint; a changed config re-runs that node and its descendants only.
+/// Each run, node, metric and evaluation is recorded in the workspace's run store.
+/// </summary>
+public sealed class Executor
+{
+    /// <summary>Bump when a change makes old node outputs invalid.</summary>
+    public const int FormatVersion = 1;
+    public const string NodesDir = "nodes";
+    const string DoneFile = "done.json";
+    readonly Dictionary<string, IStageExecutor> _kinds = new();
+
+    public ExecutorOptions Options { get; }
+
+    public Executor(ExecutorOptions options)
+    {
+        Options = options;
+        foreach (var k in new IStageExecutor[] { new PretrainExecutor(), new AdaptExecutor(), new CheckpointSourceExecutor() }) Register(k);
+    }
+
+    public Executor Register(IStageExecutor kind)
+    {
+        _kinds[kind.Kind] = kind;
+        return this;
+    }
+
+    /// <summary>The content address of a stage under an experiment seed.</summary>
+    public static string Key(Stage stage, long seed, IReadOnlyDictionary<Stage, string>? parentKeys = null)
+    {
+        var parents = stage.Parents.Select(p => parentKeys is not null && parentKeys.TryGetValue(p, out var k) ? k : Key(p, seed));
+        var text = string.Join("\n", [$"format={FormatVersion}", $"kind={stage.Kind}", $"config={stage.ConfigJson}", $"seed={seed}",
+            $"parents={string.Join(",", parents)}", $"data={string.Join(",", stage.Data.Select(d => d.Fingerprint))}"]);
+        return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16].ToLowerInvariant();
+    }
+
+    public ExperimentResult Run(Experiment experiment)
+    {
+        var workspace = Path.GetFullPath(Options.Workspace);
+        using var store = new RunStore(workspace);
+        var device = Devices.Choose(Options.Device);
+        var runs = new List<RunResult>();
+        foreach (var point in experiment.Points)
+        {
+            var runId = store.StartRun(experiment.Name, point.Label, experiment.Seed);
+            Options.Log.WriteLine($"run {runId}: {experiment.Name} [{point.Label}] seed {experiment.Seed}");
+            try
+            {
+                runs.Add(new RunResult(runId, point, RunPoint(experiment, point, runId, store, workspace, device)));
+                store.FinishRun(runId, "done");
+            }
+            catch
+            {
+                store.FinishRun(runId, "failed");
+                throw;
+            }
+        }
+        return new ExperimentResult(experiment.Name, runs);
+    }
+
+    IReadOnlyList<NodeResult> RunPoint(Experiment e, SweepPoint point, long runId, RunStore store, string workspace, TorchSharp.torch.Device device)
+    {
+        var order = new List<Stage>();
+        var seen = new HashSet<Stage>(ReferenceEqualityComparer.Instance);
+        foreach (var leaf in point.Leaves)
+            foreach (var s in leaf.Closure())
+                if (seen.Add(s)) order.Add(s);
+        var names = order.GroupBy(s => s.Name).FirstOrDefault(g => g.Count() > 1);
+        if (names is not null)
+            throw new ArgumentException($"experiment '{e.Name}': two different stages are named '{names.Key}'; give each a name of its own (Stage.Named)");
+
+        var keys = new Dictionary<Stage, string>(ReferenceEqualityComparer.Instance);
+        var dirs = new Dictionary<Stage, string>(ReferenceEqualityComparer.Instance);
+        var results = new List<NodeResult>();
+        foreach (var stage in order)
+        {
+            if (!_kinds.TryGetValue(stage.Kind, out var kind))
+                throw new InvalidOperationException($"stage '{stage.Name}': no executor for kind '{stage.Kind}' (known: {string.Join(", ", _kinds.Keys)})");
+            var key = keys[stage] = Key(stage, e.Seed, keys);
+            var dir = dirs[stage] = Path.Combine(workspace, NodesDir, $"{stage.Kind}-{key}");
+            var parents = JsonSerializer.Serialize(stage.Parents.Select(p => keys[p]));
+            var record = new NodeRecord(runId, key, stage.Name, stage.Kind, stage.ConfigJson, parents, "running", Now(), null, 0, Path.Combine(dir, Trainer.FinalDir));
+            var (status, metrics, seconds) = RunNode(stage, kind, key, dir, stage.Parents.Select(p => Path.Combine(dirs[p], Trainer.FinalDir)).ToArray(), e.Seed, device,
+                () => store.UpsertNode(record));
+            store.UpsertNode(record with { Status = status, Finished = Now(), Seconds = seconds });
+            var metricsFile = Path.Combine(dir, Trainer.MetricsFile);
+            if (File.Exists(metricsFile)) store.PutMetrics(key, ReadMetrics(key, metricsFile));
+            var evaluations = Evaluate(e, stage, key, dir, device);
+            store.PutEvaluations(evaluations.SelectMany(s => s.Value.Select(m => new EvaluationRecord(runId, key, s.Key, m.Key, m.Value))));
+            Options.Log.WriteLine($"  {stage.Name} ({stage.Kind} {key}): {status}{(seconds > 0 ? $" in {seconds:F1} s" : "")}");
+            results.Add(new NodeResult(stage.Name, stage.Kind, key, status, dir, metrics, evaluations));
+        }
+        return results;
+    }
+
+    (string Status, IReadOnlyDictionary<string, double> Metrics, double Seconds) RunNode(
+        Stage stage, IStageExecutor kind, string key, string dir, string[] parents, long seed, TorchSharp.torch.Device device, Action markRunning)
+    {
+        var done = Path.Combine(dir, DoneFile);
+        if (IsDone(dir)) return ("cached", ReadDone(done), 0);
+        Directory.CreateDirectory(dir);
+        // One process per node at a time: a second process asking for the same key waits, then finds it done.
+        using var nodeLock = NodeLock.Acquire(dir + ".lock", Options.Log, stage.Name);
+        if (IsDone(dir)) return ("cached", ReadDone(done), 0);
+        markRunning();
+        AtomicFile.WriteAllText(Path.Combine(dir, "node.json"), JsonSerializer.Serialize(new
+        {
+            name = stage.Name, kind = stage.Kind, key, seed, config = JsonDocument.Parse(stage.ConfigJson).RootElement,
+            parents, data = stage.Data.Select(d => new { name = d.Name, fingerprint = d.Fingerprint }),
+        }, new JsonSerializerOptions { WriteIndented = true }));
+        var clock = Stopwatch.StartNew();
+        var context = new StageContext(stage.Name, dir, parents, stage.Data.Select(d => d.Corpus).ToArray(), seed, device, Options.Log);
+        var metrics = kind.Execute(context, stage.Config);
+        if (!Models.Checkpoint.Exists(context.FinalCheckpoint))
+            throw new InvalidOperationException($"stage '{stage.Name}' ({stage.Kind}) finished without writing {context.FinalCheckpoint}");
+        AtomicFile.WriteAllText(done, JsonSerializer.Serialize(metrics.OrderBy(m => m.Key, StringComparer.Ordinal).ToDictionary()));
+        return ("done", metrics, clock.Elapsed.TotalSeconds);
+    }
+
+    static bool IsDone(string dir) => File.Exists(Path.Combine(dir, DoneFile)) && Models.Checkpoint.Exists(Path.Combine(dir, Trainer.FinalDir));
+
+    static IReadOnlyDictionary<string, double> ReadDone(string path) =>
+        JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(path)) ?? [];
+
+    /// <summary>Suites after this stage, each cached in the node directory under a hash of the suite's fingerprint.</summary>
+    IReadOnlyDictionary<string, IReadOnlyDictionary<string, double>> Evaluate(Experiment e, Stage stage, string key, string dir, TorchSharp.torch.Device device)
+    {
+        var result = new Dictionary<string, IReadOnlyDictionary<string, double>>();
+        if (e.EvaluateAfter is not null && !e.EvaluateAfter.Contains(stage.Name)) return result;
+        (LlamaForCausalLM Model, Data.ITokenizer Tokenizer)? loaded = null;
+        try
+        {
+            foreach (var suite in e.Suites)
+            {
+                var hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(suite.Fingerprint)))[..16].ToLowerInvariant();
+                var file = Path.Combine(dir, "eval", $"{suite.Name}-{hash}.json");
+                if (File.Exists(file)) { result[suite.Name] = ReadDone(file); continue; }
+                loaded ??= Models.Checkpoint.Load(Path.Combine(dir, Trainer.FinalDir), device);
+                var scores = suite.Evaluate(loaded.Value.Model, loaded.Value.Tokenizer);
+                AtomicFile.WriteAllText(file, JsonSerializer.Serialize(scores.OrderBy(m => m.Key, StringComparer.Ordinal).ToDictionary()));
+                result[suite.Name] = scores;
+            }
+        }
+        finally
+        {
+            loaded?.Model.Dispose();
+        }
+        return result;
+    }
+
+    static IEnumerable<MetricRecord> ReadMetrics(string key, string file) =>
+        MetricsLog.Read(file).SelectMany(o =>
+        {
+            var step = o["step"]!.GetValue<long>();
+            var kind = o["kind"]?.GetValue<string>() ?? "train";
+            return o.Where(kv => !MetricsLog.TimeFields.Contains(kv.Key) && kv.Key is not ("step" or "kind") && kv.Value is not null
+                                 && kv.Value.GetValueKind() == JsonValueKind.Number)
+                .Select(kv => new MetricRecord(key, step, kind, kv.Key, kv.Value!.GetValue<double>()));
+        });
+
+    static string Now() => DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture);
+}
+
+/// <summary>An exclusive lock file held for the life of a node's run (released by the OS if the process dies).</summary>
+sealed class NodeLock : IDisposable
+{
+    readonly FileStream _stream;
+    NodeLock(FileStream stream) => _stream = stream;
+
+    public static NodeLock Acquire(string path, TextWriter log, string name)
+    {
+        var told = false;
+        while (true)
+        {
+            try
+            {
+                return new NodeLock(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
+            }
+            catch (IOException)
+            {
+                if (!told) { log.WriteLine($"  {name}: another process is running this stage; waiting for it"); told = true; }
+                Thread.Sleep(500);
+            }
+        }
+    }
+
+    public void Dispose() => _stream.Dispose();
+}

@@ -1,0 +1,45 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Research.Pipelines;
+
+/// <summary>
+/// A stage as a value: its kind, a config record, the stages it starts from and the data it reads.
+/// Running it maps parent checkpoints to a checkpoint; nothing runs until an executor asks.
+/// </summary>
+public sealed record Stage(string Kind, string Name, object Config, IReadOnlyList<Stage> Parents, IReadOnlyList<DataSource> Data)
+{
+    static readonly JsonSerializerOptions Canonical = new()
+    {
+        WriteIndented = false,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+        Converters = { new JsonStringEnumConverter() },
+    };
+
+    /// <summary>The config as canonical JSON (what the key hashes, and what the run store records).</summary>
+    public string ConfigJson => JsonSerializer.Serialize(Config, Config.GetType(), Canonical);
+
+    /// <summary>A copy with another config of the same type (sweeps use this).</summary>
+    public Stage WithConfig(object config) =>
+        config.GetType() == Config.GetType() ? this with { Config = config }
+        : throw new ArgumentException($"stage '{Name}': config must stay a {Config.GetType().Name}, got {config.GetType().Name}");
+
+    public Stage Named(string name) => this with { Name = name };
+
+    /// <summary>Every stage this one depends on, parents before children, each once.</summary>
+    public IReadOnlyList<Stage> Closure()
+    {
+        var order = new List<Stage>();
+        var seen = new HashSet<Stage>(ReferenceEqualityComparer.Instance);
+        void Visit(Stage s)
+        {
+            if (!seen.Add(s)) return;
+            foreach (var p in s.Parents) Visit(p);
+            order.Add(s);
+        }
+        Visit(this);
+        return order;
+    }
+
+    public override string ToString() => $"{Kind}:{Name}";
+}

@@ -1,0 +1,43 @@
+namespace Research
+
+open System
+open Research.Pipelines
+
+/// Experiments as values: a start, a recipe, suites, a sweep and a seed; `run` executes them (cached, resumable, recorded).
+module Experiment =
+    /// The experiment of a pipeline: `recipe` applied to `start`, which may return one stage or several (branches).
+    let create (name: string) (start: Stage) (recipe: Stage -> Stage) = Experiment.Create(name, recipe start)
+
+    /// The same with branches: the recipe returns several final stages.
+    let createBranches (name: string) (start: Stage) (recipe: Stage -> Stage list) = Experiment.Create(name, recipe start |> List.toArray)
+
+    let seed (s: int64) (e: Experiment) = e.WithSeed s
+
+    /// Perplexity and bits per byte on the held-out documents of a corpus after every stage.
+    let perplexity (name: string) (data: DataSource) = PerplexitySuite(name, data, 0.04, 0L, 128) :> ISuite
+
+    /// Suites evaluated after every stage (the held-out split follows the experiment's seed).
+    let evaluateEach (suites: (int64 -> ISuite) list) (e: Experiment) = e.Evaluate(suites |> List.map (fun s -> s e.Seed) |> List.toArray)
+
+    /// Perplexity suite bound to the experiment's seed, for `evaluateEach`.
+    let heldOutPerplexity (data: DataSource) (seed: int64) = PerplexitySuite(data.Name, data, 0.04, seed, 128) :> ISuite
+
+    /// Evaluate only after the named stages.
+    let evaluateAfter (stageNames: string list) (e: Experiment) = e.EvaluateOnlyAfter(List.toArray stageNames)
+
+    /// A grid over config fields: `sweep [ "replay", [ 0.0; 0.1; 0.25 ] ]` (see Overrides for names).
+    let sweep (grid: (string * float list) list) (e: Experiment) =
+        e.SweepFields(grid |> List.map (fun (n, vs) -> struct (n, List.toArray vs)) |> List.toArray)
+
+    /// Workspace: RESEARCH_WORKSPACE, else ./runs.
+    let defaultWorkspace () =
+        match Environment.GetEnvironmentVariable "RESEARCH_WORKSPACE" with
+        | null | "" -> IO.Path.GetFullPath "runs"
+        | w -> w
+
+    /// Runs every sweep point in `workspace`, reusing finished stages and resuming interrupted ones.
+    let runIn (workspace: string) (e: Experiment) =
+        Runtime.init ()
+        Executor(ExecutorOptions(Workspace = workspace)).Run e
+
+    let run (e: Experiment) = runIn (defaultWorkspace ()) e

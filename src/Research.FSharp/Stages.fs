@@ -1,0 +1,86 @@
+namespace Research
+
+open Research.Models
+open Research.Pipelines
+open Research.Stages
+open Research.Training
+
+/// What an adapt stage trains on: a domain corpus, optionally mixed with replayed general text.
+type Mix = { Domain: DataSource; General: DataSource option; Replay: float }
+
+/// A step of a pipeline: from the stage it starts from, the stage it makes.
+type Step = Stage -> Stage
+
+/// Stages as functions. A pipeline is steps composed with >=>; nothing runs until Experiment.run.
+[<AutoOpen>]
+module Dsl =
+    /// Sequence: the second step starts from the first one's output.
+    let inline (>=>) (first: 'a -> 'b) (next: 'b -> 'c) = first >> next
+
+    /// The domain alone (no replay).
+    let domain (d: DataSource) = { Domain = d; General = None; Replay = 0.0 }
+
+    /// Replay a share of general text: 0.1 = one sequence in ten from `general`.
+    let replay (general: DataSource) (share: float) (d: DataSource) = { Domain = d; General = Some general; Replay = share }
+
+    /// The tiny byte-level Llama (0.77M parameters).
+    let tinyModel () = LlamaConfig.Tiny()
+
+    /// Pretrain a model from scratch on one corpus: the start of a pipeline.
+    let pretrain (corpus: DataSource) (model: LlamaConfig) : Stage =
+        Stage("pretrain", "pretrain", PretrainConfig(Model = model), [||], [| corpus |])
+
+    /// Start from an existing checkpoint directory (Hugging Face layout).
+    let fromCheckpoint (dir: string) : Stage =
+        Stage("checkpoint", "checkpoint", CheckpointSource.Of dir, [||], [||])
+
+    /// Continual pretraining on a domain (with replay when the mix has a general corpus).
+    let adapt (mix: Mix) : Step =
+        fun parent ->
+            let data = match mix.General with Some g -> [| mix.Domain; g |] | None -> [| mix.Domain |]
+            Stage("adapt", "adapt", AdaptOptions(Replay = mix.Replay), [| parent |], data)
+
+    /// Run several steps from one parent: the branches of the pipeline.
+    let branch (steps: Step list) : Stage -> Stage list = fun parent -> steps |> List.map (fun s -> s parent)
+
+/// Modifiers of stages and steps: each returns a new value, so they pipe.
+module Stage =
+    let private set (name: string) (value: objnull) (record: 'r) = Research.Util.RecordCopy.With(record, name, value)
+
+    /// Any change to the stage's config record: `Stage.config "Replay" (box 0.2)`.
+    let config (field: string) (value: objnull) (s: Stage) = s.WithConfig(set field value s.Config)
+
+    /// Any change to the training settings: `Stage.train "GradClip" (box 0.5)`.
+    let train (field: string) (value: objnull) (s: Stage) =
+        let t =
+            match s.Config with
+            | :? PretrainConfig as c -> c.Train
+            | :? AdaptOptions as c -> c.Train
+            | other -> invalidArg "stage" $"stage '{s.Name}': {other.GetType().Name} has no training settings"
+        s |> config "Train" (set field value t)
+
+    let named (name: string) (s: Stage) = s.Named name
+    let steps (n: int) = train "Steps" (box n)
+    let lr (x: float) = train "LearningRate" (box x)
+    let batch (n: int) = train "BatchSize" (box n)
+    let warmup (n: int) = train "WarmupSteps" (box n)
+    let logEvery (n: int) = train "LogEvery" (box n)
+    let evalEvery (n: int) = train "EvalEvery" (box n)
+    let checkpointEvery (n: int) = train "CheckpointEvery" (box n)
+    /// Tokens per training sequence (pretrain and adapt).
+    let blockLength (n: int) = config "BlockLength" (box n)
+
+/// The same modifiers lifted to steps, so `adapt mix |> Step.steps 200 |> Step.named "adapt"` pipes.
+module Step =
+    let map (f: Stage -> Stage) (step: Step) : Step = step >> f
+    let named name = map (Stage.named name)
+    let steps n = map (Stage.steps n)
+    let lr x = map (Stage.lr x)
+    let batch n = map (Stage.batch n)
+    let warmup n = map (Stage.warmup n)
+    let logEvery n = map (Stage.logEvery n)
+    let evalEvery n = map (Stage.evalEvery n)
+    let checkpointEvery n = map (Stage.checkpointEvery n)
+    let blockLength n = map (Stage.blockLength n)
+    let config field value = map (Stage.config field value)
+    let train field value = map (Stage.train field value)
