@@ -192,15 +192,15 @@ public static class MergeRules
         Tensor mixed, divisor;
         if (consensus)
         {
-            var elected = where(deltas.sum(0) >= 0, 1f, -1f);                 // (...)
+            var elected = where(deltas.sum(0L) >= 0, 1f, -1f);                 // (...)
             var keep = deltas.sign().eq(elected).to_type(ScalarType.Float32);  // (N, ...)
-            mixed = (deltas * keep).sum(0);
-            divisor = (w * keep).sum(0);
+            mixed = (deltas * keep).sum(0L);
+            divisor = (w * keep).sum(0L);
             divisor = where(divisor.eq(0), ones_like(divisor), divisor);
         }
         else
         {
-            mixed = deltas.sum(0);
+            mixed = deltas.sum(0L);
             var total = weights.Sum();
             divisor = tensor(Math.Abs(total) < 1e-8 ? 1f : (float)total);
         }
