@@ -287,6 +287,20 @@ seed: 42
                 for KeyValue(name, v) in x do Expect.isLessThan (maxAbsDiff v y.[name]) 1e-6 name
                 Directory.Delete(root, true)
 
+            testCase "research merge CONFIG --out DIR" <| fun _ ->
+                let root = tempDir "merge-cli"
+                let a = saveMicro (Path.Combine(root, "a")) 1L
+                let b = saveMicro (Path.Combine(root, "b")) 2L
+                let cfg = Path.Combine(root, "merge.yml")
+                File.WriteAllText(cfg, $"merge_method: slerp\nbase_model: {a}\nmodels:\n  - model: {b}\nparameters:\n  t: [0, 1]\n")
+                let out = Path.Combine(root, "out")
+                Expect.equal (Research.Cli.Commands.MergeCommand.Execute [| "merge"; cfg; "--out"; out |]) 0 "exit 0"
+                Expect.isTrue (Checkpoint.Exists out) "checkpoint written"
+                Expect.equal (Research.Cli.Commands.MergeCommand.Execute [| cfg; "--outt"; out |]) 2 "unknown option"
+                File.WriteAllText(cfg, "merge_method: slerp\nbogus: 1\n")
+                Expect.equal (Research.Cli.Commands.MergeCommand.Execute [| cfg |]) 1 "bad config"
+                Directory.Delete(root, true)
+
             testCase "errors name the tensor, the shape, the vocabulary" <| fun _ ->
                 let root = tempDir "merge-err"
                 let a = saveMicro (Path.Combine(root, "a")) 1L
