@@ -274,7 +274,13 @@ seed: 42
                     use expected = StreamingMerge.MergeTensor(config, name, StreamingMerge.LayerPosition(name, layers), wa.[name], lst [ wb.[name]; wc.[name] ])
                     Expect.equal (maxAbsDiff m expected) 0.0 name
                 Expect.equal merged.Count wa.Count "every tensor"
-                for d in [ merged; wa; wb; wc ] do for x in d.Values do x.Dispose()
+                // the sharded output read back as an input (through its index): linear of it with itself
+                let viaIndex = MergeConfig.FromYaml $"merge_method: linear\nmodels:\n  - model: {out}\n  - model: {out}\n"
+                let out3 = Path.Combine(root, "via-index")
+                StreamingMerge.Run(viaIndex, out3) |> ignore
+                let back = Safetensors.LoadDirectory out3
+                for KeyValue(name, v) in back do Expect.isLessThan (maxAbsDiff v merged.[name]) 1e-6 $"sharded input {name}"
+                for d in [ merged; wa; wb; wc; back ] do for x in d.Values do x.Dispose()
                 let struct (model, _) = Checkpoint.Load out
                 model.Dispose()
                 // linear of a model with itself, single shard: the same weights back
