@@ -125,6 +125,16 @@ let tests =
             Expect.isTrue (g[4..7] |> Array.forall ((=) 0.0)) "masked position has zero gradient"
             Expect.isTrue (g[0..3] |> Array.exists ((<>) 0.0)) "scored position has a gradient"
 
+        testCase "-inf logits (a padded vocabulary) give finite losses and gradients" <| fun _ ->
+            let pad (rows: float[][]) = rows |> Array.map (fun r -> Array.append r [| -infinity |])
+            for d in kinds do
+                use s = (logits (pad student)).requires_grad_(true)
+                use l = DistillLosses.Summed(s, logits (pad teacher), tgt targets, DistillOptions(Divergence = d, Beta = 0.3))
+                let want = byHand d 0.3 0.5 1.0 student[0] teacher[0] + byHand d 0.3 0.5 1.0 student[2] teacher[2]
+                Expect.floatClose Accuracy.medium (scalar l) want $"{d}: the padded entry changes nothing"
+                l.backward()
+                Expect.isTrue (vals s.grad |> Array.forall Double.IsFinite) $"{d}: finite gradient"
+
         testCase "shapes and options are checked with names" <| fun _ ->
             throwsWith<ArgumentException> (fun () -> DistillLosses.PerToken(torch.zeros(1L, 3L, 4L), torch.zeros(1L, 3L, 5L), DistillOptions()) |> ignore) [ "[1, 3, 4]"; "[1, 3, 5]" ] "vocab mismatch"
             throwsWith<ArgumentException> (fun () -> DistillLosses.PerToken(logits student, logits teacher, DistillOptions(Beta = 1.5)) |> ignore) [ "beta" ] "beta out of range"

@@ -46,11 +46,17 @@ public sealed record DistillLoss(Tensor Loss, Tensor CrossEntropy, Tensor Diverg
 /// </summary>
 public static class DistillLosses
 {
-    /// <summary>KL(P || Q) over the last axis from log-probs (..., V) → (...); terms with P = 0 count 0.</summary>
+    const double MinLogProb = -1e30;
+
+    /// <summary>
+    /// KL(P || Q) over the last axis from log-probs (..., V) → (...). Terms with P = 0 count 0, and their log-probs are
+    /// replaced before the product so that -inf logits (a padded vocabulary) give neither NaN values nor NaN gradients.
+    /// </summary>
     public static Tensor Kl(Tensor logP, Tensor logQ)
     {
         var p = logP.exp();
-        return where(p.gt(0), p * (logP - logQ), zeros_like(p)).sum(-1);
+        var support = p.gt(0);
+        return (p * (logP.masked_fill(support.logical_not(), 0) - logQ.masked_fill(support.logical_not(), 0))).sum(-1);
     }
 
     /// <summary>
@@ -63,7 +69,8 @@ public static class DistillLosses
     {
         if (beta == 0) return Kl(logT, logS);
         if (beta == 1) return Kl(logS, logT);
-        var logM = stack([logS + Math.Log(1 - beta), logT + Math.Log(beta)]).logsumexp(0);   // (..., V)
+        // -inf log-probs (padded vocabulary) are floored first: logsumexp of two -inf has a NaN gradient.
+        var logM = stack([logS.clamp_min(MinLogProb) + Math.Log(1 - beta), logT.clamp_min(MinLogProb) + Math.Log(beta)]).logsumexp(0);   // (..., V)
         return beta * Kl(logT, logM) + (1 - beta) * Kl(logS, logM);
     }
 
