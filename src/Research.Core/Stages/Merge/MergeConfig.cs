@@ -1,0 +1,361 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace Research.Stages.Merge;
+
+/// <summary>The merge methods, named in configs as mergekit names them (snake_case).</summary>
+public enum MergeMethod { Linear, Slerp, TaskArithmetic, Ties, DareLinear, DareTies, Breadcrumbs, BreadcrumbsTies, ModelStock, Della, DellaLinear }
+
+/// <summary>
+/// One rule of a parameter: applies to tensors whose name matches <see cref="Filter"/> (null or "*": every tensor;
+/// "re:PATTERN": a regex searched in the name; a text with * or ?: a glob on the whole name; else a substring,
+/// as mergekit matches). One value is a constant; several are a gradient over the layers: layer l of L reads the
+/// list at l/(L-1), linearly interpolated; tensors outside the layers (embeddings, final norm, head) read position 0.
+/// </summary>
+public sealed record ParamRule(string? Filter, IReadOnlyList<double> Values)
+{
+    public bool Matches(string tensorName)
+    {
+        if (Filter is null or "*") return true;
+        if (Filter.StartsWith("re:", StringComparison.Ordinal)) return Regex.IsMatch(tensorName, Filter[3..], RegexOptions.CultureInvariant);
+        if (Filter.Contains('*') || Filter.Contains('?'))
+            return Regex.IsMatch(tensorName, "^" + Regex.Escape(Filter).Replace(@"\*", ".*").Replace(@"\?", ".") + "$", RegexOptions.CultureInvariant);
+        return tensorName.Contains(Filter, StringComparison.Ordinal);
+    }
+
+    /// <summary>The value at layer position t in [0, 1].</summary>
+    public double At(double t)
+    {
+        if (Values.Count == 1) return Values[0];
+        var scaled = Math.Clamp(t, 0, 1) * (Values.Count - 1);
+        var i0 = (int)scaled;
+        var i1 = Math.Min(Values.Count - 1, i0 + 1);
+        var frac = scaled - i0;
+        return (1 - frac) * Values[i0] + frac * Values[i1];
+    }
+}
+
+/// <summary>A parameter's rules, tried in order; the first whose filter matches gives the value.</summary>
+public sealed record ParamSetting(IReadOnlyList<ParamRule> Rules)
+{
+    public static ParamSetting Constant(double value) => new([new ParamRule(null, [value])]);
+
+    public double? Evaluate(string tensorName, double layerPosition)
+    {
+        foreach (var r in Rules)
+            if (r.Matches(tensorName)) return r.At(layerPosition);
+        return null;
+    }
+}
+
+/// <summary>One input model (a checkpoint directory) and its own parameters (weight, density, gamma, epsilon).</summary>
+public sealed record MergeModel(string Model, IReadOnlyDictionary<string, ParamSetting> Parameters);
+
+/// <summary>
+/// A merge, read from mergekit-style YAML or the same shape in JSON:
+/// <code>
+/// merge_method: ties            # linear slerp task_arithmetic ties dare_linear dare_ties breadcrumbs breadcrumbs_ties model_stock della della_linear
+/// base_model: runs/base
+/// models:
+///   - model: runs/math
+///     parameters: {weight: 1.0, density: 0.5}
+///   - model: runs/code
+///     parameters:
+///       weight: [0, 0.5, 1]      # gradient over layers
+///       density: [{filter: mlp, value: 0.3}, {value: 0.6}]
+/// parameters: {lambda: 1.0, normalize: true, rescale: l1}
+/// dtype: bfloat16               # output dtype; default: the base model's
+/// seed: 0                       # DARE / DELLA masks are drawn from (seed, tensor name, model index)
+/// </code>
+/// Keys not listed here are rejected with their name. Numeric parameters given under the top-level
+/// <c>parameters</c> are defaults for every model. Defaults: weight 1, density 1, gamma 0.01, epsilon 0.15,
+/// lambda 1; normalize on for linear, ties and della, off otherwise; rescale (DARE, DELLA) 1/p.
+/// <c>int8_mask</c> is accepted and ignored (a mergekit memory option).
+/// </summary>
+public sealed record MergeConfig
+{
+    public MergeMethod Method { get; init; }
+    public string? BaseModel { get; init; }
+    public IReadOnlyList<MergeModel> Models { get; init; } = [];
+    /// <summary>Global numeric parameters (lambda, t, and defaults of weight/density/gamma/epsilon).</summary>
+    public IReadOnlyDictionary<string, ParamSetting> Parameters { get; init; } = new Dictionary<string, ParamSetting>();
+    /// <summary>Null: the method's default (on for linear, ties, della).</summary>
+    public bool? Normalize { get; init; }
+    /// <summary>Null: <see cref="RescaleMode.Inverse"/> for DARE and DELLA.</summary>
+    public RescaleMode? Rescale { get; init; }
+    /// <summary>Output dtype: float32, float16 or bfloat16; null keeps the base model's.</summary>
+    public string? Dtype { get; init; }
+    public long Seed { get; init; }
+
+    public static readonly string[] ModelParameterNames = ["weight", "density", "gamma", "epsilon"];
+    public static readonly string[] GlobalParameterNames = ["weight", "density", "gamma", "epsilon", "lambda", "t", "normalize", "rescale", "int8_mask"];
+    static readonly string[] TopKeys = ["merge_method", "base_model", "models", "parameters", "dtype", "seed"];
+    static readonly string[] Dtypes = ["float32", "float16", "bfloat16"];
+
+    public static string MethodName(MergeMethod m) => m switch
+    {
+        MergeMethod.Linear => "linear", MergeMethod.Slerp => "slerp", MergeMethod.TaskArithmetic => "task_arithmetic",
+        MergeMethod.Ties => "ties", MergeMethod.DareLinear => "dare_linear", MergeMethod.DareTies => "dare_ties",
+        MergeMethod.Breadcrumbs => "breadcrumbs", MergeMethod.BreadcrumbsTies => "breadcrumbs_ties",
+        MergeMethod.ModelStock => "model_stock", MergeMethod.Della => "della", MergeMethod.DellaLinear => "della_linear",
+        _ => throw new ArgumentOutOfRangeException(nameof(m)),
+    };
+
+    /// <summary>Whether the method adds task vectors to a base (so base_model is required).</summary>
+    public static bool NeedsBase(MergeMethod m) => m != MergeMethod.Linear;
+
+    /// <summary>The models other than the base, in config order (the base is skipped if listed).</summary>
+    public IReadOnlyList<MergeModel> Others => Models.Where(m => m.Model != BaseModel).ToArray();
+
+    public bool EffectiveNormalize => Normalize ?? Method is MergeMethod.Linear or MergeMethod.Ties or MergeMethod.Della;
+
+    public RescaleMode EffectiveRescale => Rescale ?? RescaleMode.Inverse;
+
+    // ---------------------------------------------------------------- reading
+
+    public static MergeConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"merge config not found: {path}", path);
+        var text = File.ReadAllText(path);
+        try
+        {
+            return path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? FromJson(text) : FromYaml(text);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"{path}: {e.Message}", e);
+        }
+    }
+
+    public static MergeConfig FromYaml(string text) => FromTree(MiniYaml.Parse(text));
+
+    public static MergeConfig FromJson(string text)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(text);
+            return FromTree(FromJsonElement(doc.RootElement));
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"merge config is not valid JSON: {e.Message}", e);
+        }
+    }
+
+    static object? FromJsonElement(JsonElement e) => e.ValueKind switch
+    {
+        JsonValueKind.Object => e.EnumerateObject().Aggregate(new Dictionary<string, object?>(StringComparer.Ordinal), (d, p) =>
+        {
+            if (!d.TryAdd(p.Name, FromJsonElement(p.Value))) throw new InvalidDataException($"key '{p.Name}' appears twice");
+            return d;
+        }),
+        JsonValueKind.Array => e.EnumerateArray().Select(FromJsonElement).ToList(),
+        JsonValueKind.String => e.GetString(),
+        JsonValueKind.Number => e.GetDouble(),
+        JsonValueKind.True => true,
+        JsonValueKind.False => false,
+        _ => null,
+    };
+
+    /// <summary>Builds the record from parsed YAML/JSON values, naming any key it does not know.</summary>
+    public static MergeConfig FromTree(object? tree)
+    {
+        var root = tree as Dictionary<string, object?> ?? throw new InvalidDataException("merge config must be a map at the top level");
+        CheckKeys(root, TopKeys, "");
+        var methodText = root.TryGetValue("merge_method", out var mv) ? mv as string : null;
+        if (methodText is null) throw new InvalidDataException("merge config lacks 'merge_method'");
+        var method = Enum.GetValues<MergeMethod>().Cast<MergeMethod?>().FirstOrDefault(m => MethodName(m!.Value) == methodText)
+            ?? throw new InvalidDataException($"merge_method '{methodText}' is not known (known: {string.Join(", ", Enum.GetValues<MergeMethod>().Select(MethodName))})");
+
+        var baseModel = root.TryGetValue("base_model", out var b) ? AsString(b, "base_model") : null;
+        var models = new List<MergeModel>();
+        if (root.TryGetValue("models", out var ms))
+        {
+            var list = ms as List<object?> ?? throw new InvalidDataException("'models' must be a list");
+            for (var i = 0; i < list.Count; i++)
+            {
+                var where = $"models[{i}]";
+                var m = list[i] as Dictionary<string, object?> ?? throw new InvalidDataException($"{where} must be a map with 'model'");
+                CheckKeys(m, ["model", "parameters"], where + ".");
+                var path = m.TryGetValue("model", out var mp) ? AsString(mp, where + ".model") : null;
+                if (string.IsNullOrEmpty(path)) throw new InvalidDataException($"{where} lacks 'model'");
+                var ps = new SortedDictionary<string, ParamSetting>(StringComparer.Ordinal);
+                if (m.TryGetValue("parameters", out var pv) && pv is not null)
+                {
+                    var pm = pv as Dictionary<string, object?> ?? throw new InvalidDataException($"{where}.parameters must be a map");
+                    CheckKeys(pm, ModelParameterNames, where + ".parameters.");
+                    foreach (var (k, v) in pm) ps[k] = Setting(v, $"{where}.parameters.{k}");
+                }
+                models.Add(new MergeModel(path, ps));
+            }
+        }
+
+        var globals = new SortedDictionary<string, ParamSetting>(StringComparer.Ordinal);
+        bool? normalize = null;
+        RescaleMode? rescale = null;
+        if (root.TryGetValue("parameters", out var gp) && gp is not null)
+        {
+            var pm = gp as Dictionary<string, object?> ?? throw new InvalidDataException("'parameters' must be a map");
+            CheckKeys(pm, GlobalParameterNames, "parameters.");
+            foreach (var (k, v) in pm)
+            {
+                switch (k)
+                {
+                    case "normalize": normalize = v as bool? ?? throw new InvalidDataException($"parameters.normalize must be true or false, got {Show(v)}"); break;
+                    case "int8_mask": break;
+                    case "rescale":
+                        rescale = v switch
+                        {
+                            true or "inverse" => RescaleMode.Inverse,
+                            false or "none" => RescaleMode.None,
+                            "l1" => RescaleMode.L1,
+                            _ => throw new InvalidDataException($"parameters.rescale must be true, false, 'inverse', 'l1' or 'none', got {Show(v)}"),
+                        };
+                        break;
+                    default: globals[k] = Setting(v, $"parameters.{k}"); break;
+                }
+            }
+        }
+
+        var dtype = root.TryGetValue("dtype", out var dv) ? AsString(dv, "dtype") : null;
+        if (dtype is not null && !Dtypes.Contains(dtype))
+            throw new InvalidDataException($"dtype '{dtype}' is not one of {string.Join(", ", Dtypes)}");
+        long seed = 0;
+        if (root.TryGetValue("seed", out var sv))
+            seed = sv is double sd && sd == Math.Floor(sd) ? (long)sd : throw new InvalidDataException($"seed must be an integer, got {Show(sv)}");
+
+        var config = new MergeConfig
+        {
+            Method = method, BaseModel = baseModel, Models = models, Parameters = globals,
+            Normalize = normalize, Rescale = rescale, Dtype = dtype, Seed = seed,
+        };
+        return config.Validate();
+    }
+
+    /// <summary>Checks the model counts each method needs.</summary>
+    public MergeConfig Validate()
+    {
+        var name = MethodName(Method);
+        if (NeedsBase(Method) && BaseModel is null) throw new InvalidDataException($"merge_method {name} needs 'base_model'");
+        if (Method == MergeMethod.Linear && Models.Count == 0) throw new InvalidDataException("merge_method linear needs at least one entry under 'models'");
+        var others = Others.Count;
+        if (Method == MergeMethod.Slerp)
+        {
+            if (others != 1) throw new InvalidDataException($"merge_method slerp interpolates the base and exactly one other model; 'models' names {others} besides the base");
+            if (!Parameters.ContainsKey("t")) throw new InvalidDataException("merge_method slerp needs parameters.t");
+        }
+        if (Method == MergeMethod.ModelStock && others < 2)
+            throw new InvalidDataException($"merge_method model_stock needs at least two models besides the base; 'models' names {others}");
+        if (NeedsBase(Method) && others == 0) throw new InvalidDataException($"merge_method {name} needs at least one model besides the base under 'models'");
+        return this;
+    }
+
+    static void CheckKeys(Dictionary<string, object?> map, string[] known, string prefix)
+    {
+        foreach (var k in map.Keys)
+            if (!known.Contains(k))
+                throw new InvalidDataException(k == "slices" && prefix == ""
+                    ? "unknown key 'slices': layer slicing is not supported; list whole models under 'models'"
+                    : $"unknown key '{prefix}{k}' (known here: {string.Join(", ", known)})");
+    }
+
+    static string? AsString(object? v, string where) =>
+        v is null or string ? (string?)v : throw new InvalidDataException($"{where} must be a string, got {Show(v)}");
+
+    /// <summary>A scalar, a gradient list of numbers, or a list of {filter, value} rules.</summary>
+    static ParamSetting Setting(object? v, string where)
+    {
+        switch (v)
+        {
+            case double d: return ParamSetting.Constant(d);
+            case List<object?> list when list.Count > 0 && list.All(x => x is double):
+                return new ParamSetting([new ParamRule(null, list.Cast<double>().ToArray())]);
+            case List<object?> list when list.Count > 0 && list.All(x => x is Dictionary<string, object?>):
+                var rules = new List<ParamRule>();
+                for (var i = 0; i < list.Count; i++)
+                {
+                    var m = (Dictionary<string, object?>)list[i]!;
+                    CheckKeys(m, ["filter", "value"], $"{where}[{i}].");
+                    var filter = m.TryGetValue("filter", out var f) ? AsString(f, $"{where}[{i}].filter") : null;
+                    if (!m.TryGetValue("value", out var val)) throw new InvalidDataException($"{where}[{i}] lacks 'value'");
+                    var inner = Setting(val, $"{where}[{i}].value");
+                    if (inner.Rules.Count != 1 || inner.Rules[0].Filter is not null)
+                        throw new InvalidDataException($"{where}[{i}].value must be a number or a list of numbers");
+                    if (filter is not null && filter.StartsWith("re:", StringComparison.Ordinal))
+                    {
+                        try { _ = new Regex(filter[3..]); }
+                        catch (ArgumentException e) { throw new InvalidDataException($"{where}[{i}].filter: bad regex: {e.Message}"); }
+                    }
+                    rules.Add(new ParamRule(filter, inner.Rules[0].Values));
+                }
+                return new ParamSetting(rules);
+            default:
+                throw new InvalidDataException($"{where} must be a number, a list of numbers (a gradient over layers) or a list of {{filter, value}} rules; got {Show(v)}");
+        }
+    }
+
+    static string Show(object? v) => v switch
+    {
+        null => "null",
+        string s => $"'{s}'",
+        bool x => x ? "true" : "false",
+        double d => d.ToString(CultureInfo.InvariantCulture),
+        List<object?> => "a list",
+        _ => "a map",
+    };
+
+    // ---------------------------------------------------------------- canonical form and equality
+
+    /// <summary>Canonical JSON (every field, parameters sorted); two configs are equal when this text is.</summary>
+    public string ToJson()
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
+        {
+            w.WriteStartObject();
+            w.WriteString("merge_method", MethodName(Method));
+            if (BaseModel is not null) w.WriteString("base_model", BaseModel);
+            w.WriteStartArray("models");
+            foreach (var m in Models)
+            {
+                w.WriteStartObject();
+                w.WriteString("model", m.Model);
+                WriteParams(w, m.Parameters, null, null);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            WriteParams(w, Parameters, Normalize, Rescale);
+            if (Dtype is not null) w.WriteString("dtype", Dtype);
+            w.WriteNumber("seed", Seed);
+            w.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(ms.ToArray());
+    }
+
+    static void WriteParams(Utf8JsonWriter w, IReadOnlyDictionary<string, ParamSetting> ps, bool? normalize, RescaleMode? rescale)
+    {
+        w.WriteStartObject("parameters");
+        foreach (var (k, s) in ps.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            w.WriteStartArray(k);
+            foreach (var r in s.Rules)
+            {
+                w.WriteStartObject();
+                if (r.Filter is not null) w.WriteString("filter", r.Filter);
+                w.WriteStartArray("value");
+                foreach (var x in r.Values) w.WriteNumberValue(x);
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+        }
+        if (normalize is { } n) w.WriteBoolean("normalize", n);
+        if (rescale is { } r2) w.WriteString("rescale", r2 switch { RescaleMode.L1 => "l1", RescaleMode.None => "none", _ => "inverse" });
+        w.WriteEndObject();
+    }
+
+    public bool Equals(MergeConfig? other) => other is not null && ToJson() == other.ToJson();
+
+    public override int GetHashCode() => ToJson().GetHashCode(StringComparison.Ordinal);
+}
