@@ -14,6 +14,7 @@ public static class Program
           show RUN [--json]       one run: stages, configs, metrics, evaluations
           compare RUN RUN         two runs' metrics side by side
           gc [--dry-run]          remove node checkpoints that no recorded run references
+          merge CONFIG [--out DIR] merge checkpoints (mergekit-like YAML or JSON config), streaming
           doctor                  show how torch was started (backend, device, threads)
 
         every command takes --workspace DIR (default ./runs, or $RESEARCH_WORKSPACE)
@@ -33,6 +34,7 @@ public static class Program
                 "show" => RunsCommand.Show(CliArgs.Parse(args.Skip(1), "json")),
                 "compare" => RunsCommand.Compare(CliArgs.Parse(args.Skip(1))),
                 "gc" => GcCommand.Execute(CliArgs.Parse(args.Skip(1), "dry-run")),
+                "merge" => MergeCommand.Execute(args),
                 "doctor" => Doctor(),
                 _ => throw new CliException($"unknown command '{args[0]}'\n\n{Help}"),
             };

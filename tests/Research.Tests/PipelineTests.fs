@@ -8,13 +8,23 @@ open Research.Runs
 open Research.Tests.TestUtil
 
 let private cli = Path.Combine(AppContext.BaseDirectory, "research.dll")
-let private tinyArgs = "--pretrain-steps 20 --adapt-steps 40 --general-docs 240 --domain-docs 120 --seed 3 --threads 1"
+let private tinyArgs = "--pretrain-steps 20 --adapt-steps 60 --checkpoint-every 20 --general-docs 240 --seed 3 --threads 1"
 
 let private start (workspace: string) =
     let psi = ProcessStartInfo("dotnet", $"\"{cli}\" quickstart --workspace \"{workspace}\" {tinyArgs}")
     psi.RedirectStandardOutput <- true
     psi.RedirectStandardError <- true
     Process.Start psi
+
+let private runCli (workspace: string) (args: string) =
+    let psi = ProcessStartInfo("dotnet", $"\"{cli}\" {args} --workspace \"{workspace}\"")
+    psi.RedirectStandardOutput <- true
+    psi.RedirectStandardError <- true
+    use p = Process.Start psi
+    let out = p.StandardOutput.ReadToEndAsync()
+    p.StandardError.ReadToEndAsync() |> ignore
+    p.WaitForExit()
+    p.ExitCode, out.Result
 
 let private runToEnd (workspace: string) =
     use p = start workspace
@@ -25,7 +35,7 @@ let private runToEnd (workspace: string) =
 
 /// Every metrics.jsonl of a quick-start workspace, keyed by stage directory, time fields removed.
 let private metrics (workspace: string) =
-    Directory.GetFiles(Path.Combine(workspace, "quickstart", "stages"), "metrics.jsonl", SearchOption.AllDirectories)
+    Directory.GetFiles(Path.Combine(workspace, "nodes"), "metrics.jsonl", SearchOption.AllDirectories)
     |> Array.sort
     |> Array.map (fun f ->
         Path.GetFileName(Path.GetDirectoryName f),
@@ -43,13 +53,21 @@ let tests =
             Expect.equal codeB 0 "second workspace"
             Expect.equal (metrics a) (metrics b) "identical metrics, time fields aside"
             Expect.equal (metrics a |> List.length) 3 "pretrain + two adapt stages"
-            let final = Directory.GetDirectories(Path.Combine(a, "quickstart", "stages"), "final", SearchOption.AllDirectories)
+            let final = Directory.GetDirectories(Path.Combine(a, "nodes"), "final", SearchOption.AllDirectories)
+            Expect.equal final.Length 3 "three final checkpoints"
             for d in final do
                 for f in [ "model.safetensors"; "config.json"; "tokenizer_config.json" ] do
                     Expect.isTrue (File.Exists(Path.Combine(d, f))) $"{d}/{f}"
             let codeC, outC = runToEnd a
             Expect.equal codeC 0 "rerun"
-            Expect.equal (outC.Split(": cached (").Length - 1) 3 $"all three stages cached: {outC}"
+            Expect.equal (outC.Split("): cached").Length - 1) 3 $"all three stages cached: {outC}"
+            let codeJ, json = runCli a "runs --json"
+            Expect.equal codeJ 0 "runs --json"
+            let runs = (System.Text.Json.Nodes.JsonNode.Parse(json)["runs"]).AsArray()
+            Expect.equal runs.Count 2 "two runs recorded"
+            let statuses (r: System.Text.Json.Nodes.JsonNode) = [ for n in r["nodes"].AsArray() -> string n["status"] ]
+            Expect.equal (statuses runs[0]) [ "done"; "done"; "done" ] "first run trained"
+            Expect.equal (statuses runs[1]) [ "cached"; "cached"; "cached" ] "second run reused every stage"
 
         testCase "SIGKILL during adapt, then the same command: resumes and ends with the uninterrupted metrics" <| fun _ ->
             let reference, killed = tempDir "qs-ref", tempDir "qs-kill"
@@ -58,10 +76,10 @@ let tests =
             use p = start killed
             p.BeginOutputReadLine()
             p.BeginErrorReadLine()
-            let stages = Path.Combine(killed, "quickstart", "stages")
+            let stages = Path.Combine(killed, "nodes")
             let adaptCheckpoint () =
                 Directory.Exists stages
-                && Directory.GetDirectories(stages, "adapt-no-replay-*")
+                && Directory.GetDirectories(stages, "adapt-*")
                    |> Array.exists (fun d -> File.Exists(Path.Combine(d, "checkpoints", "last", "trainer_state.json")))
             let clock = Stopwatch.StartNew()
             while not (adaptCheckpoint ()) && not p.HasExited && clock.Elapsed < TimeSpan.FromMinutes 3.0 do

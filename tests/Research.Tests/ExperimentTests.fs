@@ -1,0 +1,128 @@
+module Research.Tests.ExperimentTests
+
+open System
+open System.IO
+open System.Diagnostics
+open Expecto
+open Research
+open Research.Pipelines
+open Research.Runs
+open Research.Tests.TestUtil
+
+let private world = World.quick 120 5
+
+let private micro = microConfig
+
+/// pretrain -> adapt "a" -> adapt "b", each a few steps of the micro model.
+let private chain (lrB: float) =
+    let start = pretrain world.General micro |> Stage.steps 6 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0
+    let step name = adapt (world.Finance |> replay world.General 0.25) |> Step.steps 4 |> Step.blockLength 32 |> Step.logEvery 2 |> Step.evalEvery 0 |> Step.checkpointEvery 0 |> Step.named name
+    Experiment.create "chain" start (step "a" >=> (step "b" |> Step.lr lrB))
+    |> Experiment.seed 11L
+
+let private quietRun workspace (e: Experiment) = Executor(ExecutorOptions(Workspace = workspace, Log = TextWriter.Null)).Run e
+
+let private statuses (r: ExperimentResult) = [ for n in r.Runs[0].Nodes -> n.Name, n.Status ]
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "Experiments" [
+        testCase "the F# quick start and the C# one are the same experiment (same stage keys)" <| fun _ ->
+            let w = World.quick 240 3
+            let start = pretrain w.General (tinyModel ()) |> Stage.steps 20
+            let adaptFor name share =
+                adapt (w.Finance |> replay w.General share) |> Step.steps 60 |> Step.checkpointEvery 20 |> Step.named name
+            let fs = Experiment.createBranches "quickstart" start (branch [ adaptFor "adapt-no-replay" 0.0; adaptFor "adapt-replay-0.1" 0.1 ]) |> Experiment.seed 3L
+            let cs = QuickStart.Build(QuickStartOptions(Seed = 3, GeneralDocuments = 240, PretrainSteps = 20, AdaptSteps = 60, CheckpointEvery = 20))
+            let keys (e: Experiment) = [ for leaf in e.Points[0].Leaves -> Executor.Key(leaf, e.Seed) ]
+            Expect.equal (keys fs) (keys cs) "identical keys"
+
+        testCase "a rerun reuses every stage; a changed config re-runs that stage and its descendants only" <| fun _ ->
+            let ws = tempDir "chain"
+            Expect.equal (statuses (quietRun ws (chain 1e-3))) [ "pretrain", "done"; "a", "done"; "b", "done" ] "first run"
+            Expect.equal (statuses (quietRun ws (chain 1e-3))) [ "pretrain", "cached"; "a", "cached"; "b", "cached" ] "rerun"
+            Expect.equal (statuses (quietRun ws (chain 5e-4))) [ "pretrain", "cached"; "a", "cached"; "b", "done" ] "only b changed"
+            use store = new RunStore(ws)
+            Expect.equal (store.Runs().Count) 3 "three runs recorded"
+            Expect.equal (store.Nodes(3L) |> Seq.map (fun n -> n.Status) |> List.ofSeq) [ "cached"; "cached"; "done" ] "store statuses"
+            let b = store.Nodes(3L)[2]
+            Expect.isGreaterThan (store.Metrics(b.Key).Count) 0 "metrics recorded"
+
+        testCase "a sweep over a config field runs one point per value, sharing the common parent" <| fun _ ->
+            let ws = tempDir "sweep"
+            let e = chain 1e-3 |> Experiment.sweep [ "a:replay", [ 0.0; 0.5 ] ]
+            let r = quietRun ws e
+            Expect.equal r.Runs.Count 2 "two points"
+            let keyOf (i: int) name = r.Runs[i].Node(name).Key
+            Expect.equal (keyOf 0 "pretrain") (keyOf 1 "pretrain") "pretrain shared"
+            Expect.equal r.Runs[1].Nodes[0].Status "cached" "pretrain reused by the second point"
+            Expect.notEqual (keyOf 0 "a") (keyOf 1 "a") "a differs by replay"
+            Expect.equal r.Runs[0].Point.Label "a:replay=0" "point label"
+            let frame = Results.frame r
+            Expect.containsAll frame.ColumnKeys [ "Run"; "Point"; "Stage"; "Metric"; "Value" ] "frame columns"
+            Expect.isGreaterThan frame.RowCount 6 "rows for every metric"
+            throwsWith<ArgumentException> (fun () -> chain 1e-3 |> Experiment.sweep [ "nonsense", [ 1.0 ] ] |> ignore) [ "nonsense" ] "unknown field"
+
+        testCase "evaluations run after each stage and are cached with the node" <| fun _ ->
+            let ws = tempDir "evals"
+            let e = chain 1e-3 |> Experiment.evaluateEach [ Experiment.heldOutPerplexity world.Finance ]
+            let r = quietRun ws e
+            for n in r.Runs[0].Nodes do
+                Expect.isTrue (n.Evaluations["finance"]["perplexity"] > 1.0) $"{n.Name} evaluated"
+            let again = quietRun ws e
+            Expect.equal (again.Runs[0].Node("b").Evaluations["finance"]["perplexity"]) (r.Runs[0].Node("b").Evaluations["finance"]["perplexity"]) "same score from cache"
+
+        testCase "two research processes on one workspace at once both succeed and the store holds every row" <| fun _ ->
+            let ws = tempDir "two"
+            let script = Path.Combine(ws, "chain.fsx")
+            File.WriteAllText(script, """
+open Research
+let w = World.quick 120 5
+let cfg = Research.Tests.Micro.config
+let start = pretrain w.General cfg |> Stage.steps 6 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0
+let step name = adapt (w.Finance |> replay w.General 0.25) |> Step.steps 4 |> Step.blockLength 32 |> Step.logEvery 2 |> Step.evalEvery 0 |> Step.checkpointEvery 0 |> Step.named name
+let r = Experiment.create "two" start (step "a" >=> step "b") |> Experiment.seed (int64 (Script.arg fsi.CommandLineArgs "seed" 1)) |> Experiment.run
+printfn "ok %d" r.Runs[0].RunId
+""".Replace("Research.Tests.Micro.config", "Research.Models.LlamaConfig(VocabSize = 259, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64)"))
+            let cli = Path.Combine(AppContext.BaseDirectory, "research.dll")
+            let startRun seed =
+                let psi = ProcessStartInfo("dotnet", $"\"{cli}\" run --workspace \"{ws}\" \"{script}\" --seed {seed}", RedirectStandardOutput = true, RedirectStandardError = true)
+                Process.Start psi
+            // seeds 1 and 1: the same stages, contended through the node locks; seed 2: stages of its own.
+            let ps = [ startRun 1; startRun 1; startRun 2 ]
+            let outs = ps |> List.map (fun p -> p.StandardOutput.ReadToEndAsync(), p.StandardError.ReadToEndAsync())
+            for p, (o, e) in List.zip ps outs do
+                p.WaitForExit()
+                Expect.equal p.ExitCode 0 $"exit code; output: {o.Result} {e.Result}"
+            use store = new RunStore(ws)
+            Expect.equal (store.Runs().Count) 3 "three runs"
+            for r in store.Runs() do
+                Expect.equal r.Status "done" $"run {r.Id} done"
+                Expect.equal (store.Nodes(r.Id).Count) 3 $"run {r.Id} has its three nodes"
+            let statuses = [ for r in store.Runs() do for n in store.Nodes(r.Id) -> n.Status ]
+            Expect.equal (statuses |> List.filter ((=) "done") |> List.length) 6 "each distinct stage trained once (3 for seed 1, 3 for seed 2)"
+            Expect.equal (statuses |> List.filter ((=) "cached") |> List.length) 3 "the duplicate seed-1 run reused them"
+            Expect.equal (store.Count "metrics" > 0) true "metrics rows"
+
+        testCase "gc removes only node directories no run references" <| fun _ ->
+            let ws = tempDir "gc"
+            quietRun ws (chain 1e-3) |> ignore
+            let orphan = Path.Combine(ws, "nodes", "adapt-0000000000000000")
+            Directory.CreateDirectory(Path.Combine(orphan, "final")) |> ignore
+            File.WriteAllText(Path.Combine(orphan, "final", "model.safetensors"), "x")
+            let cli = Path.Combine(AppContext.BaseDirectory, "research.dll")
+            let run args =
+                let psi = ProcessStartInfo("dotnet", $"\"{cli}\" {args} --workspace \"{ws}\"", RedirectStandardOutput = true)
+                use p = Process.Start psi
+                let o = p.StandardOutput.ReadToEnd()
+                p.WaitForExit()
+                p.ExitCode, o
+            let code, dry = run "gc --dry-run"
+            Expect.equal code 0 "dry run"
+            Expect.stringContains dry "would remove" "lists the orphan"
+            Expect.isTrue (Directory.Exists orphan) "dry run keeps it"
+            let code, _ = run "gc"
+            Expect.equal code 0 "gc"
+            Expect.isFalse (Directory.Exists orphan) "orphan removed"
+            Expect.equal (Directory.GetDirectories(Path.Combine(ws, "nodes")).Length) 3 "referenced nodes kept"
+    ]
