@@ -1,0 +1,6 @@
+module Research.Tests.TuneTests
+
+open Expecto
+
+[<Tests>]
+let tests = testList "Tune" []
