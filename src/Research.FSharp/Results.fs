@@ -31,3 +31,6 @@ module Results =
     /// Status of each stage of each run ("done", "cached").
     let statuses (r: ExperimentResult) =
         [ for run in r.Runs do for n in run.Nodes -> run.RunId, n.Name, n.Status ]
+
+    /// Prints a frame as a table (Deedle's formatting).
+    let print (frame: Frame<'R, 'C>) = frame.Print()

@@ -43,6 +43,16 @@ module Dsl =
     /// Run several steps from one parent: the branches of the pipeline.
     let branch (steps: Step list) : Stage -> Stage list = fun parent -> steps |> List.map (fun s -> s parent)
 
+    /// Merge options: the method with its defaults; change fields with `Stage.config` or the record's init syntax.
+    let mergeWith (m: Research.Stages.Merge.MergeMethod) = MergeStageOptions(Method = m)
+
+    /// Branches from the parent, merged back: the parent is the base (task vectors are taken against it),
+    /// each branch one merged model. `adapt mix >=> mergeBranches (mergeWith MergeMethod.Ties) [ tuneA; tuneB ]`.
+    let mergeBranches (options: MergeStageOptions) (steps: Step list) : Step =
+        fun parent ->
+            let branches = steps |> List.map (fun s -> s parent)
+            Stage("merge", "merge", options, List.toArray (parent :: branches), [||])
+
 /// Modifiers of stages and steps: each returns a new value, so they pipe.
 module Stage =
     let private set (name: string) (value: objnull) (record: 'r) = Research.Util.RecordCopy.With(record, name, value)
