@@ -43,6 +43,10 @@ module Dsl =
     /// Run several steps from one parent: the branches of the pipeline.
     let branch (steps: Step list) : Stage -> Stage list = fun parent -> steps |> List.map (fun s -> s parent)
 
+    /// Distil the parent (the student) from `teacher` on a corpus: (1 - kd) CE + kd GJSD(teacher, student).
+    let distill (teacher: Stage) (corpus: DataSource) : Step =
+        fun student -> Stage("distill", "distill", DistillStageOptions(), [| student; teacher |], [| corpus |])
+
     /// Merge options: the method with its defaults; change fields with `Stage.config` or the record's init syntax.
     let mergeWith (m: Research.Stages.Merge.MergeMethod) = MergeStageOptions(Method = m)
 
@@ -66,6 +70,7 @@ module Stage =
             match s.Config with
             | :? PretrainConfig as c -> c.Train
             | :? AdaptOptions as c -> c.Train
+            | :? DistillStageOptions as c -> c.Train
             | other -> invalidArg "stage" $"stage '{s.Name}': {other.GetType().Name} has no training settings"
         s |> config "Train" (set field value t)
 

@@ -104,6 +104,23 @@ printfn "ok %d" r.Runs[0].RunId
             Expect.equal (statuses |> List.filter ((=) "cached") |> List.length) 3 "the duplicate seed-1 run reused them"
             Expect.equal (store.Count "metrics" > 0) true "metrics rows"
 
+        testCase "distill: the student's loss falls and kd is reported; a teacher with another tokenizer is refused" <| fun _ ->
+            let ws = tempDir "distill"
+            let small name n = pretrain world.General micro |> Stage.steps n |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0 |> Stage.named name
+            let teacher = small "teacher" 30
+            let student = distill teacher world.General |> Step.steps 20 |> Step.blockLength 32 |> Step.logEvery 2 |> Step.evalEvery 0 |> Step.checkpointEvery 0
+            let r = Experiment.create "distill" (small "student" 2) student |> Experiment.seed 3L |> quietRun ws
+            let node = r.Runs[0].Node("distill")
+            Expect.isTrue (node.Metrics.ContainsKey "kd" && node.Metrics.ContainsKey "ce") "kd and ce reported"
+            let losses = MetricsLog.Read(Path.Combine(node.Directory, "metrics.jsonl")) |> Seq.filter (fun o -> string o["kind"] = "train") |> Seq.map (fun o -> (o["loss"]).GetValue<float>()) |> Array.ofSeq
+            Expect.isLessThan losses[losses.Length - 1] losses[0] "distillation loss falls"
+            // a teacher whose tokenizer (GPT-2) differs from the student's (bytes)
+            let gptDir = Path.Combine(tempDir "gpt2-teacher", "model")
+            use gpt = new Research.Models.LlamaForCausalLM(Research.Models.LlamaConfig(VocabSize = 50257, HiddenSize = 16, IntermediateSize = 32, NumHiddenLayers = 1, NumAttentionHeads = 2, NumKeyValueHeads = 1), 1L)
+            Research.Models.Checkpoint.Save(gptDir, gpt, Research.Data.Gpt2Tokenizer.Instance)
+            let bad = Experiment.create "distill-bad" (small "student" 2) (distill (fromCheckpoint gptDir) world.General) |> Experiment.seed 3L
+            throwsWith<InvalidDataException> (fun () -> quietRun ws bad |> ignore) [ "share a tokenizer"; "gpt2" ] "tokenizer mismatch"
+
         testCase "gc removes only node directories no run references" <| fun _ ->
             let ws = tempDir "gc"
             quietRun ws (chain 1e-3) |> ignore
