@@ -404,7 +404,7 @@ public static class Safetensors
     static void WritePlanned(string path, List<Planned> plan, IReadOnlyDictionary<string, string>? metadata)
     {
         plan.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
-        var header = BuildHeader(plan, metadata);
+        var header = BuildHeader(plan.Select(p => (p.Name, p.DType, p.Shape, p.Bytes)), metadata);
         AtomicFile.Write(path, s =>
         {
             Span<byte> len = stackalloc byte[8];
@@ -422,8 +422,8 @@ public static class Safetensors
         });
     }
 
-    /// <summary>JSON header bytes, padded with spaces so the data area starts 8-byte aligned.</summary>
-    static byte[] BuildHeader(List<Planned> plan, IReadOnlyDictionary<string, string>? metadata)
+    /// <summary>JSON header bytes for tensors laid out back to back in this order, padded with spaces so the data area starts 8-byte aligned.</summary>
+    internal static byte[] BuildHeader(IEnumerable<(string Name, string DType, long[] Shape, long Bytes)> plan, IReadOnlyDictionary<string, string>? metadata)
     {
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms))

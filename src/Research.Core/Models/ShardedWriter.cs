@@ -120,39 +120,8 @@ public sealed class ShardedSafetensorsWriter : IDisposable
         });
     }
 
-    byte[] Header(List<PlannedTensor> shard)
-    {
-        using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms))
-        {
-            w.WriteStartObject();
-            if (_metadata is { Count: > 0 })
-            {
-                w.WriteStartObject("__metadata__");
-                foreach (var (k, v) in _metadata.OrderBy(kv => kv.Key, StringComparer.Ordinal)) w.WriteString(k, v);
-                w.WriteEndObject();
-            }
-            long offset = 0;
-            foreach (var p in shard)
-            {
-                w.WriteStartObject(p.Name);
-                w.WriteString("dtype", p.DType);
-                w.WriteStartArray("shape");
-                foreach (var d in p.Shape) w.WriteNumberValue(d);
-                w.WriteEndArray();
-                w.WriteStartArray("data_offsets");
-                w.WriteNumberValue(offset);
-                w.WriteNumberValue(offset + p.Bytes);
-                w.WriteEndArray();
-                w.WriteEndObject();
-                offset += p.Bytes;
-            }
-            w.WriteEndObject();
-        }
-        var pad = (int)((8 - ms.Length % 8) % 8);
-        for (var i = 0; i < pad; i++) ms.WriteByte((byte)' ');
-        return ms.ToArray();
-    }
+    byte[] Header(List<PlannedTensor> shard) =>
+        Safetensors.BuildHeader(shard.Select(p => (p.Name, p.DType, p.Shape, p.Bytes)), _metadata);
 
     /// <summary>Removes a half-written shard (the shards already renamed stay).</summary>
     public void Dispose()
