@@ -207,6 +207,21 @@ let tests =
             Expect.equal (get 2L) (TuneObjective(sequences.Value, options true 0.0, "t").Batch(2L, 0, cfg, torch.CPU).Input.data<int64>().ToArray()) "same batch from a fresh objective"
             Expect.equal (get 7L) later "same batch again after others"
 
+        testCase "the data's content hash is part of the objective's identity; options are checked" <| fun _ ->
+            let path = writeJsonl "d.jsonl" [ """{"prompt": "p", "completion": "c"}""" ]
+            let before = SftData.FileFingerprint path
+            Expect.stringContains (TuneObjective(sequences.Value, options true 0.0, before).Fingerprint) before "hash in fingerprint"
+            File.AppendAllLines(path, [ """{"prompt": "q", "completion": "d"}""" ])
+            Expect.notEqual (SftData.FileFingerprint path) before "an edited file has another hash"
+            Expect.stringContains (System.Text.Json.JsonSerializer.Serialize(TuneOptions())) "\"Truncation\":\"KeepCompletion\"" "truncation policy by name in JSON"
+            throwsWith<ArgumentException> (fun () -> TuneOptions(NeftuneAlpha = -1.0).Validate() |> ignore) [ "neftune_alpha" ] "negative alpha"
+            let parent = tempDir "tune-parent"
+            (use m = microModel 1L in Checkpoint.Save(parent, m, tok))
+            let ctx = StageContext("t", tempDir "tune-run", [| parent |], [||], 1L, torch.CPU, TextWriter.Null)
+            throwsWith<ArgumentException> (fun () -> TuneExecutor().Execute(ctx, TuneOptions()) |> ignore) [ "stage 't'"; "data_path" ] "no data"
+            throwsWith<ArgumentException> (fun () -> TuneExecutor().Execute(ctx, TuneOptions(DataPath = path, BlockLength = 100)) |> ignore)
+                [ "block_length 100"; "max_position_embeddings 64" ] "too long for the model"
+
         testCase "tuning a micro model lowers held-out loss and answers more held-out prompts" <| fun _ ->
             let dir = tempDir "tune-e2e"
             let data = Path.Combine(dir, "tickers.jsonl")

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace Research.Data;
 
@@ -162,6 +163,7 @@ public static class SftData
 }
 
 /// <summary>What to do with an example longer than the sequence length.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<SftTruncation>))]
 public enum SftTruncation
 {
     /// <summary>Cut context tokens from the left (after BOS, before the first trained token), keeping every
