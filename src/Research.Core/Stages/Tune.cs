@@ -1,0 +1,264 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Research.Data;
+using Research.Models;
+using Research.Runs;
+using Research.Training;
+using static TorchSharp.torch;
+
+namespace Research.Stages;
+
+/// <summary>
+/// tune: supervised fine-tuning on prompt/completion or chat examples (JSONL in the Hugging Face conventions,
+/// see <see cref="SftData"/>), loss on completion / assistant tokens only, as TRL's SFTTrainer does it.
+/// </summary>
+public sealed record TuneOptions
+{
+    /// <summary>The JSONL file of examples; its SHA-256 is part of the run's identity.</summary>
+    public string DataPath { get; init; } = "";
+    /// <summary>Chat template for conversational examples: "plain" (tiny byte models) or "chatml"; see <see cref="ChatTemplates"/>.</summary>
+    public string Template { get; init; } = "plain";
+    /// <summary>Positions per training row; an example may have BlockLength + 1 tokens (BOS .. EOS), its last one only a target.</summary>
+    public int BlockLength { get; init; } = 128;
+    /// <summary>Pack several examples per row (best-fit decreasing), attention kept within each example.</summary>
+    public bool Packing { get; init; } = true;
+    /// <summary>NEFTune noise on the embeddings while training: uniform(-1, 1) · alpha / sqrt(L·d). 0 = off; the paper uses 5.</summary>
+    public double NeftuneAlpha { get; init; }
+    /// <summary>Share of examples held out for validation (seeded, by example).</summary>
+    public double ValidationFraction { get; init; } = 0.1;
+    /// <summary>What to do with an example longer than BlockLength + 1 tokens (counted in tune_report.json).</summary>
+    public SftTruncation Truncation { get; init; } = SftTruncation.KeepCompletion;
+    /// <summary>Lower peak LR than adapt's 1e-3 (a fine-tune should move a trained model less; pretrained billions-scale
+    /// models want 1e-5 to 2e-5), no weight decay (TRL's default), short warmup.</summary>
+    public TrainConfig Train { get; init; } = new() { Steps = 200, BatchSize = 8, LearningRate = 3e-4, WeightDecay = 0.0, WarmupSteps = 10, EvalEvery = 50, CheckpointEvery = 50 };
+
+    public TuneOptions Validate()
+    {
+        if (BlockLength < 2) throw new ArgumentException($"tune: block_length must be >= 2 (got {BlockLength})");
+        if (!(NeftuneAlpha >= 0) || !double.IsFinite(NeftuneAlpha)) throw new ArgumentException($"tune: neftune_alpha must be >= 0 (got {NeftuneAlpha}); 0 = off");
+        if (!(ValidationFraction is >= 0 and < 1)) throw new ArgumentException($"tune: validation_fraction must be in [0, 1) (got {ValidationFraction})");
+        return this;
+    }
+}
+
+/// <summary>
+/// A supervised batch. Rows hold one example, or several when packing; targets are -100 wherever the token is not
+/// trained (prompt, user turns, padding, a row's sample boundaries). <see cref="Normalizer"/> = trained targets.
+/// </summary>
+public sealed record SftBatch(
+    Tensor Input,        // (B, T) int64
+    Tensor Target,       // (B, T) int64, -100 = not scored
+    Tensor? Positions,   // (B, T) int64, restarting at 0 for every packed sample; null = 0..T-1
+    Tensor? Mask,        // (B, 1, T, T) bool, causal and block-diagonal over packed samples; null = causal
+    Tensor InvSqrtLength,// (B, T, 1) float32: 1/sqrt(length of the token's own sample), for NEFTune
+    long Step, int Micro, long Normalizer, long Tokens) : IBatch
+{
+    public void Dispose()
+    {
+        Input.Dispose(); Target.Dispose(); Positions?.Dispose(); Mask?.Dispose(); InvSqrtLength.Dispose();
+    }
+}
+
+/// <summary>
+/// The SFT objective. The training rows (packed bins, or single examples) are visited in a seeded permutation per
+/// epoch, so batch (step, micro) is a pure function of the position and resuming needs no data state.
+/// </summary>
+public sealed class TuneObjective : IObjective<SftBatch>
+{
+    readonly IReadOnlyList<SftTokens> _sequences;
+    readonly int[][] _rows;
+    readonly TuneOptions _o;
+    (long Epoch, int[] Order) _perm = (-1, []);
+
+    public TuneObjective(IReadOnlyList<SftTokens> sequences, TuneOptions options, string dataFingerprint)
+    {
+        _o = options.Validate();
+        if (sequences.Count == 0) throw new ArgumentException("tune: no training example");
+        if (sequences.FirstOrDefault(s => s.Length > _o.BlockLength + 1) is { } big)
+            throw new ArgumentException($"tune: a sequence of {big.Length} tokens exceeds block_length + 1 = {_o.BlockLength + 1}; fit the data first (SftPreparation.Prepare)");
+        _sequences = sequences;
+        _rows = _o.Packing
+            ? SftPreparation.BestFitDecreasing(sequences.Select(s => s.Length - 1).ToArray(), _o.BlockLength)
+            : Enumerable.Range(0, sequences.Count).Select(i => new[] { i }).ToArray();
+        Fingerprint = $"{dataFingerprint}|template={_o.Template}|block={_o.BlockLength}|packing={_o.Packing}|neftune={_o.NeftuneAlpha:R}|truncation={_o.Truncation}|val={_o.ValidationFraction:R}";
+    }
+
+    public string Kind => "tune";
+    public string Fingerprint { get; }
+    /// <summary>Training rows: packed bins (or one example each), in bin order; each lists sequence indices.</summary>
+    public IReadOnlyList<int[]> Rows => _rows;
+    /// <summary>Real positions over BlockLength × rows: 1 = no padding at all.</summary>
+    public double PackingEfficiency => _sequences.Sum(s => (double)(s.Length - 1)) / ((double)_rows.Length * _o.BlockLength);
+
+    public SftBatch Batch(long step, int micro, TrainConfig config, Device device)
+    {
+        var first = (step * config.Accumulation + micro) * config.BatchSize;
+        var rows = new IReadOnlyList<SftTokens>[config.BatchSize];
+        for (int i = 0; i < config.BatchSize; i++)
+        {
+            var j = first + i;
+            rows[i] = _rows[Order(j / _rows.Length)[(int)(j % _rows.Length)]].Select(k => _sequences[k]).ToArray();
+        }
+        return Tune.Collate(rows, _o.Packing, step, micro, device);
+    }
+
+    int[] Order(long epoch)
+    {
+        if (_perm.Epoch != epoch) _perm = (epoch, new Rng(Rng.Derive(_o.Train.Seed, 0x7E, epoch)).Permutation(_rows.Length));
+        return _perm.Order;
+    }
+
+    public Tensor Loss(LlamaForCausalLM model, SftBatch batch, MetricSink metrics) =>
+        LanguageModeling.SummedCrossEntropy(Tune.Logits(model, batch, model.training ? _o.NeftuneAlpha : 0, _o.Train.Seed), batch.Target);
+}
+
+public static class Tune
+{
+    /// <summary>
+    /// Stacks rows of examples into a batch padded to the longest row. Each example of n tokens fills n - 1 positions
+    /// (inputs ids[0..n-2], targets ids[1..n-1], a target scored only where the token is trained).
+    /// <paramref name="packed"/>: per-sample position ids and a block-diagonal causal mask, so no token attends
+    /// across samples and a packed sample computes what it would alone.
+    /// </summary>
+    public static SftBatch Collate(IReadOnlyList<IReadOnlyList<SftTokens>> rows, bool packed, long step, int micro, Device device, int padId = 0)
+    {
+        var b = rows.Count;
+        var t = rows.Max(r => r.Sum(s => s.Length - 1));
+        var input = new long[b * t];
+        var target = new long[b * t];
+        var pos = new long[b * t];
+        var seg = new long[b * t];
+        var inv = new float[b * t];
+        long normalizer = 0, tokens = 0;
+        Array.Fill(input, padId);
+        Array.Fill(target, LanguageModeling.IgnoreIndex);
+        Array.Fill(inv, 1f);
+        for (int r = 0; r < b; r++)
+        {
+            var o = r * t;
+            var k = 0;
+            foreach (var s in rows[r])
+            {
+                var n = s.Length - 1;
+                k++;
+                for (int j = 0; j < n; j++, o++)
+                {
+                    input[o] = s.Ids[j];
+                    if (s.Trained[j + 1]) { target[o] = s.Ids[j + 1]; normalizer++; }
+                    pos[o] = j;
+                    seg[o] = k;
+                    inv[o] = 1f / MathF.Sqrt(n);
+                }
+                tokens += n;
+            }
+        }
+        var inputT = tensor(input, dtype: int64, device: device).view(b, t);
+        var targetT = tensor(target, dtype: int64, device: device).view(b, t);
+        var invT = tensor(inv, dtype: float32, device: device).view(b, t, 1);
+        Tensor? posT = null, maskT = null;
+        if (packed)
+        {
+            posT = tensor(pos, dtype: int64, device: device).view(b, t);
+            using var segT = tensor(seg, dtype: int64, device: device).view(b, t);
+            using var same = segT.unsqueeze(2).eq(segT.unsqueeze(1));                          // (B, T, T): same sample (pads: one block of their own)
+            using var causal = ones(t, t, dtype: @bool, device: device).tril();               // (T, T)
+            maskT = same.logical_and(causal).unsqueeze(1);                                     // (B, 1, T, T)
+        }
+        return new SftBatch(inputT, targetT, posT, maskT, invT, step, micro, normalizer, tokens);
+    }
+
+    /// <summary>Logits (B, T, V) of a batch; with <paramref name="neftuneAlpha"/> &gt; 0, NEFTune noise on the embeddings
+    /// from a generator seeded by (seed, step, micro), so a step sees the same noise when it is run again.</summary>
+    public static Tensor Logits(LlamaForCausalLM model, SftBatch batch, double neftuneAlpha, long seed)
+    {
+        using var scope = NewDisposeScope();
+        var emb = model.Embed(batch.Input);                                                    // (B, T, C)
+        if (neftuneAlpha > 0)
+        {
+            using var gen = new Generator(Rng.Derive(seed, 0x4E3F, batch.Step, batch.Micro), emb.device);
+            var noise = rand(emb.shape, generator: gen, dtype: emb.dtype, device: emb.device) * 2 - 1;
+            emb = emb + noise * batch.InvSqrtLength.to(emb.dtype) * (neftuneAlpha / Math.Sqrt(emb.shape[^1]));
+        }
+        return model.ForwardEmbeddings(emb, batch.Positions, batch.Mask).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Held-out loss: summed cross-entropy over trained tokens / their count (no packing, no noise).</summary>
+    public static IReadOnlyDictionary<string, double> Validate(LlamaForCausalLM model, IReadOnlyList<SftTokens> sequences, int batchSize, int padId = 0)
+    {
+        using var noGrad = no_grad();
+        double sum = 0;
+        long count = 0;
+        var device = model.EmbeddingWeight.device;
+        for (int i = 0; i < sequences.Count; i += batchSize)
+        {
+            using var scope = NewDisposeScope();
+            var rows = sequences.Skip(i).Take(batchSize).Select(s => (IReadOnlyList<SftTokens>)[s]).ToArray();
+            using var batch = Collate(rows, packed: false, 0, 0, device, padId);
+            sum += LanguageModeling.SummedCrossEntropy(model.Forward(batch.Input), batch.Target).to(float64).item<double>();
+            count += batch.Normalizer;
+        }
+        return new Dictionary<string, double> { ["val_loss"] = count > 0 ? sum / count : double.NaN, ["val_tokens"] = count };
+    }
+
+    /// <summary>Greedy answers to each example's prompt compared with its (first) answer, exactly.</summary>
+    public static (int Matched, int Total) ExactMatch(LlamaForCausalLM model, ITokenizer tokenizer, ChatTemplate template, IReadOnlyList<SftExample> examples, int maxNewTokens)
+    {
+        var matched = 0;
+        foreach (var ex in examples)
+        {
+            var (prompt, answer) = template.PromptAndAnswer(ex, tokenizer);
+            var room = Math.Min(maxNewTokens, model.Config.MaxPositionEmbeddings - prompt.Length);
+            if (room <= 0) continue;
+            var output = Generation.Generate(model, prompt, SamplingOptions.Greedy(room) with { StopToken = tokenizer.EosId });
+            var text = tokenizer.Decode(output);
+            var suffix = ex.IsConversation ? template.Assistant.Suffix : "";
+            if (suffix.Length > 0 && text.EndsWith(suffix, StringComparison.Ordinal)) text = text[..^suffix.Length];
+            if (output.Length > 0 && output[^1] == tokenizer.EosId && text == answer) matched++;
+        }
+        return (matched, examples.Count);
+    }
+}
+
+/// <summary>Runs tune from the parent's checkpoint on <see cref="TuneOptions.DataPath"/>; writes tune_report.json.</summary>
+public sealed class TuneExecutor : IStageExecutor
+{
+    public const string ReportFile = "tune_report.json";
+    public string Kind => "tune";
+
+    public IReadOnlyDictionary<string, double> Execute(StageContext ctx, object config)
+    {
+        var o = ((TuneOptions)config).Validate();
+        if (string.IsNullOrWhiteSpace(o.DataPath)) throw new ArgumentException($"stage '{ctx.Name}': tune needs data_path (a JSONL file of prompt/completion or messages examples)");
+        var template = ChatTemplates.ByName(o.Template);
+        var (model, tokenizer) = Checkpoint.Load(ctx.ParentAt(0), ctx.Device);
+        using (model)
+        {
+            if (model.Config.MaxPositionEmbeddings < o.BlockLength)
+                throw new ArgumentException($"stage '{ctx.Name}': block_length {o.BlockLength} exceeds the model's max_position_embeddings {model.Config.MaxPositionEmbeddings}");
+            var sha = SftData.FileFingerprint(o.DataPath);
+            var examples = SftData.Read(o.DataPath);
+            var (trainEx, valEx) = SftData.Split(examples, o.ValidationFraction, ctx.Seed);
+            var train = SftPreparation.Prepare(trainEx, template, tokenizer, o.BlockLength + 1, o.Truncation);
+            var val = SftPreparation.Prepare(valEx, template, tokenizer, o.BlockLength + 1, o.Truncation);
+            if (train.Sequences.Count == 0)
+                throw new CorpusException($"{o.DataPath}: no training example fits block_length {o.BlockLength} ({train.Dropped} dropped by truncation {o.Truncation}); raise block_length");
+            var trainConfig = o.Train with { Seed = ctx.Seed };
+            var objective = new TuneObjective(train.Sequences, o with { Train = trainConfig }, sha);
+            var report = new JsonObject
+            {
+                ["data_path"] = o.DataPath, ["data_sha256"] = sha, ["template"] = template.Name,
+                ["examples_read"] = examples.Count, ["train_examples"] = train.Sequences.Count, ["validation_examples"] = val.Sequences.Count,
+                ["truncated"] = train.Truncated + val.Truncated, ["dropped"] = train.Dropped + val.Dropped,
+                ["trained_tokens"] = train.TrainedTokens, ["packed_sequences"] = objective.Rows.Count,
+                ["packing_efficiency"] = objective.PackingEfficiency,
+            };
+            Directory.CreateDirectory(ctx.Directory);
+            AtomicFile.WriteAllText(Path.Combine(ctx.Directory, ReportFile), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            ctx.Log.WriteLine($"{ctx.Name}: {train.Sequences.Count} train / {val.Sequences.Count} validation examples, {train.Truncated + val.Truncated} truncated, " +
+                              $"{train.Dropped + val.Dropped} dropped; {objective.Rows.Count} rows, packing efficiency {objective.PackingEfficiency:P1}");
+            Func<LlamaForCausalLM, IReadOnlyDictionary<string, double>>? validate =
+                val.Sequences.Count > 0 ? m => Tune.Validate(m, val.Sequences, trainConfig.BatchSize, tokenizer.PadId) : null;
+            return Trainer.Run(model, tokenizer, objective, trainConfig, ctx.Directory, validate, ctx.Log).LastMetrics;
+        }
+    }
+}
