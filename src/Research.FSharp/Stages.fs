@@ -43,6 +43,10 @@ module Dsl =
     /// Run several steps from one parent: the branches of the pipeline.
     let branch (steps: Step list) : Stage -> Stage list = fun parent -> steps |> List.map (fun s -> s parent)
 
+    /// Supervised fine-tuning on a JSONL file (prompt/completion or messages); loss on completion tokens only.
+    let tune (jsonl: string) : Step =
+        fun parent -> Stage("tune", "tune", TuneOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| parent |], [||])
+
     /// Distil the parent (the student) from `teacher` on a corpus: (1 - kd) CE + kd GJSD(teacher, student).
     let distill (teacher: Stage) (corpus: DataSource) : Step =
         fun student -> Stage("distill", "distill", DistillStageOptions(), [| student; teacher |], [| corpus |])
@@ -71,6 +75,7 @@ module Stage =
             | :? PretrainConfig as c -> c.Train
             | :? AdaptOptions as c -> c.Train
             | :? DistillStageOptions as c -> c.Train
+            | :? TuneOptions as c -> c.Train
             | other -> invalidArg "stage" $"stage '{s.Name}': {other.GetType().Name} has no training settings"
         s |> config "Train" (set field value t)
 

@@ -121,6 +121,18 @@ printfn "ok %d" r.Runs[0].RunId
             let bad = Experiment.create "distill-bad" (small "student" 2) (distill (fromCheckpoint gptDir) world.General) |> Experiment.seed 3L
             throwsWith<InvalidDataException> (fun () -> quietRun ws bad |> ignore) [ "share a tokenizer"; "gpt2" ] "tokenizer mismatch"
 
+        testCase "tune in a pipeline: an edited JSONL file re-runs tune, not its parent" <| fun _ ->
+            let ws = tempDir "tune"
+            let data = Path.Combine(ws, "sft.jsonl")
+            let write n = File.WriteAllLines(data, [ for i in 1 .. n -> $"{{\"prompt\": \"Q{i}: \", \"completion\": \"A{i}\"}}" ])
+            write 12
+            let start = pretrain world.General micro |> Stage.steps 4 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0
+            let e () = Experiment.create "tune" start (tune data |> Step.steps 4 |> Step.blockLength 32 |> Step.logEvery 2 |> Step.evalEvery 0 |> Step.checkpointEvery 0) |> Experiment.seed 4L
+            Expect.equal (statuses (quietRun ws (e ()))) [ "pretrain", "done"; "tune", "done" ] "first"
+            Expect.equal (statuses (quietRun ws (e ()))) [ "pretrain", "cached"; "tune", "cached" ] "unchanged file"
+            write 13
+            Expect.equal (statuses (quietRun ws (e ()))) [ "pretrain", "cached"; "tune", "done" ] "edited file"
+
         testCase "gc removes only node directories no run references" <| fun _ ->
             let ws = tempDir "gc"
             quietRun ws (chain 1e-3) |> ignore

@@ -43,7 +43,7 @@ let tests =
                 let executed = Path.Combine(Path.GetTempPath(), $"executed-{Guid.NewGuid():N}-{Path.GetFileName nb}")
                 // Run from the notebook's own folder, as Polyglot Notebooks does, so relative #load paths hold.
                 let code, out = run (Path.GetDirectoryName nb) $"dotnet-repl --run \"{nb}\" --exit-after-run --output-path \"{executed}\""
+                Expect.isTrue (File.Exists executed) $"executed notebook written; output: {out}"
+                Expect.equal (cellErrors executed) [] "no cell error"
                 Expect.equal code 0 $"dotnet-repl exit code; output: {out}"
-                Expect.isTrue (File.Exists executed) "executed notebook written"
-                Expect.isEmpty (cellErrors executed) "no cell error"
     ]

@@ -54,7 +54,7 @@ public sealed class Executor
     public Executor(ExecutorOptions options)
     {
         Options = options;
-        foreach (var k in new IStageExecutor[] { new PretrainExecutor(), new AdaptExecutor(), new CheckpointSourceExecutor(), new MergeExecutor(), new DistillExecutor() }) Register(k);
+        foreach (var k in new IStageExecutor[] { new PretrainExecutor(), new AdaptExecutor(), new CheckpointSourceExecutor(), new MergeExecutor(), new DistillExecutor(), new TuneExecutor() }) Register(k);
     }
 
     public Executor Register(IStageExecutor kind)
@@ -68,7 +68,8 @@ public sealed class Executor
     {
         var parents = stage.Parents.Select(p => parentKeys is not null && parentKeys.TryGetValue(p, out var k) ? k : Key(p, seed));
         var text = string.Join("\n", [$"format={FormatVersion}", $"kind={stage.Kind}", $"config={stage.ConfigJson}", $"seed={seed}",
-            $"parents={string.Join(",", parents)}", $"data={string.Join(",", stage.Data.Select(d => d.Fingerprint))}"]);
+            $"parents={string.Join(",", parents)}", $"data={string.Join(",", stage.Data.Select(d => d.Fingerprint))}",
+            $"files={(stage.Config is IReadsFiles f ? f.FilesFingerprint() : "")}"]);
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16].ToLowerInvariant();
     }
 

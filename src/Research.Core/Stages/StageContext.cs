@@ -35,6 +35,15 @@ public interface IStageExecutor
     IReadOnlyDictionary<string, double> Execute(StageContext context, object config);
 }
 
+/// <summary>
+/// A config that reads files by path (e.g. tune's JSONL): the content hash it returns enters the stage's
+/// key, so an edited file re-runs the stage even though the path in the config is unchanged.
+/// </summary>
+public interface IReadsFiles
+{
+    string FilesFingerprint();
+}
+
 /// <summary>Validation that every LM-like stage shares: perplexity and bits per byte on held-out documents.</summary>
 public static class LmValidation
 {

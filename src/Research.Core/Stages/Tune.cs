@@ -12,8 +12,10 @@ namespace Research.Stages;
 /// tune: supervised fine-tuning on prompt/completion or chat examples (JSONL in the Hugging Face conventions,
 /// see <see cref="SftData"/>), loss on completion / assistant tokens only, as TRL's SFTTrainer does it.
 /// </summary>
-public sealed record TuneOptions
+public sealed record TuneOptions : IReadsFiles
 {
+    public string FilesFingerprint() => SftData.FileFingerprint(DataPath);
+
     /// <summary>The JSONL file of examples; its SHA-256 is part of the run's identity.</summary>
     public string DataPath { get; init; } = "";
     /// <summary>Chat template for conversational examples: "plain" (tiny byte models) or "chatml"; see <see cref="ChatTemplates"/>.</summary>
