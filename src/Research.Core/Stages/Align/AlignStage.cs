@@ -362,7 +362,7 @@ public static class Align
     /// <summary>
     /// Held-out metrics: val_pref_accuracy = share of pairs with beta (dc − dr) &gt; 0 (the DPO implicit reward; for unpaired data,
     /// share whose d has the label's sign), val_logp_accuracy = share with log pi(chosen) &gt; log pi(rejected) (meaningful at step 0
-    /// too, where every implicit reward is 0), val_avg_logp_accuracy (per token, SimPO's reward), val_margin, val_kl_ref, and
+    /// too, where every implicit reward is 0; val_ref_logp_accuracy is the starting model's), val_avg_logp_accuracy (per token, SimPO's reward), val_margin, val_kl_ref, and
     /// val_gen_length = mean tokens generated greedily for the first <c>Generations</c> held-out prompts.
     /// </summary>
     public static Func<LlamaForCausalLM, IReadOnlyDictionary<string, double>> Validation(IReadOnlyList<AlignItem> val, AlignOptions o, ITokenizer tokenizer, int batchRows) =>
@@ -380,6 +380,7 @@ public static class Align
                 m["val_pref_accuracy"] = h.Average(x => o.Preference.Beta * x > 0 ? 1.0 : 0.0);
                 m["val_margin"] = h.Average(x => o.Preference.Beta * x);
                 m["val_logp_accuracy"] = val.Select((_, i) => pc[i] > pr[i] ? 1.0 : 0.0).Average();
+                m["val_ref_logp_accuracy"] = val.Average(it => it.RefFirst > it.RefSecond ? 1.0 : 0.0);   // the starting model's, for comparison
                 m["val_avg_logp_accuracy"] = val.Select((_, i) => pc[i] / Math.Max(1, lc[i]) > pr[i] / Math.Max(1, lr[i]) ? 1.0 : 0.0).Average();
             }
             else m["val_pref_accuracy"] = val.Select((it, i) => dc[i] > 0 == it.Label > 0.5 ? 1.0 : 0.0).Average();
