@@ -19,13 +19,14 @@ let private write (dir: string) (name: string) (lines: string list) =
 
 let private byteTok () = Tokenizers.ByName "byte"
 
-/// Copy task: prompt "k=" → chosen "k" (correct), rejected another letter (wrong); same length, so a random model
-/// prefers either about half the time.
+/// Copy task over the first k letters: prompt "c=" → chosen "c" (correct), rejected another letter (wrong); same length,
+/// so a random model prefers either about half the time. k = 8 keeps it learnable by a micro model in a few dozen steps.
 let private copyPairs (n: int) (seed: int64) =
+    let k = 8
     let rng = Rng(seed)
     [ for _ in 1 .. n ->
-        let a = char (int 'a' + rng.NextInt 26)
-        let b = char (int 'a' + (int a - int 'a' + 1 + rng.NextInt 25) % 26)
+        let a = char (int 'a' + rng.NextInt k)
+        let b = char (int 'a' + (int a - int 'a' + 1 + rng.NextInt(k - 1)) % k)
         $"{{\"prompt\": \"{a}=\", \"chosen\": \"{a}\", \"rejected\": \"{b}\"}}" ]
 
 /// A parent checkpoint: the micro model at a seed (random weights stand in for a pretrained base).
@@ -184,7 +185,7 @@ let tests =
                                 AlignMode.Pointwise, PreferenceOptions() ] do
                 let d = Path.Combine(dir, string mode)
                 Directory.CreateDirectory d |> ignore
-                let o = AlignOptions(DataPath = data, Mode = mode, Preference = pref, ValidationFraction = 0.25, Generations = 0, Train = quick 30)
+                let o = AlignOptions(DataPath = data, Mode = mode, Preference = pref, ValidationFraction = 0.25, Generations = 0, Train = quick 20)
                 let c, _ = run d o
                 let train = metricLines c.Directory "train"
                 let loss (i: int) = (train[i].["loss"]).GetValue<float>()
