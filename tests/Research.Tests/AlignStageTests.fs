@@ -76,6 +76,8 @@ let tests =
             let u = PreferenceData.Read unpaired
             Expect.isFalse u.Paired "unpaired"
             Expect.equal [ for r in u.Records -> r.Label ] [ 1.0; 0.25 ] "bool and number labels"
+            let viaLines = PreferenceData.Parse(PreferenceData.Lines paired, "p")
+            Expect.equal (List.ofSeq viaLines.Records) (List.ofSeq f.Records) "lines as documents (a stage data input) parse the same"
 
         testCase "errors name file and line; empty completions are skipped and counted" <| fun _ ->
             let dir = tempDir "align-errors"

@@ -51,7 +51,18 @@ public static class PreferenceData
     {
         ArgumentNullException.ThrowIfNull(path);
         if (!File.Exists(path)) throw new CorpusException($"{path}: preference data not found (expected a .jsonl file)");
-        return Parse(File.ReadLines(path, Encoding.UTF8).Select((text, i) => new Document(text, path, i + 1)), path);
+        return Parse(Lines(path), path);
+    }
+
+    /// <summary>
+    /// The file's lines as documents (Source = path, Line = 1-based), for a stage data input:
+    /// <c>DataSource.FromDocuments(name, () =&gt; PreferenceData.Lines(path))</c>. The input's fingerprint then covers the
+    /// content, so edited data re-runs the stage (a DataPath option alone is keyed by the path only).
+    /// </summary>
+    public static IReadOnlyList<Document> Lines(string path)
+    {
+        if (!File.Exists(path)) throw new CorpusException($"{path}: preference data not found (expected a .jsonl file)");
+        return File.ReadLines(path, Encoding.UTF8).Select((text, i) => new Document(text, path, i + 1)).ToArray();
     }
 
     /// <summary>Each document is one JSONL line (its Source and Line name it in errors): for data that arrives as a corpus.</summary>
