@@ -47,6 +47,11 @@ module Dsl =
     let tune (jsonl: string) : Step =
         fun parent -> Stage("tune", "tune", TuneOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| parent |], [||])
 
+    /// Preference alignment on a JSONL file (prompt/chosen/rejected, or prompt/completion/label):
+    /// DPO by default; other losses and modes through `Stage.config "Preference"` / `"Mode"`.
+    let align (jsonl: string) : Step =
+        fun parent -> Stage("align", "align", AlignOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| parent |], [||])
+
     /// Distil the parent (the student) from `teacher` on a corpus: (1 - kd) CE + kd GJSD(teacher, student).
     let distill (teacher: Stage) (corpus: DataSource) : Step =
         fun student -> Stage("distill", "distill", DistillStageOptions(), [| student; teacher |], [| corpus |])
@@ -76,6 +81,7 @@ module Stage =
             | :? AdaptOptions as c -> c.Train
             | :? DistillStageOptions as c -> c.Train
             | :? TuneOptions as c -> c.Train
+            | :? AlignOptions as c -> c.Train
             | other -> invalidArg "stage" $"stage '{s.Name}': {other.GetType().Name} has no training settings"
         s |> config "Train" (set field value t)
 

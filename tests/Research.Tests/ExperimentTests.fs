@@ -133,6 +133,22 @@ printfn "ok %d" r.Runs[0].RunId
             write 13
             Expect.equal (statuses (quietRun ws (e ()))) [ "pretrain", "cached"; "tune", "done" ] "edited file"
 
+        testCase "pretrain >=> adapt >=> tune >=> align runs as one pipeline in the DSL" <| fun _ ->
+            let ws = tempDir "findap"
+            let sft = Path.Combine(ws, "sft.jsonl")
+            let prefs = Path.Combine(ws, "prefs.jsonl")
+            File.WriteAllLines(sft, [ for i in 1 .. 12 -> $"{{\"prompt\": \"Q{i}: \", \"completion\": \"A{i}\"}}" ])
+            File.WriteAllLines(prefs, [ for i in 1 .. 12 -> $"{{\"prompt\": \"Q{i}: \", \"chosen\": \"A{i}\", \"rejected\": \"B{i} and more\"}}" ])
+            let quick (s: Step) = s |> Step.steps 4 |> Step.logEvery 2 |> Step.evalEvery 0 |> Step.checkpointEvery 0
+            let start = pretrain world.General micro |> Stage.steps 4 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0
+            let recipe =
+                quick (adapt (world.Finance |> replay world.General 0.1) |> Step.blockLength 32)
+                >=> quick (tune sft |> Step.blockLength 32)
+                >=> quick (align prefs)
+            let r = Experiment.create "findap-micro" start recipe |> Experiment.seed 6L |> quietRun ws
+            Expect.equal (statuses r) [ "pretrain", "done"; "adapt", "done"; "tune", "done"; "align", "done" ] "every stage ran"
+            Expect.isTrue (r.Runs[0].Node("align").Metrics.ContainsKey "rewards/accuracy") "align reports DPO diagnostics"
+
         testCase "gc removes only node directories no run references" <| fun _ ->
             let ws = tempDir "gc"
             quietRun ws (chain 1e-3) |> ignore

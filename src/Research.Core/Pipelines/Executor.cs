@@ -54,7 +54,7 @@ public sealed class Executor
     public Executor(ExecutorOptions options)
     {
         Options = options;
-        foreach (var k in new IStageExecutor[] { new PretrainExecutor(), new AdaptExecutor(), new CheckpointSourceExecutor(), new MergeExecutor(), new DistillExecutor(), new TuneExecutor() }) Register(k);
+        foreach (var k in new IStageExecutor[] { new PretrainExecutor(), new AdaptExecutor(), new CheckpointSourceExecutor(), new MergeExecutor(), new DistillExecutor(), new TuneExecutor(), new AlignExecutor() }) Register(k);
     }
 
     public Executor Register(IStageExecutor kind)

@@ -28,8 +28,10 @@ public enum AlignMode
 }
 
 /// <summary>align: preference optimisation from the parent checkpoint on JSONL preference data (<see cref="PreferenceData"/>).</summary>
-public sealed record AlignOptions
+public sealed record AlignOptions : IReadsFiles
 {
+    public string FilesFingerprint() => DataPath is { } path ? SftData.FileFingerprint(path) : "";
+
     /// <summary>Losses, beta (0.1), label smoothing, SimPO gamma, ORPO lambda, KTO weights (TRL defaults).</summary>
     public PreferenceOptions Preference { get; init; } = new();
     public AlignMode Mode { get; init; } = AlignMode.Paired;
