@@ -1,0 +1,6 @@
+module Research.Tests.BenchTests
+
+open Expecto
+
+[<Tests>]
+let tests = testList "Bench" []

@@ -1,0 +1,6 @@
+module Research.Tests.McEvalTests
+
+open Expecto
+
+[<Tests>]
+let tests = testList "McEval" []
