@@ -99,14 +99,9 @@ public sealed class Corpus
         {
             lineNo++;
             if (string.IsNullOrWhiteSpace(line)) continue;
-            JsonDocument json;
-            try { json = JsonDocument.Parse(line); }
-            catch (JsonException e) { throw new CorpusException($"{path}:{lineNo}: malformed JSON ({e.Message})", e); }
-            using (json)
+            using (var json = JsonLine.ParseObject(line, $"{path}:{lineNo}", $"a string field \"{field}\""))
             {
                 var root = json.RootElement;
-                if (root.ValueKind != JsonValueKind.Object)
-                    throw new CorpusException($"{path}:{lineNo}: expected a JSON object with a string field \"{field}\", got {root.ValueKind.ToString().ToLowerInvariant()}");
                 if (!root.TryGetProperty(field, out var value) || value.ValueKind != JsonValueKind.String)
                     throw new CorpusException($"{path}:{lineNo}: no string field \"{field}\"");
                 var text = value.GetString()!;

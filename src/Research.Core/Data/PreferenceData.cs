@@ -77,14 +77,9 @@ public static class PreferenceData
             if (string.IsNullOrWhiteSpace(line.Text)) continue;
             read++;
             var where = $"{line.Source}:{line.Line}";
-            JsonDocument json;
-            try { json = JsonDocument.Parse(line.Text); }
-            catch (JsonException e) { throw new CorpusException($"{where}: malformed JSON ({e.Message})", e); }
-            using (json)
+            using (var json = JsonLine.ParseObject(line.Text, where, "prompt/chosen/rejected or prompt/completion/label"))
             {
                 var root = json.RootElement;
-                if (root.ValueKind != JsonValueKind.Object)
-                    throw new CorpusException($"{where}: expected a JSON object with prompt/chosen/rejected or prompt/completion/label, got {root.ValueKind.ToString().ToLowerInvariant()}");
                 var isPaired = root.TryGetProperty("chosen", out _) || root.TryGetProperty("rejected", out _);
                 if (!isPaired && !root.TryGetProperty("completion", out _))
                     throw new CorpusException($"{where}: no \"chosen\"/\"rejected\" (paired) or \"completion\"/\"label\" (unpaired) field");

@@ -56,14 +56,9 @@ public static class SftData
     public static SftExample Parse(string json, string source, int line)
     {
         var at = $"{source}:{line}";
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(json); }
-        catch (JsonException e) { throw new CorpusException($"{at}: malformed JSON ({e.Message})", e); }
-        using (doc)
+        using (var doc = JsonLine.ParseObject(json, at, "\"prompt\"/\"completion\" or \"messages\""))
         {
             var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-                throw new CorpusException($"{at}: expected a JSON object with \"prompt\"/\"completion\" or \"messages\", got {Kind(root)}");
             if (root.TryGetProperty("messages", out var messages))
             {
                 if (root.TryGetProperty("prompt", out _) || root.TryGetProperty("completion", out _))
