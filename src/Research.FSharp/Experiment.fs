@@ -22,6 +22,11 @@ module Experiment =
     /// Perplexity suite bound to the experiment's seed, for `evaluateEach`.
     let heldOutPerplexity (data: DataSource) (seed: int64) = PerplexitySuite(data.Name, data, 0.04, seed, 128) :> ISuite
 
+    /// Multiple-choice suite from JSONL (question, choices, answer), scored as lm-evaluation-harness does
+    /// (acc, acc_norm), with k seeded few-shot examples drawn from the same file (never the item itself).
+    let multipleChoice (name: string) (jsonl: string) (fewShot: int) (seed: int64) =
+        McSuite(name, System.IO.Path.GetFullPath jsonl, fewShot, null, seed) :> ISuite
+
     /// Evaluate only after the named stages.
     let evaluateAfter (stageNames: string list) (e: Experiment) = e.EvaluateOnlyAfter(List.toArray stageNames)
 
