@@ -1,0 +1,47 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Research.Bench;
+
+namespace Research.Cli.Commands;
+
+/// <summary>
+/// research bench [--json] [--quick] [--device D]: measures the training loop against a hand-written TorchSharp loop,
+/// mfu, optimizer share, memory growth, merge bandwidth, bf16, packing and evaluation rates (see docs/benchmarks.md).
+/// --quick: the tiny model only, a few steps (about a minute). Default: tiny, small and d_model 512 (several minutes).
+/// --steps N overrides the timed steps per round, --rss-steps N the steps between the memory readings.
+/// </summary>
+public static class BenchCommand
+{
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        WriteIndented = false,
+    };
+
+    public static int Execute(CliArgs a)
+    {
+        var o = a.Flags.Contains("quick") ? BenchOptions.Quick : BenchOptions.Full;
+        o = o with { Steps = a.GetInt("steps", o.Steps), RssSteps = a.GetInt("rss-steps", o.RssSteps) };
+        if (o.Steps <= 0 || o.RssSteps <= 0) throw new CliException("--steps and --rss-steps must be positive");
+        var device = Research.Backend.Devices.Choose(a.Get("device"));
+        var json = a.Flags.Contains("json");
+        var report = Benchmarks.Run(o, device, json ? Console.Error : Console.Out);
+        if (json) Console.WriteLine(JsonSerializer.Serialize(report, Json));
+        else Print(report);
+        return 0;
+    }
+
+    static void Print(BenchReport r)
+    {
+        var m = r.Machine;
+        Console.WriteLine($"machine: {m.Cores} cores, torch threads {m.TorchThreads}, device {m.Device}, {m.Os}, {m.Runtime}");
+        Console.WriteLine($"{"size",-6} {"params",8} {"ours tok/s",11} {"hand tok/s",11} {"loop_ratio",10} {"GFLOP/tok",9} {"sgemm GF/s",10} {"mfu",6} {"hand mfu",8} {"opt share",9} {"bf16 mm",7} {"bf16 f+b",8} {"eval seq/s",10}");
+        foreach (var s in r.Sizes)
+            Console.WriteLine($"{s.Name,-6} {s.Parameters / 1e6,7:F2}M {s.OurTokensPerS,11:F0} {s.HandTokensPerS,11:F0} {s.LoopRatio,10:F3} {s.FlopsPerToken / 1e9,9:F4} {s.SgemmFlopsPerS / 1e9,10:F1} {s.Mfu,6:F3} {s.HandMfu,8:F3} {s.OptimizerShare,9:P1} {s.Bf16MatmulSpeedup,7:F2} {s.Bf16ForwardBackwardSpeedup,8:F2} {s.EvalSequencesPerS,10:F1}");
+        Console.WriteLine($"rss_growth: {r.Rss.RssGrowth:P2} over {r.Rss.Steps} steps ({r.Rss.RssAfterWarmupBytes / 1e6:F0} MB -> {r.Rss.RssAfterStepsBytes / 1e6:F0} MB)");
+        Console.WriteLine($"merge: {r.Merge.MergeBytesPerS / 1e6:F0} MB/s vs file copy {r.Merge.FileCopyBytesPerS / 1e6:F0} MB/s (ratio {r.Merge.MergeBandwidthRatio:F3}), memory copy {r.Merge.MemoryCopyBytesPerS / 1e6:F0} MB/s; checkpoint {r.Merge.CheckpointBytes / 1e6:F1} MB");
+        Console.WriteLine($"packing (byte tokenizer): {r.Packing.ByteTokenizerMbPerS:F1} MB/s over {r.Packing.Bytes / 1e6:F2} MB");
+        Console.WriteLine($"({r.Seconds:F0} s; top-level numbers are the '{r.Reference}' size's)");
+    }
+}
