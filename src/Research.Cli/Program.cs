@@ -15,6 +15,7 @@ public static class Program
           compare RUN RUN         two runs' metrics side by side
           gc [--dry-run]          remove node checkpoints that no recorded run references
           merge CONFIG [--out DIR] merge checkpoints (mergekit-like YAML or JSON config), streaming
+          bench [--json] [--quick] measure our loop against a hand-written one, MFU, optimizer share, memory, merge bandwidth
           doctor                  show how torch was started (backend, device, threads)
 
         every command takes --workspace DIR (default ./runs, or $RESEARCH_WORKSPACE)
@@ -35,6 +36,7 @@ public static class Program
                 "compare" => RunsCommand.Compare(CliArgs.Parse(args.Skip(1))),
                 "gc" => GcCommand.Execute(CliArgs.Parse(args.Skip(1), "dry-run")),
                 "merge" => MergeCommand.Execute(args),
+                "bench" => BenchCommand.Execute(CliArgs.Parse(args.Skip(1), "json", "quick")),
                 "doctor" => Doctor(),
                 _ => throw new CliException($"unknown command '{args[0]}'\n\n{Help}"),
             };
