@@ -73,9 +73,10 @@ public static class RunsCommand
     static Dictionary<string, double> Flatten(RunStore store, RunRecord run)
     {
         var d = new Dictionary<string, double>();
-        foreach (var n in store.Nodes(run.Id))
+        var nodes = store.Nodes(run.Id);
+        foreach (var n in nodes)
             foreach (var (k, v) in store.FinalMetrics(n.Key)) d[$"{n.Name}/{k}"] = v;
-        var names = store.Nodes(run.Id).ToDictionary(n => n.Key, n => n.Name);
+        var names = nodes.ToDictionary(n => n.Key, n => n.Name);
         foreach (var e in store.Evaluations(run.Id)) d[$"{names.GetValueOrDefault(e.NodeKey, e.NodeKey)}/{e.Suite}/{e.Metric}"] = e.Value;
         return d;
     }

@@ -17,4 +17,24 @@ public static class JsonLine
         doc.Dispose();
         throw new CorpusException($"{at}: expected a JSON object with {expected}, got {kind.ToString().ToLowerInvariant()}");
     }
+
+    /// <summary>
+    /// Every non-blank line of a JSONL file through <paramref name="parse"/> (text, file, 1-based line number).
+    /// A missing file or one with no object is a <see cref="CorpusException"/> with the given messages (the path is prepended).
+    /// </summary>
+    public static IReadOnlyList<T> ReadFile<T>(string path, Func<string, string, int, T> parse, string whenMissing, string whenEmpty)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (!File.Exists(path)) throw new CorpusException($"{path}: {whenMissing}");
+        var items = new List<T>();
+        var lineNo = 0;
+        foreach (var line in File.ReadLines(path, System.Text.Encoding.UTF8))
+        {
+            lineNo++;
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            items.Add(parse(line, path, lineNo));
+        }
+        if (items.Count == 0) throw new CorpusException($"{path}: {whenEmpty}");
+        return items;
+    }
 }

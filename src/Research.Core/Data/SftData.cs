@@ -35,22 +35,10 @@ public sealed record SftExample(string Source, int Line, string? Prompt, string?
 /// </summary>
 public static class SftData
 {
-    public static IReadOnlyList<SftExample> Read(string path)
-    {
-        ArgumentNullException.ThrowIfNull(path);
-        if (!File.Exists(path)) throw new CorpusException($"{path}: SFT data not found (expected a .jsonl file of prompt/completion or messages objects)");
-        var examples = new List<SftExample>();
-        var lineNo = 0;
-        foreach (var line in File.ReadLines(path, Encoding.UTF8))
-        {
-            lineNo++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            examples.Add(Parse(line, path, lineNo));
-        }
-        if (examples.Count == 0)
-            throw new CorpusException($"{path}: no examples (the file is empty); write one JSON object per line with \"prompt\"/\"completion\" or \"messages\"");
-        return examples;
-    }
+    public static IReadOnlyList<SftExample> Read(string path) =>
+        JsonLine.ReadFile(path, (text, file, line) => Parse(text, file, line),
+            "SFT data not found (expected a .jsonl file of prompt/completion or messages objects)",
+            "no examples (the file is empty); write one JSON object per line with \"prompt\"/\"completion\" or \"messages\"");
 
     /// <summary>One JSONL line; <paramref name="source"/> and <paramref name="line"/> only name it in errors.</summary>
     public static SftExample Parse(string json, string source, int line)

@@ -13,35 +13,18 @@ namespace Research.Eval;
 /// </summary>
 public static class McData
 {
-    public static IReadOnlyList<McItem> Read(string path)
-    {
-        ArgumentNullException.ThrowIfNull(path);
-        if (!File.Exists(path)) throw new CorpusException($"{path}: multiple-choice data not found (expected a .jsonl file of question/choices/answer objects)");
-        var items = new List<McItem>();
-        var lineNo = 0;
-        foreach (var line in File.ReadLines(path, Encoding.UTF8))
-        {
-            lineNo++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            items.Add(Parse(line, path, lineNo));
-        }
-        if (items.Count == 0)
-            throw new CorpusException($"{path}: no questions (the file is empty); write one JSON object per line with \"question\", \"choices\" and \"answer\"");
-        return items;
-    }
+    public static IReadOnlyList<McItem> Read(string path) =>
+        JsonLine.ReadFile(path, (text, file, line) => Parse(text, file, line),
+            "multiple-choice data not found (expected a .jsonl file of question/choices/answer objects)",
+            "no questions (the file is empty); write one JSON object per line with \"question\", \"choices\" and \"answer\"");
 
     /// <summary>One JSONL line; <paramref name="source"/> and <paramref name="line"/> only name it in errors.</summary>
     public static McItem Parse(string json, string source, int line)
     {
         var at = $"{source}:{line}";
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(json); }
-        catch (JsonException e) { throw new CorpusException($"{at}: malformed JSON ({e.Message})", e); }
-        using (doc)
+        using (var doc = JsonLine.ParseObject(json, at, "\"question\", \"choices\" and \"answer\""))
         {
             var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-                throw new CorpusException($"{at}: expected a JSON object with \"question\", \"choices\" and \"answer\", got {root.ValueKind.ToString().ToLowerInvariant()}");
             if (!root.TryGetProperty("question", out var q)) throw new CorpusException($"{at}: missing field \"question\"");
             if (q.ValueKind != JsonValueKind.String) throw new CorpusException($"{at}: \"question\" must be a string");
             if (!root.TryGetProperty("choices", out var cs)) throw new CorpusException($"{at}: missing field \"choices\"");
@@ -77,7 +60,7 @@ public static class McData
     }
 
     /// <summary>SHA-256 of a file's bytes, in hex: enters cache keys, so the same path with new content is a new key.</summary>
-    public static string ContentHash(string path) => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(path)));
+    public static string ContentHash(string path) => SftData.FileFingerprint(path);
 
     /// <summary>SHA-256 over the items' content (question, choices, answer), for items given in memory.</summary>
     public static string ContentHash(IReadOnlyList<McItem> items)
