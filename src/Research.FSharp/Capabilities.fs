@@ -1,0 +1,2 @@
+/// (filled in by the issue that owns it)
+namespace Research
