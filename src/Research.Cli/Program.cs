@@ -17,6 +17,11 @@ public static class Program
           merge CONFIG [--out DIR] merge checkpoints (mergekit-like YAML or JSON config), streaming
           bench [--json] [--quick] measure our loop against a hand-written one, MFU, optimizer share, memory, merge bandwidth
           doctor                  show how torch was started (backend, device, threads)
+          watch SWEEP [--once]    follow a sweep submitted with `run --on slurm` (elements, job ids, states)
+          resubmit SWEEP [--wait] submit again only the failed points of a Slurm sweep
+
+        `run --on slurm` submits a script's sweep as one Slurm job array (see docs/cluster.md);
+        --store CONN (or $RESEARCH_STORE) records runs in PostgreSQL instead of the workspace's SQLite file.
 
         every command takes --workspace DIR (default ./runs, or $RESEARCH_WORKSPACE)
         """;
@@ -38,6 +43,8 @@ public static class Program
                 "merge" => MergeCommand.Execute(args),
                 "bench" => BenchCommand.Execute(CliArgs.Parse(args.Skip(1), "json", "quick")),
                 "doctor" => Doctor(),
+                "watch" => ClusterCommand.Watch(CliArgs.Parse(args.Skip(1), "once")),
+                "resubmit" => ClusterCommand.Resubmit(CliArgs.Parse(args.Skip(1), "wait")),
                 _ => throw new CliException($"unknown command '{args[0]}'\n\n{Help}"),
             };
         }

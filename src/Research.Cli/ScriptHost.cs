@@ -115,6 +115,12 @@ public static class ScriptHost
         if (result is FSharpChoice<Unit, Exception>.Choice2Of2 failed)
         {
             if (errors > 0) return 1;   // compile error: the diagnostics say it all
+            if (Unwrap(failed.Item) is Research.Cluster.SweepSubmittedException submitted)
+            {
+                // --no-wait: the sweep is on the cluster; the rest of the script has no results to work with.
+                output.WriteLine(submitted.Message);
+                return 0;
+            }
             error.WriteLine(FormatException(failed.Item));
             return 1;
         }
@@ -127,9 +133,15 @@ public static class ScriptHost
         return $"{d.FileName}({d.StartLine},{d.StartColumn + 1}): {severity} FS{d.ErrorNumber:0000}: {d.Message}";
     }
 
-    static string FormatException(Exception e)
+    static Exception Unwrap(Exception e)
     {
         while (e is System.Reflection.TargetInvocationException { InnerException: { } inner }) e = inner;
+        return e;
+    }
+
+    static string FormatException(Exception e)
+    {
+        e = Unwrap(e);
         var text = new System.Text.StringBuilder();
         text.Append("Script failed: ").Append(e.GetType().FullName).Append(": ").AppendLine(e.Message);
         for (var inner = e.InnerException; inner is not null; inner = inner.InnerException)

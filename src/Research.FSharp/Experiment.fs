@@ -41,8 +41,10 @@ module Experiment =
         | w -> w
 
     /// Runs every sweep point in `workspace`, reusing finished stages and resuming interrupted ones.
+    /// Under `research run --on slurm` the sweep is submitted as one Slurm job array instead (one element per
+    /// point, the same workspace); under `research run --point K` only point K runs.
     let runIn (workspace: string) (e: Experiment) =
         Runtime.init ()
-        Executor(ExecutorOptions(Workspace = workspace)).Run e
+        Executor(ExecutorOptions.ForWorkspace workspace).Run e
 
     let run (e: Experiment) = runIn (defaultWorkspace ()) e

@@ -14,16 +14,40 @@ public static class RunsCommand
     {
         using var store = Open(a);
         var runs = store.Runs();
+        var elements = store.ElementsByRun();
+        var sweeps = store.Submissions();
         if (a.Flags.Contains("json"))
         {
-            var doc = new JsonObject { ["workspace"] = a.Workspace, ["runs"] = new JsonArray(runs.Select(r => (JsonNode)RunJson(store, r, withConfig: false)).ToArray()) };
+            var doc = new JsonObject
+            {
+                ["workspace"] = a.Workspace,
+                ["runs"] = new JsonArray(runs.Select(r =>
+                {
+                    var o = RunJson(store, r, withConfig: false);
+                    if (elements.TryGetValue(r.Id, out var e)) o["slurm"] = ElementJson(e);
+                    return (JsonNode)o;
+                }).ToArray()),
+                ["sweeps"] = new JsonArray(sweeps.Select(s => (JsonNode)new JsonObject
+                {
+                    ["id"] = s.Id, ["experiment"] = s.Experiment, ["script"] = s.Script, ["points"] = s.Points, ["created"] = s.Created,
+                    ["elements"] = new JsonArray(store.Elements(s.Id).Select(e => (JsonNode)ElementJson(e)).ToArray()),
+                }).ToArray()),
+            };
             Console.WriteLine(doc.ToJsonString(Pretty));
             return 0;
         }
-        if (runs.Count == 0) { Console.WriteLine($"no runs in {a.Workspace}"); return 0; }
+        if (runs.Count == 0 && sweeps.Count == 0) { Console.WriteLine($"no runs in {a.Workspace}"); return 0; }
+        foreach (var s in sweeps)
+        {
+            var es = store.Elements(s.Id);
+            Console.WriteLine($"sweep {s.Id}  {s.Experiment}  {s.Points} point(s) on Slurm  {s.Created}: " +
+                string.Join(", ", es.GroupBy(e => e.State).OrderBy(g => g.Key, StringComparer.Ordinal).Select(g => $"{g.Count()} {g.Key}")));
+            foreach (var e in es) Console.WriteLine($"    point {e.Point,-4} job {e.JobId ?? "-",-12} {e.State,-9} {(e.RunId is long id ? $"run {id}" : "")}");
+        }
         foreach (var r in runs)
         {
-            Console.WriteLine($"run {r.Id}  {r.Experiment}  [{r.Point}]  seed {r.Seed}  {r.Status}  {r.Started}");
+            var slurm = elements.TryGetValue(r.Id, out var el) ? $"  slurm job {el.JobId} ({el.State})" : "";
+            Console.WriteLine($"run {r.Id}  {r.Experiment}  [{r.Point}]  seed {r.Seed}  {r.Status}  {r.Started}{slurm}");
             foreach (var n in store.Nodes(r.Id))
             {
                 var m = store.FinalMetrics(n.Key);
@@ -105,11 +129,18 @@ public static class RunsCommand
         };
     }
 
-    static RunStore Open(CliArgs a)
+    static JsonObject ElementJson(ElementRecord e) => new()
     {
-        if (!File.Exists(Path.Combine(a.Workspace, RunStore.FileName)))
+        ["sweep"] = e.Submission, ["point"] = e.Point, ["job_id"] = e.JobId, ["state"] = e.State, ["run"] = e.RunId, ["updated"] = e.Updated,
+    };
+
+    /// <summary>The workspace's store: --store CONN or $RESEARCH_STORE (PostgreSQL), else the workspace's SQLite file.</summary>
+    public static RunStore Open(CliArgs a)
+    {
+        var connection = a.Get("store") ?? Environment.GetEnvironmentVariable(RunStore.ConnectionVariable);
+        if (string.IsNullOrWhiteSpace(connection) && !File.Exists(Path.Combine(a.Workspace, RunStore.FileName)))
             throw new CliException($"no run store in {a.Workspace} (run an experiment there first, or pass --workspace DIR)");
-        return new RunStore(a.Workspace);
+        return new RunStore(a.Workspace, string.IsNullOrWhiteSpace(connection) ? null : connection);
     }
 
     static RunRecord FindRun(RunStore store, CliArgs a, int position)

@@ -26,14 +26,6 @@ public sealed record RunResult(long RunId, SweepPoint Point, IReadOnlyList<NodeR
 
 public sealed record ExperimentResult(string Experiment, IReadOnlyList<RunResult> Runs);
 
-/// <summary>Where and how an experiment runs.</summary>
-public sealed record ExecutorOptions
-{
-    public string Workspace { get; init; } = "runs";
-    public string? Device { get; init; }
-    public TextWriter Log { get; init; } = Console.Out;
-}
-
 /// <summary>
 /// Runs experiments on this machine, sweep point after sweep point. Every node lives in a directory
 /// named by its key: a hash of its kind, config, seed, parents' keys and data fingerprints (and the
@@ -46,7 +38,7 @@ public sealed class Executor
     /// <summary>Bump when a change makes old node outputs invalid.</summary>
     public const int FormatVersion = 1;
     public const string NodesDir = "nodes";
-    const string DoneFile = "done.json";
+    internal const string DoneFile = "done.json";
     readonly Dictionary<string, IStageExecutor> _kinds = new();
 
     public ExecutorOptions Options { get; }
@@ -73,24 +65,45 @@ public sealed class Executor
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16].ToLowerInvariant();
     }
 
-    public ExperimentResult Run(Experiment experiment)
+    /// <summary>
+    /// Runs the experiment: here, point after point (or only <see cref="ExecutorOptions.Point"/>), or, with the
+    /// Slurm backend, as one job array whose elements run the same script for one point each.
+    /// </summary>
+    public ExperimentResult Run(Experiment experiment) =>
+        Options.Backend == ExecutorBackend.Slurm && Options.Point is null
+            ? new Cluster.SlurmSubmitter(Options).Run(experiment)
+            : RunHere(experiment);
+
+    ExperimentResult RunHere(Experiment experiment)
     {
         var workspace = Path.GetFullPath(Options.Workspace);
-        using var store = new RunStore(workspace);
+        using var store = new RunStore(workspace, Options.Store);
         var device = Devices.Choose(Options.Device);
         var runs = new List<RunResult>();
-        foreach (var point in experiment.Points)
+        var indices = Enumerable.Range(0, experiment.Points.Count).ToArray();
+        if (Options.Point is int only)
         {
+            if (only < 0 || only >= experiment.Points.Count)
+                throw new ArgumentException($"experiment '{experiment.Name}' has {experiment.Points.Count} sweep point(s), numbered 0 to {experiment.Points.Count - 1}; there is no point {only}");
+            indices = [only];
+        }
+        foreach (var index in indices)
+        {
+            var point = experiment.Points[index];
             var runId = store.StartRun(experiment.Name, point.Label, experiment.Seed);
             Options.Log.WriteLine($"run {runId}: {experiment.Name} [{point.Label}] seed {experiment.Seed}");
+            if (Options.Submission is long submission)
+                store.SetElement(submission, index, ElementStates.Running, Cluster.SlurmSubmitter.JobIdFromEnvironment(), runId);
             try
             {
                 runs.Add(new RunResult(runId, point, RunPoint(experiment, point, runId, store, workspace, device)));
                 store.FinishRun(runId, "done");
+                if (Options.Submission is long s) store.SetElement(s, index, ElementStates.Done);
             }
             catch
             {
                 store.FinishRun(runId, "failed");
+                if (Options.Submission is long s) store.SetElement(s, index, ElementStates.Failed);
                 throw;
             }
         }
@@ -158,7 +171,7 @@ public sealed class Executor
 
     static bool IsDone(string dir) => File.Exists(Path.Combine(dir, DoneFile)) && Models.Checkpoint.Exists(Path.Combine(dir, Trainer.FinalDir));
 
-    static IReadOnlyDictionary<string, double> ReadDone(string path) =>
+    internal static IReadOnlyDictionary<string, double> ReadDone(string path) =>
         JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(path)) ?? [];
 
     /// <summary>Suites after this stage, each cached in the node directory under a hash of the suite's fingerprint.</summary>

@@ -1,5 +1,7 @@
+using System.Data.Common;
 using System.Globalization;
 using Microsoft.Data.Sqlite;
+using Npgsql;
 
 namespace Research.Runs;
 
@@ -14,81 +16,121 @@ public sealed record MetricRecord(string NodeKey, long Step, string Kind, string
 public sealed record EvaluationRecord(long RunId, string NodeKey, string Suite, string Metric, double Value);
 
 /// <summary>
-/// The embedded run store: SQLite in the workspace (research.db), WAL mode, every write in a
-/// transaction, a busy timeout so several processes can write at once without losing a row.
+/// The run store. Embedded by default: SQLite in the workspace (research.db), WAL mode, every write in a
+/// transaction, a busy timeout so several processes on one machine can write at once without losing a row.
+/// SQLite on a filesystem shared between machines is not safe, so a cluster points every process at one
+/// PostgreSQL server instead (<see cref="ConnectionVariable"/>, or the <c>connection</c> argument): the same
+/// tables, the same statements.
 /// </summary>
-public sealed class RunStore : IDisposable
+public sealed partial class RunStore : IDisposable
 {
     public const string FileName = "research.db";
-    const int SchemaVersion = 1;
-    readonly SqliteConnection _db;
+    /// <summary>Environment variable naming a PostgreSQL store (Npgsql keywords or a postgresql:// URI).</summary>
+    public const string ConnectionVariable = "RESEARCH_STORE";
+    readonly DbConnection _db;
+    readonly bool _postgres;
 
+    /// <summary>Where the store lives: the SQLite file, or the PostgreSQL server and database (no password).</summary>
     public string Path { get; }
+    public bool IsPostgres => _postgres;
 
-    public RunStore(string workspace)
+    /// <param name="workspace">The workspace (the SQLite file lives in it).</param>
+    /// <param name="connection">A PostgreSQL connection; null: $RESEARCH_STORE when set, else the workspace's SQLite file.</param>
+    public RunStore(string workspace, string? connection = null)
     {
-        Directory.CreateDirectory(workspace);
-        Path = System.IO.Path.Combine(workspace, FileName);
-        _db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = Path, Pooling = false, DefaultTimeout = 60 }.ToString());
-        _db.Open();
-        Exec("PRAGMA busy_timeout = 60000;");
-        Exec("PRAGMA journal_mode = WAL;");
-        Exec("PRAGMA synchronous = NORMAL;");
-        InTransaction(() => Exec("""
-            CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
-            CREATE TABLE IF NOT EXISTS experiments(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, created TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS runs(id INTEGER PRIMARY KEY AUTOINCREMENT, experiment_id INTEGER NOT NULL REFERENCES experiments(id),
-                point TEXT NOT NULL, seed INTEGER NOT NULL, status TEXT NOT NULL, started TEXT NOT NULL, finished TEXT, pid INTEGER);
-            CREATE TABLE IF NOT EXISTS nodes(run_id INTEGER NOT NULL REFERENCES runs(id), key TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
-                config TEXT NOT NULL, parents TEXT NOT NULL, status TEXT NOT NULL, started TEXT, finished TEXT, seconds REAL NOT NULL DEFAULT 0,
-                checkpoint TEXT, PRIMARY KEY(run_id, key));
-            CREATE TABLE IF NOT EXISTS metrics(node_key TEXT NOT NULL, step INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
-                PRIMARY KEY(node_key, step, kind, name));
-            CREATE TABLE IF NOT EXISTS evaluations(run_id INTEGER NOT NULL, node_key TEXT NOT NULL, suite TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL,
-                PRIMARY KEY(run_id, node_key, suite, metric));
-            INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '1');
-            """));
+        connection ??= Environment.GetEnvironmentVariable(ConnectionVariable);
+        if (!string.IsNullOrWhiteSpace(connection))
+        {
+            var builder = new NpgsqlConnectionStringBuilder(Postgres(connection)) { Pooling = false };
+            Path = $"postgresql://{builder.Host}:{builder.Port}/{builder.Database}";
+            _postgres = true;
+            _db = new NpgsqlConnection(builder.ToString());
+            try { _db.Open(); }
+            catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+            {
+                throw new InvalidOperationException($"run store {Path}: cannot connect ({e.Message}); check {ConnectionVariable} or unset it to use the workspace's SQLite file", e);
+            }
+            // One process creates the tables; the others wait on the advisory lock and find them.
+            InTransaction(() => { Exec("SELECT pg_advisory_xact_lock(72657365617263)"); Exec(StoreSchema.Postgres); });
+        }
+        else
+        {
+            Directory.CreateDirectory(workspace);
+            Path = System.IO.Path.Combine(workspace, FileName);
+            _db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = Path, Pooling = false, DefaultTimeout = 60 }.ToString());
+            _db.Open();
+            Exec("PRAGMA busy_timeout = 60000;");
+            Exec("PRAGMA journal_mode = WAL;");
+            Exec("PRAGMA synchronous = NORMAL;");
+            InTransaction(() => Exec(StoreSchema.Sqlite));
+        }
         var version = Scalar("SELECT value FROM meta WHERE key = 'schema_version'") as string;
-        if (version != SchemaVersion.ToString(CultureInfo.InvariantCulture))
-            throw new InvalidDataException($"{Path}: run store schema version {version}, this build reads {SchemaVersion}");
+        if (version != StoreSchema.Version.ToString(CultureInfo.InvariantCulture))
+            throw new InvalidDataException($"{Path}: run store schema version {version}, this build reads {StoreSchema.Version}");
     }
+
+    /// <summary>Npgsql keywords as given; a postgresql://user:password@host:port/database URI translated to them.</summary>
+    static string Postgres(string connection)
+    {
+        if (!connection.StartsWith("postgres://", StringComparison.Ordinal) && !connection.StartsWith("postgresql://", StringComparison.Ordinal))
+            return connection;
+        var uri = new Uri(connection);
+        var b = new NpgsqlConnectionStringBuilder { Host = uri.Host, Port = uri.IsDefaultPort || uri.Port <= 0 ? 5432 : uri.Port, Database = uri.AbsolutePath.Trim('/') };
+        if (uri.UserInfo.Length > 0)
+        {
+            var parts = uri.UserInfo.Split(':', 2);
+            b.Username = Uri.UnescapeDataString(parts[0]);
+            if (parts.Length > 1) b.Password = Uri.UnescapeDataString(parts[1]);
+        }
+        return b.ToString();
+    }
+
+    /// <summary>The column that orders rows as they were first inserted.</summary>
+    string InsertionOrder => _postgres ? "seq" : "rowid";
 
     static string Now() => DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture);
 
     public long StartRun(string experiment, string point, long seed) => InTransaction(() =>
     {
-        Exec("INSERT OR IGNORE INTO experiments(name, created) VALUES($n, $t)", ("$n", experiment), ("$t", Now()));
-        var expId = Convert.ToInt64(Scalar("SELECT id FROM experiments WHERE name = $n", ("$n", experiment)), CultureInfo.InvariantCulture);
-        Exec("INSERT INTO runs(experiment_id, point, seed, status, started, pid) VALUES($e, $p, $s, 'running', $t, $pid)",
-            ("$e", expId), ("$p", point), ("$s", seed), ("$t", Now()), ("$pid", Environment.ProcessId));
-        return Convert.ToInt64(Scalar("SELECT last_insert_rowid()"), CultureInfo.InvariantCulture);
+        Exec("INSERT INTO experiments(name, created) VALUES(@n, @t) ON CONFLICT(name) DO NOTHING", ("@n", experiment), ("@t", Now()));
+        var expId = Convert.ToInt64(Scalar("SELECT id FROM experiments WHERE name = @n", ("@n", experiment)), CultureInfo.InvariantCulture);
+        return Convert.ToInt64(Scalar("INSERT INTO runs(experiment_id, point, seed, status, started, pid) VALUES(@e, @p, @s, 'running', @t, @pid) RETURNING id",
+            ("@e", expId), ("@p", point), ("@s", seed), ("@t", Now()), ("@pid", (long)Environment.ProcessId)), CultureInfo.InvariantCulture);
     });
 
     public void FinishRun(long runId, string status) =>
-        InTransaction(() => Exec("UPDATE runs SET status = $s, finished = $t WHERE id = $id", ("$s", status), ("$t", Now()), ("$id", runId)));
+        InTransaction(() => Exec("UPDATE runs SET status = @s, finished = @t WHERE id = @id", ("@s", status), ("@t", Now()), ("@id", runId)));
 
     public void UpsertNode(NodeRecord n) => InTransaction(() => Exec("""
         INSERT INTO nodes(run_id, key, name, kind, config, parents, status, started, finished, seconds, checkpoint)
-        VALUES($r, $k, $n, $kind, $c, $p, $s, $st, $f, $sec, $ck)
+        VALUES(@r, @k, @n, @kind, @c, @p, @s, @st, @f, @sec, @ck)
         ON CONFLICT(run_id, key) DO UPDATE SET status = excluded.status, started = excluded.started, finished = excluded.finished,
             seconds = excluded.seconds, checkpoint = excluded.checkpoint
-        """, ("$r", n.RunId), ("$k", n.Key), ("$n", n.Name), ("$kind", n.Kind), ("$c", n.Config), ("$p", n.Parents), ("$s", n.Status),
-        ("$st", n.Started), ("$f", n.Finished), ("$sec", n.Seconds), ("$ck", n.Checkpoint)));
+        """, ("@r", n.RunId), ("@k", n.Key), ("@n", n.Name), ("@kind", n.Kind), ("@c", n.Config), ("@p", n.Parents), ("@s", n.Status),
+        ("@st", n.Started), ("@f", n.Finished), ("@sec", n.Seconds), ("@ck", n.Checkpoint)));
 
     /// <summary>Records a node's metrics (idempotent: a re-import of the same file changes nothing).</summary>
-    public void PutMetrics(string nodeKey, IEnumerable<MetricRecord> rows) => InTransaction(() =>
+    public void PutMetrics(string nodeKey, IEnumerable<MetricRecord> rows)
     {
-        foreach (var m in rows)
-            Exec("INSERT OR REPLACE INTO metrics(node_key, step, kind, name, value) VALUES($k, $s, $kind, $n, $v)",
-                ("$k", nodeKey), ("$s", m.Step), ("$kind", m.Kind), ("$n", m.Name), ("$v", m.Value));
-    });
+        var list = rows.ToList();
+        InTransaction(() =>
+        {
+            foreach (var m in list)
+                Exec("INSERT INTO metrics(node_key, step, kind, name, value) VALUES(@k, @s, @kind, @n, @v) ON CONFLICT(node_key, step, kind, name) DO UPDATE SET value = excluded.value",
+                    ("@k", nodeKey), ("@s", m.Step), ("@kind", m.Kind), ("@n", m.Name), ("@v", m.Value));
+        });
+    }
 
-    public void PutEvaluations(IEnumerable<EvaluationRecord> rows) => InTransaction(() =>
+    public void PutEvaluations(IEnumerable<EvaluationRecord> rows)
     {
-        foreach (var e in rows)
-            Exec("INSERT OR REPLACE INTO evaluations(run_id, node_key, suite, metric, value) VALUES($r, $k, $s, $m, $v)",
-                ("$r", e.RunId), ("$k", e.NodeKey), ("$s", e.Suite), ("$m", e.Metric), ("$v", e.Value));
-    });
+        var list = rows.ToList();
+        InTransaction(() =>
+        {
+            foreach (var e in list)
+                Exec("INSERT INTO evaluations(run_id, node_key, suite, metric, value) VALUES(@r, @k, @s, @m, @v) ON CONFLICT(run_id, node_key, suite, metric) DO UPDATE SET value = excluded.value",
+                    ("@r", e.RunId), ("@k", e.NodeKey), ("@s", e.Suite), ("@m", e.Metric), ("@v", e.Value));
+        });
+    }
 
     public IReadOnlyList<RunRecord> Runs() => Query("""
         SELECT r.id, e.name, r.point, r.seed, r.status, r.started, r.finished FROM runs r JOIN experiments e ON e.id = r.experiment_id ORDER BY r.id
@@ -96,22 +138,22 @@ public sealed class RunStore : IDisposable
 
     public RunRecord? Run(long id) => Runs().FirstOrDefault(r => r.Id == id);
 
-    public IReadOnlyList<NodeRecord> Nodes(long runId) => Query("""
-        SELECT run_id, key, name, kind, config, parents, status, started, finished, seconds, checkpoint FROM nodes WHERE run_id = $r ORDER BY rowid
+    public IReadOnlyList<NodeRecord> Nodes(long runId) => Query($"""
+        SELECT run_id, key, name, kind, config, parents, status, started, finished, seconds, checkpoint FROM nodes WHERE run_id = @r ORDER BY {InsertionOrder}
         """, r => new NodeRecord(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.GetString(6),
-            r.IsDBNull(7) ? null : r.GetString(7), r.IsDBNull(8) ? null : r.GetString(8), r.GetDouble(9), r.IsDBNull(10) ? null : r.GetString(10)), ("$r", runId));
+            r.IsDBNull(7) ? null : r.GetString(7), r.IsDBNull(8) ? null : r.GetString(8), r.GetDouble(9), r.IsDBNull(10) ? null : r.GetString(10)), ("@r", runId));
 
     public IReadOnlyList<MetricRecord> Metrics(string nodeKey) => Query(
-        "SELECT node_key, step, kind, name, value FROM metrics WHERE node_key = $k ORDER BY step, kind, name",
-        r => new MetricRecord(r.GetString(0), r.GetInt64(1), r.GetString(2), r.GetString(3), r.GetDouble(4)), ("$k", nodeKey));
+        "SELECT node_key, step, kind, name, value FROM metrics WHERE node_key = @k ORDER BY step, kind, name",
+        r => new MetricRecord(r.GetString(0), r.GetInt64(1), r.GetString(2), r.GetString(3), r.GetDouble(4)), ("@k", nodeKey));
 
     /// <summary>The last value of every metric of a node (train and val), by name.</summary>
     public IReadOnlyDictionary<string, double> FinalMetrics(string nodeKey) =>
         Metrics(nodeKey).GroupBy(m => m.Name).ToDictionary(g => g.Key, g => g.OrderBy(m => m.Step).Last().Value);
 
     public IReadOnlyList<EvaluationRecord> Evaluations(long runId) => Query(
-        "SELECT run_id, node_key, suite, metric, value FROM evaluations WHERE run_id = $r ORDER BY rowid",
-        r => new EvaluationRecord(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetDouble(4)), ("$r", runId));
+        $"SELECT run_id, node_key, suite, metric, value FROM evaluations WHERE run_id = @r ORDER BY {InsertionOrder}",
+        r => new EvaluationRecord(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetDouble(4)), ("@r", runId));
 
     /// <summary>Every checkpoint path any run references.</summary>
     public IReadOnlySet<string> ReferencedCheckpoints() =>
@@ -121,26 +163,31 @@ public sealed class RunStore : IDisposable
 
     T InTransaction<T>(Func<T> work)
     {
-        // BEGIN IMMEDIATE takes the write lock up front, so two writers queue instead of failing mid-transaction.
         for (var attempt = 0; ; attempt++)
         {
+            // SQLite: BEGIN IMMEDIATE takes the write lock up front, so two writers queue instead of failing mid-transaction.
             try
             {
-                Exec("BEGIN IMMEDIATE");
-                break;
+                Exec(_postgres ? "BEGIN" : "BEGIN IMMEDIATE");
             }
-            catch (SqliteException e) when (e.SqliteErrorCode is 5 or 6 && attempt < 600) { Thread.Sleep(100); }
-        }
-        try
-        {
-            var result = work();
-            Exec("COMMIT");
-            return result;
-        }
-        catch
-        {
-            Exec("ROLLBACK");
-            throw;
+            catch (SqliteException e) when (e.SqliteErrorCode is 5 or 6 && attempt < 600) { Thread.Sleep(100); continue; }
+            try
+            {
+                var result = work();
+                Exec("COMMIT");
+                return result;
+            }
+            catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure && attempt < 50)
+            {
+                // PostgreSQL chose this transaction as a deadlock victim: nothing of it was written; do it again.
+                Exec("ROLLBACK");
+                Thread.Sleep(20 + Random.Shared.Next(80));
+            }
+            catch
+            {
+                Exec("ROLLBACK");
+                throw;
+            }
         }
     }
 
@@ -158,7 +205,7 @@ public sealed class RunStore : IDisposable
         return cmd.ExecuteScalar();
     }
 
-    List<T> Query<T>(string sql, Func<SqliteDataReader, T> row, params (string Name, object? Value)[] args)
+    List<T> Query<T>(string sql, Func<DbDataReader, T> row, params (string Name, object? Value)[] args)
     {
         using var cmd = Command(sql, args);
         using var r = cmd.ExecuteReader();
@@ -167,11 +214,19 @@ public sealed class RunStore : IDisposable
         return list;
     }
 
-    SqliteCommand Command(string sql, (string Name, object? Value)[] args)
+    DbCommand Command(string sql, (string Name, object? Value)[] args)
     {
         var cmd = _db.CreateCommand();
         cmd.CommandText = sql;
-        foreach (var (name, value) in args) cmd.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        foreach (var (name, value) in args)
+        {
+            var p = cmd.CreateParameter();
+            p.ParameterName = name;
+            p.Value = value ?? DBNull.Value;
+            // An untyped NULL gives PostgreSQL nothing to infer a type from; every nullable column here is text or bigint.
+            if (value is null) p.DbType = name is "@run" ? System.Data.DbType.Int64 : System.Data.DbType.String;
+            cmd.Parameters.Add(p);
+        }
         return cmd;
     }
 
