@@ -95,6 +95,8 @@ module Stage =
     let checkpointEvery (n: int) = train "CheckpointEvery" (box n)
     /// Tokens per training sequence (pretrain and adapt).
     let blockLength (n: int) = config "BlockLength" (box n)
+    /// Forward and backward in bf16 with float32 master weights (the output checkpoint is float32).
+    let bf16 (s: Stage) = train "Precision" (box Research.Training.Precision.BFloat16) s
 
 /// The same modifiers lifted to steps, so `adapt mix |> Step.steps 200 |> Step.named "adapt"` pipes.
 module Step =
@@ -108,5 +110,6 @@ module Step =
     let evalEvery n = map (Stage.evalEvery n)
     let checkpointEvery n = map (Stage.checkpointEvery n)
     let blockLength n = map (Stage.blockLength n)
+    let bf16 = map Stage.bf16
     let config field value = map (Stage.config field value)
     let train field value = map (Stage.train field value)

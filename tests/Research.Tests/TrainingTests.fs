@@ -40,6 +40,42 @@ let private metricsWithoutTime path =
         o.ToJsonString())
     |> List.ofSeq
 
+/// Runs 12 steps straight, and 8 steps then a "killed" process then a resume; both must end identical.
+let private resumeEquivalence (precision: Precision) =
+    let cfg = config 12 |> fun c -> Research.Util.RecordCopy.With(c, "Precision", box precision)
+    let full = tempDir "full"
+    use m1 = microModel 23L
+    Trainer.Run(m1, ByteTokenizer.Instance, objective (), cfg, full, null, quiet) |> ignore
+    // interrupted: run 8 steps of the 12-step config (checkpoint at 4 and 8), then lose the process
+    let cut = tempDir "cut"
+    use m2 = microModel 23L
+    let stopAt8 = { new IObjective<LmBatch> with
+                      member _.Kind = "pretrain"
+                      member _.Fingerprint = (objective ()).Fingerprint
+                      member _.Batch(step, micro, c, dev) =
+                          if step >= 9L then failwith "killed" else (objective ()).Batch(step, micro, c, dev)
+                      member _.Loss(model, b, s) = (objective ()).Loss(model, b, s) }
+    Expect.throws (fun () -> Trainer.Run(m2, ByteTokenizer.Instance, stopAt8, cfg, cut, null, quiet) |> ignore) "interrupted"
+    Expect.isTrue (TrainCheckpoint.Exists(Path.Combine(cut, Trainer.LastDir))) "a checkpoint survived"
+    use m3 = microModel 99L // different init: everything must come from the checkpoint
+    let out = new StringWriter()
+    let r = Trainer.Run(m3, ByteTokenizer.Instance, objective (), cfg, cut, null, out)
+    Expect.equal r.ResumedFrom 8L "resumed from step 8"
+    Expect.stringContains (out.ToString()) "resuming from the last checkpoint, step 8" "says it resumes"
+    Expect.equal (metricsWithoutTime (Path.Combine(cut, "metrics.jsonl"))) (metricsWithoutTime (Path.Combine(full, "metrics.jsonl"))) "same metrics"
+    for (struct (n, a)), (struct (_, b)) in Seq.zip (m1.named_parameters()) (m3.named_parameters()) do
+        Expect.equal a.dtype torch.float32 $"{n} back in float32"
+        Expect.isTrue (a.allclose(b, 0.0, 0.0)) $"{n} identical"
+
+/// Train losses logged by a run of `steps` steps in the given precision.
+let private lossCurve (precision: Precision) steps =
+    let cfg = config steps |> fun c -> Research.Util.RecordCopy.With(c, "Precision", box precision)
+    use m = microModel 31L
+    let dir = tempDir "curve"
+    Trainer.Run(m, ByteTokenizer.Instance, objective (), cfg, dir, null, quiet) |> ignore
+    MetricsLog.Read(Path.Combine(dir, "metrics.jsonl")) |> Seq.filter (fun o -> string o["kind"] = "train")
+    |> Seq.map (fun o -> (o["loss"]).GetValue<float>()) |> Array.ofSeq
+
 [<Tests>]
 let tests =
     testList "Training" [
@@ -81,28 +117,57 @@ let tests =
             Expect.isTrue (Checkpoint.Exists r.FinalCheckpoint) "final checkpoint written"
 
         testCase "resume after interruption ends with the same metrics and weights as an uninterrupted run" <| fun _ ->
-            let full = tempDir "full"
-            use m1 = microModel 23L
-            Trainer.Run(m1, ByteTokenizer.Instance, objective (), config 12, full, null, quiet) |> ignore
-            // interrupted: run 8 steps of the 12-step config (checkpoint at 4 and 8), then lose the process
-            let cut = tempDir "cut"
-            use m2 = microModel 23L
-            let stopAt8 = { new IObjective<LmBatch> with
-                              member _.Kind = "pretrain"
-                              member _.Fingerprint = (objective ()).Fingerprint
-                              member _.Batch(step, micro, cfg, dev) =
-                                  if step >= 9L then failwith "killed" else (objective ()).Batch(step, micro, cfg, dev)
-                              member _.Loss(model, b, s) = (objective ()).Loss(model, b, s) }
-            Expect.throws (fun () -> Trainer.Run(m2, ByteTokenizer.Instance, stopAt8, config 12, cut, null, quiet) |> ignore) "interrupted"
-            Expect.isTrue (TrainCheckpoint.Exists(Path.Combine(cut, Trainer.LastDir))) "a checkpoint survived"
-            use m3 = microModel 99L // different init: everything must come from the checkpoint
-            let out = new StringWriter()
-            let r = Trainer.Run(m3, ByteTokenizer.Instance, objective (), config 12, cut, null, out)
-            Expect.equal r.ResumedFrom 8L "resumed from step 8"
-            Expect.stringContains (out.ToString()) "resuming from the last checkpoint, step 8" "says it resumes"
-            Expect.equal (metricsWithoutTime (Path.Combine(cut, "metrics.jsonl"))) (metricsWithoutTime (Path.Combine(full, "metrics.jsonl"))) "same metrics"
-            for (struct (n, a)), (struct (_, b)) in Seq.zip (m1.named_parameters()) (m3.named_parameters()) do
-                Expect.isTrue (a.allclose(b, 0.0, 0.0)) $"{n} identical"
+            resumeEquivalence Precision.Float32
+
+        testCase "bf16 with float32 master weights: resume is exact too, and the output is float32" <| fun _ ->
+            resumeEquivalence Precision.BFloat16
+
+        testCase "bf16 loss curve within 2% of float32's over the same steps" <| fun _ ->
+            let f32 = lossCurve Precision.Float32 40
+            let b16 = lossCurve Precision.BFloat16 40
+            Expect.equal b16.Length f32.Length "same logged steps"
+            for i in 0 .. f32.Length - 1 do
+                Expect.isLessThan (abs (b16[i] - f32[i]) / f32[i]) 0.02 $"log line {i}: bf16 {b16[i]} vs float32 {f32[i]}"
+            Expect.isLessThan f32[f32.Length - 1] (f32[0] * 0.8) "and it learned"
+
+        testCase "flat AdamW: parameters and gradients are views of one buffer per group; three steps equal the formula" <| fun _ ->
+            let w = torch.nn.Parameter(torch.tensor([| 1.0f; -2.0f; 0.5f; 3.0f |]).reshape(2L, 2L))
+            let b = torch.nn.Parameter(torch.tensor([| 0.1f; -0.3f |]))
+            let frozen = torch.nn.Parameter(torch.tensor([| 7.0f |]), requires_grad = false)
+            use opt = new AdamW([ struct ("w", w); struct ("b", b); struct ("frozen", frozen) ] |> Seq.map (fun struct (n, p) -> System.ValueTuple.Create(n, p)))
+            let c = TrainConfig(Beta1 = 0.9, Beta2 = 0.95, Epsilon = 1e-8, WeightDecay = 0.1)
+            let lr = 0.05
+            // the reference: torch.optim.AdamW's update written out per element, in float64
+            let pw = [| 1.0; -2.0; 0.5; 3.0 |]
+            let pb = [| 0.1; -0.3 |]
+            let mw, vw, mb, vb = Array.zeroCreate 4, Array.zeroCreate 4, Array.zeroCreate 2, Array.zeroCreate 2
+            let grads = [ [| 0.5; 0.25; -1.0; 2.0 |], [| 0.3; -0.1 |]; [| -0.2; 0.4; 0.1; -0.5 |], [| 0.05; 0.2 |]; [| 1.0; 1.0; -1.0; 0.0 |], [| -0.4; 0.0 |] ]
+            grads |> List.iteri (fun i (gw, gb) ->
+                opt.ZeroGrad()
+                // through the parameters' own .grad: they are views of the flat gradient buffer
+                w.grad.copy_(torch.tensor(Array.map float32 gw).reshape(2L, 2L)) |> ignore
+                b.grad.copy_(torch.tensor(Array.map float32 gb)) |> ignore
+                use norm = opt.ClipGradNorm(0.0)
+                let expectedNorm = sqrt (Array.sumBy (fun x -> x * x) (Array.append gw gb))
+                Expect.floatClose Accuracy.medium (float (norm.item<float32>())) expectedNorm "the flat norm covers both groups"
+                opt.Step(lr, c)
+                let t = float (i + 1)
+                let update (p: float[]) (m: float[]) (v: float[]) (g: float[]) decay =
+                    for k in 0 .. p.Length - 1 do
+                        if decay then p[k] <- p[k] * (1.0 - lr * c.WeightDecay)
+                        m[k] <- c.Beta1 * m[k] + (1.0 - c.Beta1) * g[k]
+                        v[k] <- c.Beta2 * v[k] + (1.0 - c.Beta2) * g[k] * g[k]
+                        let mhat = m[k] / (1.0 - c.Beta1 ** t)
+                        let vhat = v[k] / (1.0 - c.Beta2 ** t)
+                        p[k] <- p[k] - lr * mhat / (sqrt vhat + c.Epsilon)
+                update pw mw vw gw true
+                update pb mb vb gb false)
+            let actualW = w.detach().reshape(-1L).data<float32>().ToArray() |> Array.map float
+            let actualB = b.detach().data<float32>().ToArray() |> Array.map float
+            for k in 0 .. 3 do Expect.floatClose Accuracy.medium actualW[k] pw[k] $"w[{k}]"
+            for k in 0 .. 1 do Expect.floatClose Accuracy.medium actualB[k] pb[k] $"b[{k}] (no weight decay on vectors)"
+            Expect.equal (frozen.item<float32>()) 7.0f "a frozen parameter is not touched"
+            Expect.equal (opt.StateTensors() |> Seq.map (fun kv -> kv.Key) |> Seq.sort |> List.ofSeq) [ "exp_avg.b"; "exp_avg.w"; "exp_avg_sq.b"; "exp_avg_sq.w" ] "state by name"
 
         testCase "NaN loss stops training, names the step and keeps the last good checkpoint" <| fun _ ->
             use m = microModel 24L

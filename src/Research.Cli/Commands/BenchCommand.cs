@@ -42,6 +42,7 @@ public static class BenchCommand
         Console.WriteLine($"rss_growth: {r.Rss.RssGrowth:P2} over {r.Rss.Steps} steps ({r.Rss.RssAfterWarmupBytes / 1e6:F0} MB -> {r.Rss.RssAfterStepsBytes / 1e6:F0} MB)");
         Console.WriteLine($"merge: {r.Merge.MergeBytesPerS / 1e6:F0} MB/s vs file copy {r.Merge.FileCopyBytesPerS / 1e6:F0} MB/s (ratio {r.Merge.MergeBandwidthRatio:F3}), memory copy {r.Merge.MemoryCopyBytesPerS / 1e6:F0} MB/s; checkpoint {r.Merge.CheckpointBytes / 1e6:F1} MB");
         Console.WriteLine($"packing (byte tokenizer): {r.Packing.ByteTokenizerMbPerS:F1} MB/s over {r.Packing.Bytes / 1e6:F2} MB");
+        Console.WriteLine($"bf16 training ({r.Bf16Size}): {r.Bf16Speedup:F2}x the float32 tokens/s; largest loss gap {r.Bf16LossGap:P2}");
         Console.WriteLine($"({r.Seconds:F0} s; top-level numbers are the '{r.Reference}' size's)");
     }
 }

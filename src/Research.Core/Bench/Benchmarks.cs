@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Research.Data;
 using Research.Data.Synthetic;
 using Research.Models;
+using Research.Runs;
 using Research.Stages;
 using Research.Stages.Merge;
 using Research.Training;
@@ -92,13 +93,16 @@ public static class BenchSizes
 /// <param name="HandMfu">The same for the hand-written loop.</param>
 /// <param name="OptimizerShare">Time in AdamW.Step / time of the whole step, in the hand-written loop (synced around the step).</param>
 /// <param name="Bf16MatmulSpeedup">bf16 matmul rate / float32 matmul rate on the same shapes.</param>
-/// <param name="Bf16ForwardBackwardSpeedup">A hand-written forward + backward of the model cast to bf16 vs float32 (not a bf16 training loop: the trainer has none).</param>
+/// <param name="Bf16ForwardBackwardSpeedup">A hand-written forward + backward of the model cast to bf16 vs float32.</param>
+/// <param name="Bf16TrainSpeedup">Trainer.Run tokens/s with Precision.BFloat16 (float32 master weights) / with Float32, same model, batch and steps.</param>
+/// <param name="Bf16LossGap">The largest |loss_bf16 − loss_fp32| / loss_fp32 over the steps of those two runs (from the same initial weights).</param>
 /// <param name="EvalSequencesPerS">Eval.Perplexity windows of BlockLength per second.</param>
 public sealed record SizeResult(
     string Name, long Parameters, int HiddenSize, int Layers, int BatchSize, int BlockLength,
     double OurTokensPerS, double HandTokensPerS, double LoopRatio,
     double FlopsPerToken, double SgemmFlopsPerS, double Mfu, double HandMfu,
-    double OptimizerShare, double Bf16MatmulSpeedup, double Bf16ForwardBackwardSpeedup, double EvalSequencesPerS);
+    double OptimizerShare, double Bf16MatmulSpeedup, double Bf16ForwardBackwardSpeedup, double EvalSequencesPerS,
+    double Bf16TrainSpeedup, double Bf16LossGap);
 
 /// <param name="RssGrowth">(RSS after N steps − RSS after warm-up) / RSS after warm-up, our loop, GC forced at both readings.</param>
 public sealed record RssResult(int Steps, long RssAfterWarmupBytes, long RssAfterStepsBytes, double RssGrowth);
@@ -119,7 +123,8 @@ public sealed record BenchReport(
     string Reference,
     double LoopRatio, double Mfu, double OptimizerShare, double RssGrowth, double MergeBandwidthRatio,
     double Bf16MatmulSpeedup, double Bf16ForwardBackwardSpeedup, double PackingMbPerS, double EvalSequencesPerS,
-    MachineInfo Machine, IReadOnlyList<SizeResult> Sizes, RssResult Rss, MergeResult Merge, PackingResult Packing, double Seconds);
+    MachineInfo Machine, IReadOnlyList<SizeResult> Sizes, RssResult Rss, MergeResult Merge, PackingResult Packing, double Seconds,
+    double Bf16Speedup, double Bf16LossGap, string Bf16Size);
 
 /// <summary>
 /// The measurements of <c>research bench</c>, as plain functions. Timings are wall clock on the chosen device;
@@ -158,9 +163,11 @@ public static class Benchmarks
         var reference = sizes.FirstOrDefault(x => x.Name == "small") ?? sizes[0];
         var machine = new MachineInfo(Environment.ProcessorCount, get_num_threads(), device.ToString(),
             System.Runtime.InteropServices.RuntimeInformation.OSDescription, System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription);
+        // bf16 is judged at the largest size (d_model 512 in the default bench): small models are overhead-bound.
+        var widest = sizes.OrderBy(x => x.HiddenSize).Last();
         return new BenchReport(reference.Name, reference.LoopRatio, reference.Mfu, reference.OptimizerShare, rss.RssGrowth, merge.MergeBandwidthRatio,
             reference.Bf16MatmulSpeedup, reference.Bf16ForwardBackwardSpeedup, packing.ByteTokenizerMbPerS, reference.EvalSequencesPerS,
-            machine, sizes, rss, merge, packing, clock.Elapsed.TotalSeconds);
+            machine, sizes, rss, merge, packing, clock.Elapsed.TotalSeconds, widest.Bf16TrainSpeedup, widest.Bf16LossGap, widest.Name);
     }
 
     static TrainConfig Config(BenchSize s, int steps) => new()
@@ -207,9 +214,44 @@ public static class Benchmarks
         var bf16 = MatmulRate(s, bfloat16, o.MatmulRepeats, device);
         var fwdBwd = ForwardBackwardSpeedup(s, blocks, o, device);
         var eval = EvalRate(model, docs, s);
+        var (bf16Train, bf16Gap) = Bf16Training(s, blocks, o, device);
         return new SizeResult(s.Name, model.ParameterCount(), s.Model.HiddenSize, s.Model.NumHiddenLayers, s.BatchSize, s.BlockLength,
             ours, hand, ours / hand, flops, sgemm, flops * ours / sgemm, flops * hand / sgemm,
-            handOptimizerSeconds / handSeconds, bf16 / sgemm, fwdBwd, eval);
+            handOptimizerSeconds / handSeconds, bf16 / sgemm, fwdBwd, eval, bf16Train, bf16Gap);
+    }
+
+    /// <summary>
+    /// The trainer in bf16 (float32 master weights) against float32: two runs of warm-up + steps·rounds steps from
+    /// the same initial weights and batches, timed over the steps after warm-up; returns (fp32 time / bf16 time,
+    /// the largest relative gap between their per-step losses).
+    /// </summary>
+    public static (double Speedup, double LossGap) Bf16Training(BenchSize s, TokenBlocks blocks, BenchOptions o, Device device)
+    {
+        (double Seconds, double[] Losses) Train(Precision precision)
+        {
+            var dir = Path.Combine(Path.GetTempPath(), "research-bench", Guid.NewGuid().ToString("N"));
+            try
+            {
+                using var model = new LlamaForCausalLM(s.Model, seed: 1);
+                model.to(device);
+                var steps = o.Steps * o.Rounds;
+                var config = Config(s, o.WarmupSteps + steps + 1) with { Precision = precision, LogEvery = 1 };
+                var objective = new MarkedObjective(Adapt.Pretrain(blocks, config, "bench"), o.WarmupSteps, o.WarmupSteps + steps, null);
+                Trainer.Run(model, ByteTokenizer.Instance, objective, config, dir, validate: null, log: TextWriter.Null);
+                if (objective.Start is not { } a || objective.End is not { } b) throw new InvalidOperationException("bench: the trainer did not reach the marked steps");
+                var losses = MetricsLog.Read(Path.Combine(dir, Trainer.MetricsFile)).Where(x => x["kind"]?.GetValue<string>() == "train")
+                    .Select(x => x["loss"]!.GetValue<double>()).ToArray();
+                return ((double)(b - a) / Stopwatch.Frequency, losses);
+            }
+            finally
+            {
+                if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+            }
+        }
+        var f32 = Train(Precision.Float32);
+        var b16 = Train(Precision.BFloat16);
+        var gap = f32.Losses.Zip(b16.Losses, (x, y) => Math.Abs(y - x) / x).DefaultIfEmpty(double.NaN).Max();
+        return (f32.Seconds / b16.Seconds, gap);
     }
 
     static LmBatch HandBatch(TokenBlocks blocks, BenchSize s, long step, Device device)

@@ -2,6 +2,14 @@ using System.Text.Json.Serialization;
 
 namespace Research.Training;
 
+/// <summary>The arithmetic of the forward and backward passes (the optimizer always updates float32 weights).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<Precision>))]
+public enum Precision
+{
+    Float32,
+    BFloat16,
+}
+
 [JsonConverter(typeof(JsonStringEnumConverter<LrSchedule>))]
 public enum LrSchedule
 {
@@ -46,6 +54,13 @@ public sealed record TrainConfig
     public int CheckpointEvery { get; init; } = 100;
     /// <summary>Seed of torch and of the data order.</summary>
     public long Seed { get; init; } = 1234;
+    /// <summary>
+    /// Float32 (default), or BFloat16: forward and backward in bf16 with float32 master weights and optimizer
+    /// state; the stage's output checkpoint holds the float32 master weights. Left out of the JSON when
+    /// Float32, so configs (and cache keys) written before it existed are unchanged.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public Precision Precision { get; init; } = Precision.Float32;
 
     public TrainConfig Validate()
     {

@@ -41,12 +41,28 @@ public static class Trainer
             throw new ArgumentException($"train config: checkpoint_every ({config.CheckpointEvery}) and eval_every ({config.EvalEvery}) must be multiples of log_every ({config.LogEvery})");
         log ??= Console.Out;
         Directory.CreateDirectory(runDir);
-        var device = model.EmbeddingWeight.device;
         var identity = Identity(objective, config, model.Config);
+
+        // bf16: the model computes in bf16 from here on; the optimizer keeps float32 master weights.
+        var fullPrecision = config.Precision == Precision.Float32 ? null : MixedPrecision.Begin(model, config.Precision);
+        try
+        {
+            return Loop(model, tokenizer, objective, config, runDir, validate, log, identity, fullPrecision);
+        }
+        finally
+        {
+            MixedPrecision.Release(fullPrecision);
+        }
+    }
+
+    static TrainResult Loop<TBatch>(LlamaForCausalLM model, ITokenizer tokenizer, IObjective<TBatch> objective, TrainConfig config, string runDir,
+        Func<LlamaForCausalLM, IReadOnlyDictionary<string, double>>? validate, TextWriter log, string identity,
+        IReadOnlyDictionary<string, Tensor>? fullPrecision) where TBatch : IBatch
+    {
+        var device = model.EmbeddingWeight.device;
         var lastDir = Path.Combine(runDir, LastDir);
         var metricsPath = Path.Combine(runDir, MetricsFile);
-
-        using var optimizer = new AdamW(model.named_parameters().Select(p => (p.name, p.parameter)));
+        using var optimizer = new AdamW(model.named_parameters().Select(p => (p.name, p.parameter)), fullPrecision);
         long startStep = 0, tokensSeen = 0;
         MetricsLog metrics;
         if (TrainCheckpoint.Exists(lastDir))
@@ -95,7 +111,7 @@ public static class Trainer
                     sink.Add("loss", total);
                     var bad = total.isfinite().logical_not().logical_and(firstBad < 0);
                     firstBad.masked_fill_(bad, step);
-                    var norm = ClipGradNorm(optimizer.Parameters, config.GradClip);
+                    var norm = optimizer.ClipGradNorm(config.GradClip);
                     sink.Add("grad_norm", norm);
                     optimizer.Step(lr, config);
                 }
@@ -138,6 +154,7 @@ public static class Trainer
         }
 
         var finalDir = Path.Combine(runDir, FinalDir);
+        if (fullPrecision is not null) MixedPrecision.End(model, optimizer, fullPrecision);
         Checkpoint.Save(finalDir, model, tokenizer);
         if (Directory.Exists(lastDir)) Directory.Delete(lastDir, recursive: true);
         return new TrainResult(config.Steps, startStep, finalDir, last);
