@@ -18,7 +18,7 @@ public sealed record MixtureSource(string Name, TokenBlocks Blocks, double Fract
 /// seeded by (seed, s, epoch = k / Count), so every block is visited once per epoch, in a new order each epoch.
 /// </para>
 /// </summary>
-public sealed class Mixture
+public sealed class Mixture : IMixture
 {
     public const int MaxPeriod = 1 << 16;
 
@@ -109,6 +109,24 @@ public sealed class Mixture
         return _sources[s].Blocks.Block(b);
     }
 
+    /// <summary>Source of position <paramref name="globalIndex"/> and how many draws from that source precede it.</summary>
+    internal (int Source, long Draw) Slot(long globalIndex)
+    {
+        var cycle = Math.DivRem(globalIndex, Period, out var offset);
+        var s = _pattern[offset];
+        return (s, cycle * _quota[s] + _rank[offset]);
+    }
+
+    /// <summary>How many of the first <paramref name="length"/> positions go to <paramref name="source"/>.</summary>
+    internal long CountBefore(int source, long length)
+    {
+        var cycle = Math.DivRem(length, Period, out var offset);
+        var count = cycle * _quota[source];
+        for (var i = 0; i < offset; i++)
+            if (_pattern[i] == source) count++;
+        return count;
+    }
+
     int[] Permutation(int source, long epoch)
     {
         lock (_perms)
@@ -151,5 +169,145 @@ public sealed class Mixture
             .ToArray();
         for (var i = 0; left > 0; i = (i + 1) % order.Length, left--) quota[order[i]]++;
         return quota;
+    }
+}
+
+/// <summary>What the language-modelling objective samples from: sequence j of a run ↦ (source, block), a pure function of j.</summary>
+public interface IMixture
+{
+    IReadOnlyList<MixtureSource> Sources { get; }
+    (int Source, int Block) Sample(long globalIndex);
+}
+
+/// <summary>From <paramref name="Start"/> (a fraction of the run's steps, in [0, 1)) on, sources are drawn with <paramref name="Weights"/> (normalised; one per source).</summary>
+public sealed record MixturePhase(double Start, double[] Weights);
+
+/// <summary>
+/// A mixture whose weights are a pure function of the step: phases by start fraction, held constant
+/// (<paramref name="Linear"/> = false) or interpolated linearly to the next phase's weights in <paramref name="Segments"/>
+/// constant pieces (each with the interpolated weights at its middle).
+/// </summary>
+public sealed record MixtureSchedule(MixturePhase[] Phases, bool Linear = false, int Segments = 10)
+{
+    /// <summary>One phase: the same weights all along.</summary>
+    public static MixtureSchedule Constant(double[] weights) => new([new MixturePhase(0, weights)]);
+
+    /// <summary>"Does your data spark joy?": <paramref name="weights"/>, then over the last <paramref name="lastFraction"/> of steps
+    /// source <paramref name="source"/>'s weight multiplied by <paramref name="factor"/> (renormalised).</summary>
+    public static MixtureSchedule Upsample(double[] weights, int source, double lastFraction, double factor)
+    {
+        if (!(lastFraction > 0 && lastFraction < 1)) throw new ArgumentOutOfRangeException(nameof(lastFraction), lastFraction, "upsampling needs a last fraction of steps in (0, 1)");
+        if (!(factor >= 0) || !double.IsFinite(factor)) throw new ArgumentOutOfRangeException(nameof(factor), factor, "upsampling factor must be finite and ≥ 0");
+        if (source < 0 || source >= weights.Length) throw new ArgumentOutOfRangeException(nameof(source), source, $"no source {source} among {weights.Length}");
+        var late = weights.ToArray();
+        late[source] *= factor;
+        return new([new MixturePhase(0, weights), new MixturePhase(1 - lastFraction, late)]);
+    }
+
+    /// <summary>The constant pieces this schedule is run as: (first step, normalised weights), for a run of <paramref name="steps"/> steps.</summary>
+    public IReadOnlyList<(long Step, double[] Weights)> Pieces(long steps)
+    {
+        if (Phases.Length == 0) throw new ArgumentException("a mixture schedule needs at least one phase");
+        if (Phases[0].Start != 0) throw new ArgumentException($"a mixture schedule's first phase must start at 0 (starts at {Phases[0].Start})");
+        for (var i = 0; i < Phases.Length; i++)
+        {
+            var p = Phases[i];
+            if (!(p.Start >= 0 && p.Start < 1)) throw new ArgumentException($"mixture phase {i}: start {p.Start} must be in [0, 1) (a fraction of the steps)");
+            if (i > 0 && !(p.Start > Phases[i - 1].Start)) throw new ArgumentException($"mixture phase {i}: starts ({p.Start}) must increase");
+            if (p.Weights.Length != Phases[0].Weights.Length) throw new ArgumentException($"mixture phase {i}: {p.Weights.Length} weights, phase 0 has {Phases[0].Weights.Length}");
+            if (p.Weights.Any(w => !double.IsFinite(w) || w < 0) || !(p.Weights.Sum() > 0))
+                throw new ArgumentException($"mixture phase {i}: weights [{string.Join(", ", p.Weights)}] must be finite, ≥ 0 and not all 0");
+        }
+        if (Segments < 1) throw new ArgumentException($"mixture schedule: segments must be ≥ 1 (got {Segments})");
+        static double[] Norm(double[] w) { var s = w.Sum(); return w.Select(x => x / s).ToArray(); }
+        long StepOf(double f) => (long)Math.Round(f * steps);
+        var pieces = new List<(long, double[])>();
+        for (var i = 0; i < Phases.Length; i++)
+        {
+            var (a, w0) = (Phases[i].Start, Norm(Phases[i].Weights));
+            if (!Linear || i == Phases.Length - 1) { pieces.Add((StepOf(a), w0)); continue; }
+            var (b, w1) = (Phases[i + 1].Start, Norm(Phases[i + 1].Weights));
+            for (var k = 0; k < Segments; k++)
+            {
+                var t = (k + 0.5) / Segments;
+                pieces.Add((StepOf(a + (b - a) * k / Segments), w0.Zip(w1, (x, y) => x + (y - x) * t).ToArray()));
+            }
+        }
+        // Pieces that round to the same first step: the later one wins.
+        return pieces.GroupBy(p => p.Item1).Select(g => g.Last()).OrderBy(p => p.Item1).ToArray();
+    }
+
+    public override string ToString() =>
+        string.Join(";", Phases.Select(p => $"{p.Start:R}:[{string.Join(",", p.Weights.Select(w => w.ToString("R")))}]")) + (Linear ? $"|linear{Segments}" : "");
+}
+
+/// <summary>
+/// A mixture following a <see cref="MixtureSchedule"/> over a run of <c>steps</c> optimizer steps of <c>sequencesPerStep</c>
+/// sequences. Piece p covers sequences [a_p, a_{p+1}); within it sources are laid out as by a <see cref="Mixture"/> with the
+/// piece's weights (exact quotas per period). Blocks continue across pieces: the k-th draw of source s over the whole run is
+/// position k mod Count of the seeded permutation of epoch k / Count, as in <see cref="Mixture"/>, so a one-phase schedule
+/// samples exactly what <see cref="Mixture"/> does. A pure function of the sequence index.
+/// </summary>
+public sealed class ScheduledMixture : IMixture
+{
+    readonly MixtureSource[] _sources;
+    readonly long[] _start;        // first sequence of each piece
+    readonly Mixture[] _pieces;
+    readonly long[][] _before;     // draws of each source before each piece
+    readonly double[][] _weights;
+    readonly long[] _startStep;
+    readonly int _seed;
+    readonly (long Epoch, int[] Perm)?[] _perms;
+
+    public ScheduledMixture(IReadOnlyList<TokenBlocks> sources, IReadOnlyList<string> names, MixtureSchedule schedule, long steps, long sequencesPerStep, int seed)
+    {
+        if (sources.Count != names.Count) throw new ArgumentException($"{sources.Count} sources but {names.Count} names");
+        if (schedule.Phases.Length > 0 && schedule.Phases[0].Weights.Length != sources.Count)
+            throw new ArgumentException($"mixture schedule has {schedule.Phases[0].Weights.Length} weights per phase but there are {sources.Count} sources ({string.Join(", ", names)})");
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(steps);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(sequencesPerStep);
+        var pieces = schedule.Pieces(steps);
+        _seed = seed;
+        _startStep = pieces.Select(p => p.Step).ToArray();
+        _start = pieces.Select(p => p.Step * sequencesPerStep).ToArray();
+        _weights = pieces.Select(p => p.Weights).ToArray();
+        _pieces = pieces.Select(p => new Mixture(sources.Select((b, s) => new MixtureSource(names[s], b, p.Weights[s])).ToArray(), seed)).ToArray();
+        _sources = _pieces[0].Sources.ToArray();
+        _before = new long[_pieces.Length][];
+        _before[0] = new long[sources.Count];
+        for (var p = 1; p < _pieces.Length; p++)
+        {
+            var length = _start[p] - _start[p - 1];
+            _before[p] = Enumerable.Range(0, sources.Count).Select(s => _before[p - 1][s] + _pieces[p - 1].CountBefore(s, length)).ToArray();
+        }
+        _perms = new (long, int[])?[sources.Count];
+    }
+
+    public IReadOnlyList<MixtureSource> Sources => _sources;
+
+    /// <summary>The normalised weights in force at optimizer step <paramref name="step"/> (0-based).</summary>
+    public double[] WeightsAt(long step) => _weights[PieceOfStep(step)];
+
+    int PieceOfStep(long step)
+    {
+        var i = Array.BinarySearch(_startStep, step);
+        return i >= 0 ? i : ~i - 1;
+    }
+
+    public (int Source, int Block) Sample(long globalIndex)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(globalIndex);
+        var i = Array.BinarySearch(_start, globalIndex);
+        var p = i >= 0 ? i : ~i - 1;
+        var (s, local) = _pieces[p].Slot(globalIndex - _start[p]);
+        var k = _before[p][s] + local;
+        var n = _sources[s].Blocks.Count;
+        var epoch = Math.DivRem(k, n, out var pos);
+        lock (_perms)
+        {
+            if (_perms[s] is not { } cached || cached.Epoch != epoch)
+                _perms[s] = (epoch, new Rng(Rng.Derive(_seed, s, epoch)).Permutation(n));
+            return (s, _perms[s]!.Value.Perm[pos]);
+        }
     }
 }

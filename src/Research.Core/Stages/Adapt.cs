@@ -17,6 +17,9 @@ public sealed record AdaptOptions
     /// <summary>Share of documents of each corpus held out for validation (seeded, by document).</summary>
     public double ValidationFraction { get; init; } = 0.04;
     public TrainConfig Train { get; init; } = new() { Steps = 200, LearningRate = 1e-3, WarmupSteps = 10, EvalEvery = 100, CheckpointEvery = 40 };
+    /// <summary>Several domains with (scheduled) weights instead of domain + replay: see <see cref="DomainMixtureOptions"/>. Null = domain + replay.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public DomainMixtureOptions? Domains { get; init; }
 }
 
 /// <summary>Runs adapt from the parent's checkpoint: data input 1 is the domain corpus, input 2 (optional) the general one.</summary>
@@ -27,6 +30,7 @@ public sealed class AdaptExecutor : IStageExecutor
     public IReadOnlyDictionary<string, double> Execute(StageContext ctx, object config)
     {
         var o = (AdaptOptions)config;
+        if (o.Domains is not null) return AdaptMixture.Execute(ctx, o);
         var (model, tokenizer) = Checkpoint.Load(ctx.ParentAt(0), ctx.Device);
         using (model)
         {

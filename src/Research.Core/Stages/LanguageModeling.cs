@@ -46,7 +46,7 @@ public static class LanguageModeling
 }
 
 /// <summary>Language modelling over a mixture of packed corpora: sequence j of the run is <c>mixture.Sample(j)</c>.</summary>
-public sealed class MixtureLmObjective(string kind, Mixture mixture, IReadOnlyList<TokenBlocks> sources, string fingerprint) : IObjective<LmBatch>
+public sealed class MixtureLmObjective(string kind, IMixture mixture, IReadOnlyList<TokenBlocks> sources, string fingerprint) : IObjective<LmBatch>
 {
     public string Kind => kind;
     public string Fingerprint => fingerprint;
