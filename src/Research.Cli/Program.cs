@@ -17,6 +17,7 @@ public static class Program
           merge CONFIG [--out DIR] merge checkpoints (mergekit-like YAML or JSON config), streaming
           bench [--json] [--quick] measure our loop against a hand-written one, MFU, optimizer share, memory, merge bandwidth
           doctor                  show how torch was started (backend, device, threads)
+          report RUN|EXPERIMENT [--out DIR]  figures (HTML, PNG, SVG, PDF) and LaTeX/Markdown tables of runs
 
         every command takes --workspace DIR (default ./runs, or $RESEARCH_WORKSPACE)
         """;
@@ -38,6 +39,7 @@ public static class Program
                 "merge" => MergeCommand.Execute(args),
                 "bench" => BenchCommand.Execute(CliArgs.Parse(args.Skip(1), "json", "quick")),
                 "doctor" => Doctor(),
+                "report" => ReportCommand.Execute(CliArgs.Parse(args.Skip(1))),
                 _ => throw new CliException($"unknown command '{args[0]}'\n\n{Help}"),
             };
         }
