@@ -65,8 +65,7 @@ Figures.forgettingVsGain "Replay sweep: forgetting against domain gain" "domain 
     (points |> List.map (fun (r, g, f) -> label r, g, f))
 |> Figures.save outDir "replay-forgetting-vs-gain" |> ignore
 Figures.sweep "Replay sweep: forgetting against replay ratio" "replay ratio" "forgetting (general perplexity rise)"
-    [ "forgetting", forgetting, Some(FitFunction(sprintf "least squares: %.2f %+.2f x" a b, fun x -> a + b * x))
-      "domain gain", points |> List.map (fun (r, g, _) -> r, g), None ]
+    [ "forgetting", forgetting, Some(FitFunction(sprintf "least squares: %.2f %+.2f x" a b, fun x -> a + b * x)) ]
 |> Figures.save outDir "replay-sweep" |> ignore
 
 let table =
