@@ -119,6 +119,18 @@ let tests =
             }
         ]
 
+        test "Chromium.ensure runs the embedded copy of scripts/setup/chromium.sh, which is idempotent" {
+            let rec up (d: DirectoryInfo | null) =
+                match d with
+                | null -> failwith "Research.sln not found"
+                | d when File.Exists(Path.Combine(d.FullName, "Research.sln")) -> d.FullName
+                | d -> up d.Parent
+            let onDisk = File.ReadAllText(Path.Combine(up (DirectoryInfo AppContext.BaseDirectory), "scripts", "setup", "chromium.sh"))
+            Expect.equal (Chromium.setupScript ()) onDisk "the embedded script is the repository's"
+            Expect.stringContains onDisk "if [ -x /usr/bin/chromium ]; then\n    exit 0" "does nothing when chromium exists"
+            Expect.equal (Some (Chromium.ensure ())) (Chromium.tryFind ()) "ensure returns the installed executable"
+        }
+
         testCase "research report on a tiny quick start writes HTML, PNG, SVG, PDF, .tex and .md" <| fun _ ->
             let ws = tempDir "report-ws"
             let e = QuickStart.Build(QuickStartOptions(Seed = 3, GeneralDocuments = 120, PretrainSteps = 10, AdaptSteps = 10, CheckpointEvery = 10))
