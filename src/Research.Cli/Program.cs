@@ -17,6 +17,7 @@ public static class Program
           merge CONFIG [--out DIR] merge checkpoints (mergekit-like YAML or JSON config), streaming
           bench [--json] [--quick] measure our loop against a hand-written one, MFU, optimizer share, memory, merge bandwidth
           doctor                  show how torch was started (backend, device, threads)
+          report RUN|EXPERIMENT [--out DIR]  figures (HTML, PNG, SVG, PDF) and LaTeX/Markdown tables of runs
           watch SWEEP [--once]    follow a sweep submitted with `run --on slurm` (elements, job ids, states)
           resubmit SWEEP [--wait] submit again only the failed points of a Slurm sweep
 
@@ -43,6 +44,7 @@ public static class Program
                 "merge" => MergeCommand.Execute(args),
                 "bench" => BenchCommand.Execute(CliArgs.Parse(args.Skip(1), "json", "quick")),
                 "doctor" => Doctor(),
+                "report" => ReportCommand.Execute(CliArgs.Parse(args.Skip(1))),
                 "watch" => ClusterCommand.Watch(CliArgs.Parse(args.Skip(1), "once")),
                 "resubmit" => ClusterCommand.Resubmit(CliArgs.Parse(args.Skip(1), "wait")),
                 _ => throw new CliException($"unknown command '{args[0]}'\n\n{Help}"),

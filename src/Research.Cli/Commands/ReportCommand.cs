@@ -1,0 +1,27 @@
+using Research.Runs;
+
+namespace Research.Cli.Commands;
+
+/// <summary>
+/// research report RUN|EXPERIMENT --out DIR [--metrics m1,m2]: training curves, an evaluation-by-stage figure per
+/// evaluation metric (HTML, PNG, SVG, PDF) and LaTeX / Markdown tables of recorded runs (docs/figures.md).
+/// </summary>
+public static class ReportCommand
+{
+    public static int Execute(CliArgs a)
+    {
+        if (a.Positional.Count != 1) throw new CliException("usage: research report RUN|EXPERIMENT [--out DIR] [--metrics m1,m2] (see `research runs`)");
+        if (!File.Exists(Path.Combine(a.Workspace, RunStore.FileName)))
+            throw new CliException($"no run store in {a.Workspace} (run an experiment there first, or pass --workspace DIR)");
+        using var store = new RunStore(a.Workspace);
+        Microsoft.FSharp.Collections.FSharpList<RunRecord> runs;
+        try { runs = RunReport.resolve(store, a.Positional[0]); }
+        catch (Exception e) when (e.GetType() == typeof(Exception)) { throw new CliException(e.Message); }
+        var outDir = Path.GetFullPath(a.Get("out") ?? Path.Combine("report", RunReport.slug(a.Positional[0])));
+        var metrics = (a.Get("metrics") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var files = RunReport.write(store, runs, Microsoft.FSharp.Collections.ListModule.OfArray(metrics), outDir);
+        Console.WriteLine($"report of {string.Join(", ", runs.Select(r => $"run {r.Id} [{r.Point}]"))} in {outDir}:");
+        foreach (var f in files) Console.WriteLine($"  {Path.GetFileName(f)}");
+        return 0;
+    }
+}
