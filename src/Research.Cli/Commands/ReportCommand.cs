@@ -11,9 +11,7 @@ public static class ReportCommand
     public static int Execute(CliArgs a)
     {
         if (a.Positional.Count != 1) throw new CliException("usage: research report RUN|EXPERIMENT [--out DIR] [--metrics m1,m2] (see `research runs`)");
-        if (!File.Exists(Path.Combine(a.Workspace, RunStore.FileName)))
-            throw new CliException($"no run store in {a.Workspace} (run an experiment there first, or pass --workspace DIR)");
-        using var store = new RunStore(a.Workspace);
+        using var store = RunsCommand.Open(a);
         Microsoft.FSharp.Collections.FSharpList<RunRecord> runs;
         try { runs = RunReport.resolve(store, a.Positional[0]); }
         catch (Exception e) when (e.GetType() == typeof(Exception)) { throw new CliException(e.Message); }
