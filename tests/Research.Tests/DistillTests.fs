@@ -199,7 +199,7 @@ let private workspace =
         let c = stageCtx dir "teacher" [ teacherBase ]
         TuneExecutor().Execute(c, tune) |> ignore
         { Dir = dir; Student = student; Teacher = c.FinalCheckpoint
-          Small = write "small.jsonl" (noisyTask 2L 24); Heldout = write "heldout.jsonl" (noisyTask 3L 400) })
+          Small = write "small.jsonl" (noisyTask 2L 24); Heldout = write "heldout.jsonl" (noisyTask 3L 200) })
 
 let private distillOptions (ws: Workspace) steps =
     DistillStageOptions(DataPath = ws.Small, BlockLength = 8, MaxNewTokens = 4, ValidationFraction = 0.05, Train = quick steps 3e-3)
@@ -334,7 +334,7 @@ let stageTests =
                 let ratio = float (paramCount t) / float (paramCount s)
                 s.Dispose(); t.Dispose()
                 Expect.isGreaterThanOrEqual ratio 4.0 $"teacher / student parameters = {ratio:F2}"
-                let o = distillOptions ws 40
+                let o = distillOptions ws 100
                 let hard, _ = runDistill "hard" (kdRatio o 0.0)
                 let soft, _ = runDistill "soft" (kdRatio o 0.9)
                 let lHard, lSoft, lTeacher = heldoutLoss hard.FinalCheckpoint ws.Heldout, heldoutLoss soft.FinalCheckpoint ws.Heldout, heldoutLoss ws.Teacher ws.Heldout
