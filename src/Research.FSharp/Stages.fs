@@ -113,3 +113,23 @@ module Step =
     let bf16 = map Stage.bf16
     let config field value = map (Stage.config field value)
     let train field value = map (Stage.train field value)
+
+/// Distillation on prompt/completion data and its options, as stage modifiers:
+/// `Distill.on teacher "tasks.jsonl" |> Step.map (Distill.onPolicy 0.5)`.
+module Distill =
+    /// Distil the parent (the student) from `teacher` on a prompt/completion (or messages) JSONL:
+    /// (1 - kd) CE + kd GJSD(teacher, student) on the completion tokens.
+    let on (teacher: Stage) (jsonl: string) : Step =
+        fun student -> Stage("distill", "distill", DistillStageOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| student; teacher |], [||])
+    /// GKD's lambda: the share of batches on the student's own samples, scored by the teacher.
+    let onPolicy (lambda: float) (s: Stage) = s |> Stage.config "OnPolicyLambda" (box lambda)
+    /// Sequence-level KD: the teacher answers every prompt; the student is tuned on the answers.
+    let sequenceLevel (s: Stage) = s |> Stage.config "SequenceLevel" (box true)
+    /// Cache the teacher's top-k logits on disk once; training reads them and never loads the teacher.
+    let teacherTopK (k: int) (s: Stage) = s |> Stage.config "TeacherTopK" (box k)
+    /// Tokens generated per prompt (on-policy samples, sequence-level answers).
+    let maxNewTokens (n: int) (s: Stage) = s |> Stage.config "MaxNewTokens" (box n)
+    /// Share of the distillation term: (1 - r) CE + r D.
+    let kdRatio (r: float) (s: Stage) =
+        let o = s.Config :?> DistillStageOptions
+        s |> Stage.config "Loss" (box (Research.Util.RecordCopy.With(o.Loss, "KdRatio", box r)))

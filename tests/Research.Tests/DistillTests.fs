@@ -140,3 +140,205 @@ let tests =
             throwsWith<ArgumentException> (fun () -> DistillLosses.PerToken(logits student, logits teacher, DistillOptions(Beta = 1.5)) |> ignore) [ "beta" ] "beta out of range"
             throwsWith<ArgumentException> (fun () -> DistillLosses.PerToken(logits student, logits teacher, DistillOptions(Temperature = 0.0)) |> ignore) [ "temperature" ] "temperature 0"
     ]
+
+// ---------------------------------------------------------------------------------------------------------------
+// The distill stage on prompt/completion data: teacher cache, on-policy batches, sequence-level KD, tokenizer check,
+// and the claimed direction (a student distilled from a 4x teacher beats the same student on hard labels).
+
+open System.IO
+open System.Text.Json.Nodes
+open Research.Data
+open Research.Models
+open Research.Training
+
+let private words = [| "ant"; "bee"; "cat"; "dog"; "eel"; "fox"; "gnu"; "hen" |]
+let private answers = [| "x"; "y"; "z" |]
+
+/// Word i is answered x, y or z with probabilities that depend on i: a noisy task where the teacher's soft labels
+/// carry what a few hard labels cannot (the distribution behind them).
+let private answerProbs i = let a = 0.2 + 0.6 * float i / 7.0 in [| a; (1.0 - a) * 0.7; (1.0 - a) * 0.3 |]
+
+let private noisyTask (seed: int64) (n: int) =
+    let rng = Rng(seed)
+    [ for j in 0 .. n - 1 ->
+        let i = j % words.Length
+        let u = rng.NextDouble()
+        let p = answerProbs i
+        let k = if u < p[0] then 0 elif u < p[0] + p[1] then 1 else 2
+        let o = JsonObject()
+        o["prompt"] <- JsonValue.Create($"{words[i]}?")
+        o["completion"] <- JsonValue.Create(answers[k])
+        o.ToJsonString() ]
+
+/// A teacher 4x the micro student's parameters (same byte tokenizer).
+let private teacherConfig =
+    LlamaConfig(VocabSize = 259, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 3,
+                NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64)
+
+let private paramCount (m: LlamaForCausalLM) = m.parameters() |> Seq.sumBy (fun p -> p.numel())
+
+let private quick steps lr =
+    TrainConfig(Steps = steps, BatchSize = 8, LearningRate = lr, WarmupSteps = 2, WeightDecay = 0.0, LogEvery = 5, EvalEvery = 0, CheckpointEvery = 0)
+
+let private stageCtx (dir: string) (name: string) (parents: string list) =
+    StageContext(name, Path.Combine(dir, name), List.toArray parents, [||], 5L, torch.CPU, TextWriter.Null)
+
+/// One workspace for the list: the student base, a trained 4x teacher, the small data, a held-out file.
+type private Workspace = { Dir: string; Student: string; Teacher: string; Small: string; Heldout: string }
+
+let private workspace =
+    lazy (
+        let dir = tempDir "distill-stage"
+        let write name (lines: string list) = let p = Path.Combine(dir, name) in File.WriteAllLines(p, lines); p
+        let student = Path.Combine(dir, "student")
+        (use m = microModel 3L in Checkpoint.Save(student, m, ByteTokenizer.Instance))
+        let teacherBase = Path.Combine(dir, "teacher-base")
+        (use m = new LlamaForCausalLM(teacherConfig, 4L) in Checkpoint.Save(teacherBase, m, ByteTokenizer.Instance))
+        let big = write "big.jsonl" (noisyTask 1L 400)
+        let tune = TuneOptions(DataPath = big, BlockLength = 8, Packing = false, ValidationFraction = 0.05, Train = quick 100 1e-2)
+        let c = stageCtx dir "teacher" [ teacherBase ]
+        TuneExecutor().Execute(c, tune) |> ignore
+        { Dir = dir; Student = student; Teacher = c.FinalCheckpoint
+          Small = write "small.jsonl" (noisyTask 2L 24); Heldout = write "heldout.jsonl" (noisyTask 3L 200) })
+
+let private distillOptions (ws: Workspace) steps =
+    DistillStageOptions(DataPath = ws.Small, BlockLength = 8, MaxNewTokens = 4, ValidationFraction = 0.05, Train = quick steps 3e-3)
+
+let private setOpt (name: string) (value: obj) (o: DistillStageOptions) = Research.Util.RecordCopy.With(o, name, value)
+let private withTopK o (k: int) = setOpt "TeacherTopK" (box k) o
+let private onPolicy o (lambda: float) = setOpt "OnPolicyLambda" (box lambda) o
+let private sequenceLevel o = setOpt "SequenceLevel" (box true) o
+let private kdRatio (o: DistillStageOptions) (r: float) = setOpt "Loss" (box (Research.Util.RecordCopy.With(o.Loss, "KdRatio", box r))) o
+
+let private runDistill (name: string) (o: DistillStageOptions) =
+    let ws = workspace.Force()
+    let c = stageCtx ws.Dir name [ ws.Student; ws.Teacher ]
+    let metrics = DistillExecutor().Execute(c, o)
+    c, metrics
+
+let private weightsOf (dir: string) = Safetensors.LoadDirectory dir
+
+let private maxWeightDiff (a: string) (b: string) =
+    let wa, wb = weightsOf a, weightsOf b
+    wa.Keys |> Seq.map (fun k -> maxAbsDiff wa[k] wb[k]) |> Seq.max
+
+/// Mean cross-entropy per completion token of a checkpoint on a JSONL file.
+let private heldoutLoss (checkpoint: string) (jsonl: string) =
+    let struct (m, tok) = Checkpoint.Load checkpoint
+    use m = m
+    let seqs = SftPreparation.Prepare(SftData.Read jsonl, ChatTemplates.Plain, tok, 9, SftTruncation.KeepCompletion).Sequences
+    Tune.Validate(m, seqs, 64, tok.PadId)["val_loss"]
+
+/// Training-metric lines of a stage's metrics.jsonl.
+let private trainLines (stageDir: string) =
+    File.ReadAllLines(Path.Combine(stageDir, Trainer.MetricsFile))
+    |> Array.map (fun l -> JsonNode.Parse(l))
+    |> Array.filter (fun n -> n["kind"].GetValue<string>() = "train")
+
+[<Tests>]
+let stageTests =
+    testSequenced <| testList "Distill" [
+        testList "stage" [
+            testCase "the teacher top-k cache holds the live teacher's top-k, is reused by key, and trains as the live teacher (K = V)" <| fun _ ->
+                let ws = workspace.Force()
+                let tok = ByteTokenizer.Instance
+                let seqs = SftPreparation.Prepare(SftData.Read ws.Small, ChatTemplates.Plain, tok, 9, SftTruncation.KeepCompletion).Sequences
+                let cacheDir = Path.Combine(ws.Dir, "cache-check")
+                let before = TeacherTopKCache.Computations
+                use cache = TeacherTopKCache.Prepare(ws.Teacher, cacheDir, seqs, 5, torch.CPU, 8, tok.PadId)
+                Expect.equal (TeacherTopKCache.Computations - before) 1 "computed once"
+                let struct (teacher, _) = Checkpoint.Load ws.Teacher
+                use teacher = teacher
+                for i in [ 0; 7; seqs.Count - 1 ] do
+                    let s = seqs[i]
+                    use live = teacher.Forward(torch.tensor(s.Ids[.. s.Length - 2] |> Array.map int64, dtype = torch.int64).unsqueeze(0L))
+                    let struct (v, ix) = live.topk(5)
+                    let t = int64 (s.Length - 1)
+                    Expect.isLessThan (maxAbsDiff (cache.Values[int64 i].narrow(0L, 0L, t)) v[0L]) 1e-5 $"values of sequence {i}"
+                    Expect.equal (cache.Indices[int64 i].narrow(0L, 0L, t).data<int64>().ToArray()) (ix[0L].contiguous().data<int64>().ToArray()) $"indices of sequence {i}"
+                use again = TeacherTopKCache.Prepare(ws.Teacher, cacheDir, seqs, 5, torch.CPU, 8, tok.PadId)
+                Expect.equal (TeacherTopKCache.Computations - before) 1 "same key: read back, the teacher not run"
+                use other = TeacherTopKCache.Prepare(ws.Teacher, cacheDir, seqs, 4, torch.CPU, 8, tok.PadId)
+                Expect.equal (TeacherTopKCache.Computations - before) 2 "another K: recomputed"
+                // Training on a full-vocabulary cache is training against the live teacher.
+                let o = distillOptions ws 6
+                let live, _ = runDistill "live" o
+                let cached, _ = runDistill "cached" (withTopK o 259)
+                Expect.isTrue (File.Exists(Path.Combine(cached.Directory, TeacherTopKCache.FileName))) "cache file in the stage directory"
+                Expect.isLessThan (maxWeightDiff live.FinalCheckpoint cached.FinalCheckpoint) 1e-4 "same weights after 6 steps"
+
+            testCase "on-policy: lambda 0 trains exactly as off-policy; draws follow lambda; lambda 1 scores the student's samples" <| fun _ ->
+                let ws = workspace.Force()
+                let o = distillOptions ws 6
+                let off, _ = runDistill "off" o
+                let tiny, _ = runDistill "lambda-tiny" (onPolicy o 1e-12)
+                Expect.equal (maxWeightDiff off.FinalCheckpoint tiny.FinalCheckpoint) 0.0 "no on-policy draw: bit-identical to off-policy"
+                let objective lambda =
+                    let m = microModel 3L
+                    let tok = ByteTokenizer.Instance
+                    let seqs = SftPreparation.Prepare(SftData.Read ws.Small, ChatTemplates.Plain, tok, 9, SftTruncation.KeepCompletion).Sequences
+                    DistillSftObjective(seqs, m, m, null, onPolicy o lambda, 5L, tok, "x")
+                let half = objective 0.3
+                let share = [ for s in 0L .. 399L -> if half.IsOnPolicy(s, 0) then 1.0 else 0.0 ] |> List.average
+                Expect.isTrue (abs (share - 0.3) < 0.07) $"share of on-policy micro-batches {share} near lambda 0.3"
+                let all = objective 1.0
+                use b = all.Batch(0L, 0, quick 6 3e-3, torch.CPU)
+                Expect.isTrue b.OnPolicy "lambda 1: on-policy"
+                let prompt = SftData.Read ws.Small |> Seq.head
+                Expect.isGreaterThan b.Normalizer 0L "sampled completions are trained tokens"
+                let on, metrics = runDistill "on" (onPolicy o 1.0)
+                Expect.equal metrics["on_policy"] 1.0 "every batch on-policy"
+                Expect.isTrue (Double.IsFinite metrics["kd"]) "finite divergence"
+                Expect.isGreaterThan (maxWeightDiff off.FinalCheckpoint on.FinalCheckpoint) 1e-6 "on-policy trains differently"
+                ignore prompt
+
+            testCase "same seed, same on-policy run: identical weights" <| fun _ ->
+                let ws = workspace.Force()
+                let o = onPolicy (distillOptions ws 5) 0.5
+                let a, _ = runDistill "det-a" o
+                let b, _ = runDistill "det-b" o
+                Expect.equal (maxWeightDiff a.FinalCheckpoint b.FinalCheckpoint) 0.0 "bit-identical"
+
+            testCase "sequence-level KD writes the teacher's greedy answers as JSONL and tunes the student on them" <| fun _ ->
+                let ws = workspace.Force()
+                let c, metrics = runDistill "seqkd" (sequenceLevel (distillOptions ws 6))
+                let path = Path.Combine(c.Directory, SequenceKd.FileName)
+                let lines = SftData.Read path
+                let tok = ByteTokenizer.Instance
+                let struct (train, _) = SftData.Split(SftData.Read ws.Small, 0.05, 5L)
+                Expect.equal lines.Count train.Count "one answer per training prompt"
+                let struct (teacher, _) = Checkpoint.Load ws.Teacher
+                use teacher = teacher
+                for ex in Seq.take 3 lines do
+                    let prompt = Array.append [| tok.BosId |] (tok.Encode ex.Prompt)
+                    let out = Generation.Generate(teacher, prompt, SamplingOptions(MaxNewTokens = 4, StopToken = Nullable tok.EosId))
+                    let answer = if out.Length > 0 && out[out.Length - 1] = tok.EosId then out[.. out.Length - 2] else out
+                    Expect.equal ex.Completion (tok.Decode answer) $"greedy teacher answer to {ex.Prompt}"
+                Expect.isTrue (Double.IsFinite metrics["loss"]) "trained"
+
+            testCase "teacher and student with different vocabularies: an error naming both" <| fun _ ->
+                let ws = workspace.Force()
+                let other = Path.Combine(ws.Dir, "teacher-300")
+                (use m = new LlamaForCausalLM(LlamaConfig(VocabSize = 300, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 1, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64), 1L)
+                 Checkpoint.Save(other, m, ByteTokenizer.Instance))
+                let c = stageCtx ws.Dir "mismatch" [ ws.Student; other ]
+                throwsWith<InvalidDataException> (fun () -> DistillExecutor().Execute(c, distillOptions ws 2) |> ignore)
+                    [ other; ws.Student; "300"; "259"; "share a tokenizer" ] "vocabulary mismatch"
+                throwsWith<ArgumentException> (fun () -> DistillExecutor().Execute(stageCtx ws.Dir "bad" [ ws.Student; ws.Teacher ], onPolicy (withTopK (distillOptions ws 2) 5) 0.5) |> ignore)
+                    [ "teacher_top_k"; "on_policy_lambda" ] "on-policy needs the live teacher"
+
+            testCase "a student distilled from a 4x teacher beats the same student on hard labels of the same small data" <| fun _ ->
+                let ws = workspace.Force()
+                let struct (s, _) = Checkpoint.Load ws.Student
+                let struct (t, _) = Checkpoint.Load ws.Teacher
+                let ratio = float (paramCount t) / float (paramCount s)
+                s.Dispose(); t.Dispose()
+                Expect.isGreaterThanOrEqual ratio 4.0 $"teacher / student parameters = {ratio:F2}"
+                let o = distillOptions ws 100
+                let hard, _ = runDistill "hard" (kdRatio o 0.0)
+                let soft, _ = runDistill "soft" (kdRatio o 0.9)
+                let lHard, lSoft, lTeacher = heldoutLoss hard.FinalCheckpoint ws.Heldout, heldoutLoss soft.FinalCheckpoint ws.Heldout, heldoutLoss ws.Teacher ws.Heldout
+                printfn "distill direction (tiny): held-out loss teacher %.4f, student hard labels %.4f, student distilled %.4f (ratio %.2f)" lTeacher lHard lSoft ratio
+                Expect.isLessThan lSoft lHard "distilled student has the lower held-out loss"
+        ]
+    ]

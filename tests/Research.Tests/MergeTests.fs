@@ -328,3 +328,106 @@ seed: 42
                 Directory.Delete(root, true)
         ]
     ]
+
+// ---------------------------------------------------------------------------------------------------------------
+// The claimed directions at tiny scale: two task fine-tunes of one base, merged, beat each single model on the union of
+// both tasks; DARE at drop 0.9 keeps most of it. And the merge peak-memory measurement of `research bench`.
+
+open System.Text.Json.Nodes
+open Research.Stages
+open Research.Training
+open Research.Bench
+
+/// Prompt "<tag>:<x>=": task u upper-cases a letter a..h, task d adds one to a digit 0..7; the base learns c, copying
+/// either. The two tasks touch disjoint token rows, as two skills of one model would.
+let private taskLines (tag: char) (seed: int64) (n: int) =
+    let rng = Rng(seed)
+    [ for _ in 1 .. n ->
+        let letter = char (int 'a' + rng.NextInt 8)
+        let digit = char (int '0' + rng.NextInt 8)
+        let x, answer =
+            match tag with
+            | 'u' -> string letter, string (Char.ToUpperInvariant letter)
+            | 'd' -> string digit, string (char (int digit + 1))
+            | _ -> let x = (if rng.NextInt 2 = 0 then string letter else string digit) in ignore (rng.NextInt 2); x, x
+        let o = JsonObject()
+        o["prompt"] <- JsonValue.Create($"{tag}:{x}=")
+        o["completion"] <- JsonValue.Create(answer)
+        o.ToJsonString() ]
+
+let private tuneQuick steps lr =
+    TrainConfig(Steps = steps, BatchSize = 16, LearningRate = lr, WarmupSteps = 5, WeightDecay = 0.0, LogEvery = 10, EvalEvery = 0, CheckpointEvery = 0)
+
+/// Argmax accuracy over completion tokens (answer + EOS) and mean loss per token of a checkpoint on JSONL lines.
+let private taskScore (checkpoint: string) (lines: string list) =
+    let struct (m, tok) = Checkpoint.Load checkpoint
+    use m = m
+    use scope = torch.NewDisposeScope()
+    use noGrad = torch.no_grad()
+    let examples = lines |> List.mapi (fun i l -> SftData.Parse(l, "held-out", i + 1)) |> List.toArray
+    let seqs = SftPreparation.Prepare(examples, ChatTemplates.Plain, tok, 16, SftTruncation.KeepCompletion).Sequences
+    let rows = seqs |> Seq.map (fun s -> [| s |] :> Collections.Generic.IReadOnlyList<_>) |> Seq.toArray
+    use b = Tune.Collate(rows, false, 0L, 0, torch.CPU, tok.PadId)
+    m.eval()
+    let logits = m.Forward(b.Input)
+    let scored = b.Target.ne(torch.tensor(-100L))
+    let hits = logits.argmax(-1L).eq(b.Target).logical_and(scored).sum().item<int64>()
+    let loss = LanguageModeling.SummedCrossEntropy(logits, b.Target).item<float32>()
+    float hits / float b.Normalizer, float loss / float b.Normalizer
+
+type private TaskWorkspace = { Root: string; Base: string; A: string; B: string; Heldout: string list }
+
+let private taskWorkspace =
+    lazy (
+        let root = tempDir "merge-tasks"
+        let write name lines = let p = Path.Combine(root, name) in File.WriteAllLines(p, (lines: string list)); p
+        let start = saveMicro (Path.Combine(root, "init")) 3L
+        let tune name parent data steps lr =
+            let c = StageContext(name, Path.Combine(root, name), [| parent |], [||], 5L, torch.CPU, TextWriter.Null)
+            let o = TuneOptions(DataPath = data, BlockLength = 12, Packing = false, ValidationFraction = 0.05, Train = tuneQuick steps lr)
+            TuneExecutor().Execute(c, o) |> ignore
+            c.FinalCheckpoint
+        let baseDir = tune "base" start (write "copy.jsonl" (taskLines 'c' 1L 400)) 150 1e-2
+        { Root = root; Base = baseDir
+          A = tune "task-u" baseDir (write "u.jsonl" (taskLines 'u' 2L 400)) 60 1e-3
+          B = tune "task-d" baseDir (write "d.jsonl" (taskLines 'd' 3L 400)) 60 1e-3
+          Heldout = taskLines 'u' 12L 100 @ taskLines 'd' 13L 100 })
+
+let private mergeOf (ws: TaskWorkspace) (name: string) (o: MergeStageOptions) =
+    let out = Path.Combine(ws.Root, name)
+    StreamingMerge.Run(o.ToConfig(lst [ ws.Base; ws.A; ws.B ], 5L), out) |> ignore
+    out
+
+[<Tests>]
+let taskTests =
+    testSequenced <| testList "Merge" [
+        testList "tasks" [
+            testCase "two task fine-tunes merged by task arithmetic and TIES beat each alone on both tasks; DARE 0.9 keeps most" <| fun _ ->
+                let ws = taskWorkspace.Force()
+                let score dir = taskScore dir ws.Heldout
+                let (accA, _), (accB, _), (accBase, _) = score ws.A, score ws.B, score ws.Base
+                let ta = mergeOf ws "ta" (MergeStageOptions(Method = MergeMethod.TaskArithmetic, Weights = [| 1.0; 1.0 |]))
+                let ties = mergeOf ws "ties" (MergeStageOptions(Method = MergeMethod.Ties, Weights = [| 1.0; 1.0 |], Density = Nullable 0.5))
+                let dare = mergeOf ws "dare" (MergeStageOptions(Method = MergeMethod.DareLinear, Weights = [| 1.0; 1.0 |], Density = Nullable 0.1))
+                let (accTa, lossTa), (accTies, lossTies), (accDare, lossDare) = score ta, score ties, score dare
+                printfn "merge directions (tiny), union accuracy: base %.3f, upper-case %.3f, digit+1 %.3f, task arithmetic %.3f (loss %.3f), TIES %.3f (loss %.3f), DARE 0.9 %.3f (loss %.3f)"
+                    accBase accA accB accTa lossTa accTies lossTies accDare lossDare
+                let best = max accA accB
+                Expect.isGreaterThan accTa best "task arithmetic beats each single model on the union"
+                Expect.isGreaterThan accTies best "TIES beats each single model on the union"
+                Expect.isGreaterThanOrEqual accDare (0.8 * accTa) "DARE at drop 0.9 (rescaled) keeps >= 80% of task arithmetic's accuracy"
+        ]
+        testList "memory" [
+            testCase "the merge peak-memory measurement: growth sampled, bound = 1.5 x (largest tensor + shard), shards respected" <| fun _ ->
+                let cfg = LlamaConfig(VocabSize = 259, HiddenSize = 128, IntermediateSize = 352, NumHiddenLayers = 4, NumAttentionHeads = 4,
+                                      NumKeyValueHeads = 2, MaxPositionEmbeddings = 64, TieWordEmbeddings = false)
+                let r = MergeMemory.Run(cfg, 1_000_000L)
+                printfn "merge memory (test scale): %A" r
+                Expect.isGreaterThan r.Samples 0 "sampled while merging"
+                Expect.isGreaterThan r.Shards 1 "sharded output"
+                Expect.isLessThanOrEqual r.OutputShardBytes (1_000_000L + r.LargestTensorBytes) "a shard exceeds the limit by at most one tensor"
+                Expect.equal r.BoundBytes (int64 (1.5 * float (r.LargestTensorBytes + r.OutputShardBytes))) "bound"
+                Expect.floatClose Accuracy.high r.Ratio (float r.PeakGrowthBytes / float (r.LargestTensorBytes + r.OutputShardBytes)) "ratio"
+                Expect.isGreaterThanOrEqual r.PeakRssBytes r.BaselineRssBytes "peak >= baseline"
+        ]
+    ]

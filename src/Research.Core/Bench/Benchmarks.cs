@@ -31,6 +31,8 @@ public sealed record BenchOptions
     public BenchSize RssSize { get; init; } = BenchSizes.Rss;
     /// <summary>The model whose two checkpoints are merged.</summary>
     public BenchSize MergeSize { get; init; } = BenchSizes.Tiny;
+    /// <summary>The model of the merge peak-memory measurement (two checkpoints of it are merged; &gt;= 50 MB each by default).</summary>
+    public LlamaConfig MergeMemoryModel { get; init; } = Bench.MergeMemory.Model50MB;
     /// <summary>QuickWorld documents packed and evaluated.</summary>
     public int Documents { get; init; } = 400;
     /// <summary>Repetitions of the matmul list when measuring the sgemm rate.</summary>
@@ -51,6 +53,7 @@ public sealed record BenchOptions
     {
         Sizes = [BenchSizes.Micro], WarmupSteps = 1, Steps = 2, Rounds = 1, RssSteps = 10,
         RssSize = BenchSizes.Micro, MergeSize = BenchSizes.Micro, Documents = 40, MatmulRepeats = 2,
+        MergeMemoryModel = BenchSizes.Micro.Model,
     };
 }
 
@@ -124,7 +127,12 @@ public sealed record BenchReport(
     double LoopRatio, double Mfu, double OptimizerShare, double RssGrowth, double MergeBandwidthRatio,
     double Bf16MatmulSpeedup, double Bf16ForwardBackwardSpeedup, double PackingMbPerS, double EvalSequencesPerS,
     MachineInfo Machine, IReadOnlyList<SizeResult> Sizes, RssResult Rss, MergeResult Merge, PackingResult Packing, double Seconds,
-    double Bf16Speedup, double Bf16LossGap, string Bf16Size);
+    double Bf16Speedup, double Bf16LossGap, string Bf16Size,
+    MergeMemoryResult? MergeMemory = null)
+{
+    /// <summary>Peak RSS growth of a streaming merge / (largest tensor + output shard); the claim holds below 1.5 (see <see cref="Bench.MergeMemory"/>).</summary>
+    public double MergePeakMemoryRatio => MergeMemory?.Ratio ?? double.NaN;
+}
 
 /// <summary>
 /// The measurements of <c>research bench</c>, as plain functions. Timings are wall clock on the chosen device;
@@ -160,6 +168,7 @@ public static class Benchmarks
         log.WriteLine($"rss: {rss.RssGrowth:P2} over {rss.Steps} steps");
         var merge = Merge(o.MergeSize);
         log.WriteLine($"merge: {merge.MergeBandwidthRatio:F3} of file copy");
+        var mergeMemory = Bench.MergeMemory.Run(o.MergeMemoryModel, log: log);
         var reference = sizes.FirstOrDefault(x => x.Name == "small") ?? sizes[0];
         var machine = new MachineInfo(Environment.ProcessorCount, get_num_threads(), device.ToString(),
             System.Runtime.InteropServices.RuntimeInformation.OSDescription, System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription);
@@ -167,7 +176,7 @@ public static class Benchmarks
         var widest = sizes.OrderBy(x => x.HiddenSize).Last();
         return new BenchReport(reference.Name, reference.LoopRatio, reference.Mfu, reference.OptimizerShare, rss.RssGrowth, merge.MergeBandwidthRatio,
             reference.Bf16MatmulSpeedup, reference.Bf16ForwardBackwardSpeedup, packing.ByteTokenizerMbPerS, reference.EvalSequencesPerS,
-            machine, sizes, rss, merge, packing, clock.Elapsed.TotalSeconds, widest.Bf16TrainSpeedup, widest.Bf16LossGap, widest.Name);
+            machine, sizes, rss, merge, packing, clock.Elapsed.TotalSeconds, widest.Bf16TrainSpeedup, widest.Bf16LossGap, widest.Name, mergeMemory);
     }
 
     static TrainConfig Config(BenchSize s, int steps) => new()

@@ -217,9 +217,17 @@ public static class MergeRules
         var x = F32(tau);
         if (density >= 1) return x.clone().MoveToOuterDisposeScope();
         var k = (long)Math.Floor(density * x.numel());
+        if (k <= 0) return zeros_like(x).MoveToOuterDisposeScope();
         var flat = x.flatten();
+        var abs = flat.abs();
+        // The k-th largest magnitude by selection (one copy of the tensor), not a full argsort (int64 indices and sort
+        // buffers: several times the tensor, the streaming merge's peak). Equal magnitudes at the threshold would keep
+        // more than k entries; then the exact argsort picks k.
+        var (threshold, _) = abs.kthvalue(x.numel() - k + 1, 0);
+        var keep = abs.ge(threshold);
+        if (keep.sum().ToInt64() == k) return x.masked_fill(keep.logical_not().view(x.shape), 0).MoveToOuterDisposeScope();
         var mask = zeros_like(flat);
-        if (k > 0) mask.index_put_(tensor(1f), flat.abs().argsort(descending: true).narrow(0, 0, k));
+        mask.index_put_(tensor(1f), abs.argsort(descending: true).narrow(0, 0, k));
         return (x * mask.view(x.shape)).MoveToOuterDisposeScope();
     }
 

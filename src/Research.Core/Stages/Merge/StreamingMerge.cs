@@ -19,6 +19,7 @@ public sealed class CheckpointReader : IDisposable
     readonly Dictionary<string, string> _shardOf = new(StringComparer.Ordinal);
     readonly Dictionary<string, SafetensorsFile> _open = new(StringComparer.Ordinal);
     readonly Dictionary<string, TensorEntry> _entries = new(StringComparer.Ordinal);
+    readonly Dictionary<string, Microsoft.Win32.SafeHandles.SafeFileHandle> _handles = new(StringComparer.Ordinal);
 
     public string Dir { get; }
     public IReadOnlyList<string> Names { get; }
@@ -54,12 +55,55 @@ public sealed class CheckpointReader : IDisposable
 
     public bool Contains(string name) => _entries.ContainsKey(name);
     public TensorEntry Entry(string name) => _entries[name];
-    public Tensor Read(string name) => Shard(_shardOf[name]).Read(name);
+
+    /// <summary>
+    /// One tensor, read with positioned reads (pread) straight into its own CPU memory: the input files are never mapped
+    /// page by page into this process, so a merge's resident memory holds the tensors in flight, not the inputs it has
+    /// passed (the mapped pages of a whole model would stay resident until unmapped). BOOL tensors go through the
+    /// mapped reader, which validates their bytes.
+    /// </summary>
+    public Tensor Read(string name)
+    {
+        var file = _shardOf[name];
+        var f = Shard(file);
+        var e = f.Entry(name);
+        if (e.DType == "BOOL") return f.Read(name);
+        if (!_handles.TryGetValue(file, out var handle))
+            _handles[file] = handle = System.IO.File.OpenHandle(f.Path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
+        var t = empty(e.Shape, Safetensors.ScalarTypeOf(e.DType), CPU);
+        try
+        {
+            if (e.ByteLength == 0) return t;
+            using var flat = t.view(-1);
+            var elem = t.element_size();
+            var per = Math.Max(1, (1L << 30) / elem);
+            for (long start = 0; start < flat.numel(); start += per)
+            {
+                using var part = flat.narrow(0, start, Math.Min(per, flat.numel() - start));
+                var span = part.bytes;
+                var at = f.DataStart + e.Begin + start * elem;
+                for (var done = 0; done < span.Length;)
+                {
+                    var n = RandomAccess.Read(handle, span[done..], at + done);
+                    if (n <= 0) throw new SafetensorsException($"{f.Path}: unexpected end of file reading tensor '{name}'", f.Path, name);
+                    done += n;
+                }
+            }
+            return t;
+        }
+        catch
+        {
+            t.Dispose();
+            throw;
+        }
+    }
 
     public void Dispose()
     {
         foreach (var f in _open.Values) f.Dispose();
+        foreach (var h in _handles.Values) h.Dispose();
         _open.Clear();
+        _handles.Clear();
     }
 }
 
@@ -132,6 +176,9 @@ public static class StreamingMerge
                 using var noGrad = no_grad();
                 foreach (var p in plan)
                 {
+                    // Every tensor made for this name (inputs, the rules' temporaries, the result) is freed before the next
+                    // name is read: left to the finalizer, the temporaries pile up to several models' worth of memory.
+                    using var scope = NewDisposeScope();
                     var held = new List<Tensor>();
                     try
                     {
