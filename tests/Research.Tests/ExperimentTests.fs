@@ -28,12 +28,15 @@ let private statuses (r: ExperimentResult) = [ for n in r.Runs[0].Nodes -> n.Nam
 let tests =
     testSequenced <| testList "Experiments" [
         testCase "the F# quick start and the C# one are the same experiment (same stage keys)" <| fun _ ->
-            let w = World.quick 240 3
+            let w = World.create 240 3
             let start = pretrain w.General (tinyModel ()) |> Stage.steps 20
             let adaptFor name share =
-                adapt (w.Finance |> replay w.General share) |> Step.steps 60 |> Step.checkpointEvery 20 |> Step.named name
-            let fs = Experiment.createBranches "quickstart" start (branch [ adaptFor "adapt-no-replay" 0.0; adaptFor "adapt-replay-0.1" 0.1 ]) |> Experiment.seed 3L
-            let cs = QuickStart.Build(QuickStartOptions(Seed = 3, GeneralDocuments = 240, PretrainSteps = 20, AdaptSteps = 60, CheckpointEvery = 20))
+                adapt (w.Domain |> replay w.General share) |> Step.steps 60 |> Step.checkpointEvery 20 |> Step.named name
+            let recipe =
+                branch [ adaptFor "adapt-no-replay" 0.0
+                         adaptFor "adapt-replay-0.1" 0.1 >=> (tune w.Instructions |> Step.steps 10) >=> (align w.Preferences |> Step.steps 5) ]
+            let fs = Experiment.createBranches "quickstart" start recipe |> Experiment.seed 3L
+            let cs = QuickStart.Build(QuickStartOptions(Seed = 3, GeneralDocuments = 240, PretrainSteps = 20, AdaptSteps = 60, CheckpointEvery = 20, TuneSteps = 10, AlignSteps = 5))
             let keys (e: Experiment) = [ for leaf in e.Points[0].Leaves -> Executor.Key(leaf, e.Seed) ]
             Expect.equal (keys fs) (keys cs) "identical keys"
 

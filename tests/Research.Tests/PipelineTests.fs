@@ -8,7 +8,11 @@ open Research.Runs
 open Research.Tests.TestUtil
 
 let private cli = Path.Combine(AppContext.BaseDirectory, "research.dll")
-let private tinyArgs = "--pretrain-steps 20 --adapt-steps 60 --checkpoint-every 20 --general-docs 240 --seed 3 --threads 1"
+let private tinyArgs = "--pretrain-steps 20 --adapt-steps 60 --tune-steps 10 --align-steps 5 --checkpoint-every 20 --general-docs 240 --seed 3 --threads 1"
+
+/// The quick start exits 3 when one of its expected directions does not hold, which a 20-step pretrain cannot promise;
+/// these tests are about reproducibility and resumption, so both endings count as a completed run.
+let private completed code = code = 0 || code = 3
 
 let private start (workspace: string) =
     let psi = ProcessStartInfo("dotnet", $"\"{cli}\" quickstart --workspace \"{workspace}\" {tinyArgs}")
@@ -48,31 +52,33 @@ let tests =
         testCase "quick start: same seed in two workspaces gives identical metrics; a rerun reuses every stage" <| fun _ ->
             let a, b = tempDir "qs-a", tempDir "qs-b"
             let codeA, outA = runToEnd a
-            Expect.equal codeA 0 $"quickstart exit code (output: {outA})"
+            Expect.isTrue (completed codeA) $"quickstart exit code {codeA} (output: {outA})"
+            Expect.stringContains outA "capability" "prints the capability report"
+            Expect.stringContains outA "tune raises instruction following: " "prints the checks"
             let codeB, _ = runToEnd b
-            Expect.equal codeB 0 "second workspace"
+            Expect.isTrue (completed codeB) "second workspace"
             Expect.equal (metrics a) (metrics b) "identical metrics, time fields aside"
-            Expect.equal (metrics a |> List.length) 3 "pretrain + two adapt stages"
+            Expect.equal (metrics a |> List.length) 5 "pretrain + two adapt stages + tune + align"
             let final = Directory.GetDirectories(Path.Combine(a, "nodes"), "final", SearchOption.AllDirectories)
-            Expect.equal final.Length 3 "three final checkpoints"
+            Expect.equal final.Length 5 "five final checkpoints"
             for d in final do
                 for f in [ "model.safetensors"; "config.json"; "tokenizer_config.json" ] do
                     Expect.isTrue (File.Exists(Path.Combine(d, f))) $"{d}/{f}"
             let codeC, outC = runToEnd a
-            Expect.equal codeC 0 "rerun"
-            Expect.equal (outC.Split("): cached").Length - 1) 3 $"all three stages cached: {outC}"
+            Expect.isTrue (completed codeC) "rerun"
+            Expect.equal (outC.Split("): cached").Length - 1) 5 $"all five stages cached: {outC}"
             let codeJ, json = runCli a "runs --json"
             Expect.equal codeJ 0 "runs --json"
             let runs = (System.Text.Json.Nodes.JsonNode.Parse(json)["runs"]).AsArray()
             Expect.equal runs.Count 2 "two runs recorded"
             let statuses (r: System.Text.Json.Nodes.JsonNode) = [ for n in r["nodes"].AsArray() -> string n["status"] ]
-            Expect.equal (statuses runs[0]) [ "done"; "done"; "done" ] "first run trained"
-            Expect.equal (statuses runs[1]) [ "cached"; "cached"; "cached" ] "second run reused every stage"
+            Expect.equal (statuses runs[0]) [ "done"; "done"; "done"; "done"; "done" ] "first run trained"
+            Expect.equal (statuses runs[1]) [ "cached"; "cached"; "cached"; "cached"; "cached" ] "second run reused every stage"
 
         testCase "SIGKILL during adapt, then the same command: resumes and ends with the uninterrupted metrics" <| fun _ ->
             let reference, killed = tempDir "qs-ref", tempDir "qs-kill"
             let code, _ = runToEnd reference
-            Expect.equal code 0 "reference run"
+            Expect.isTrue (completed code) "reference run"
             use p = start killed
             p.BeginOutputReadLine()
             p.BeginErrorReadLine()
@@ -88,7 +94,7 @@ let tests =
             p.Kill(entireProcessTree = true) // SIGKILL
             p.WaitForExit()
             let code2, out2 = runToEnd killed
-            Expect.equal code2 0 $"resumed run: {out2}"
+            Expect.isTrue (completed code2) $"resumed run: {out2}"
             Expect.stringContains out2 "adapt: resuming from the last checkpoint, step" "says it resumes"
             Expect.equal (metrics killed) (metrics reference) "same metrics as uninterrupted"
     ]

@@ -4,12 +4,12 @@ namespace Research.Cli.Commands;
 
 /// <summary>
 /// research quickstart: runs scripts/quickstart.fsx (shipped next to the CLI) with the Research
-/// assemblies referenced: pretrain, adapt with and without replay, print perplexities.
+/// assemblies referenced: pretrain, adapt with and without replay, tune, align, print the capability report.
 /// </summary>
 public static class QuickstartCommand
 {
-    public const string Usage = "research quickstart [--workspace DIR] [--seed N] [--pretrain-steps N] [--adapt-steps N] [--replay F] [--general-docs N] [--device cpu|cuda] [--threads N]";
-    static readonly string[] ScriptOptions = ["seed", "pretrain-steps", "adapt-steps", "replay", "general-docs", "checkpoint-every"];
+    public const string Usage = "research quickstart [--workspace DIR] [--seed N] [--pretrain-steps N] [--adapt-steps N] [--tune-steps N] [--align-steps N] [--replay F] [--general-docs N] [--device cpu|cuda] [--threads N]";
+    static readonly string[] ScriptOptions = ["seed", "pretrain-steps", "adapt-steps", "tune-steps", "align-steps", "replay", "general-docs", "checkpoint-every"];
 
     public static int Execute(CliArgs a)
     {

@@ -138,7 +138,7 @@ public sealed class Executor
             store.UpsertNode(record with { Status = status, Finished = Now(), Seconds = seconds });
             var metricsFile = Path.Combine(dir, Trainer.MetricsFile);
             if (File.Exists(metricsFile)) store.PutMetrics(key, ReadMetrics(key, metricsFile));
-            var evaluations = Evaluate(e, stage, key, dir, device);
+            var evaluations = Evaluate(e, stage, key, dir, device, stage.Parents.Count > 0 ? Path.Combine(dirs[stage.Parents[0]], Trainer.FinalDir) : null);
             store.PutEvaluations(evaluations.SelectMany(s => s.Value.Select(m => new EvaluationRecord(runId, key, s.Key, m.Key, m.Value))));
             Options.Log.WriteLine($"  {stage.Name} ({stage.Kind} {key}): {status}{(seconds > 0 ? $" in {seconds:F1} s" : "")}");
             results.Add(new NodeResult(stage.Name, stage.Kind, key, status, dir, metrics, evaluations));
@@ -176,7 +176,7 @@ public sealed class Executor
         JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(path)) ?? [];
 
     /// <summary>Suites after this stage, each cached in the node directory under a hash of the suite's fingerprint.</summary>
-    IReadOnlyDictionary<string, IReadOnlyDictionary<string, double>> Evaluate(Experiment e, Stage stage, string key, string dir, TorchSharp.torch.Device device)
+    IReadOnlyDictionary<string, IReadOnlyDictionary<string, double>> Evaluate(Experiment e, Stage stage, string key, string dir, TorchSharp.torch.Device device, string? parentCheckpoint)
     {
         var result = new Dictionary<string, IReadOnlyDictionary<string, double>>();
         if (e.EvaluateAfter is not null && !e.EvaluateAfter.Contains(stage.Name)) return result;
@@ -189,7 +189,9 @@ public sealed class Executor
                 var file = Path.Combine(dir, "eval", $"{suite.Name}-{hash}.json");
                 if (File.Exists(file)) { result[suite.Name] = ReadDone(file); continue; }
                 loaded ??= Models.Checkpoint.Load(Path.Combine(dir, Trainer.FinalDir), device);
-                var scores = suite.Evaluate(loaded.Value.Model, loaded.Value.Tokenizer);
+                var scores = suite is IReferenceSuite rs   // e.g. an implicit reward against the checkpoint this stage started from
+                    ? rs.Evaluate(loaded.Value.Model, loaded.Value.Tokenizer, parentCheckpoint)
+                    : suite.Evaluate(loaded.Value.Model, loaded.Value.Tokenizer);
                 AtomicFile.WriteAllText(file, JsonSerializer.Serialize(scores.OrderBy(m => m.Key, StringComparer.Ordinal).ToDictionary()));
                 result[suite.Name] = scores;
             }

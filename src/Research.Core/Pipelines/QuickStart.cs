@@ -9,14 +9,22 @@ namespace Research.Pipelines;
 public sealed record QuickStartOptions
 {
     public int Seed { get; init; } = 7;
-    /// <summary>General documents; the finance domain gets half as many.</summary>
+    /// <summary>General documents: the world's one size parameter (half as many domain documents, size / 150 companies).</summary>
     public int GeneralDocuments { get; init; } = 3000;
     public int PretrainSteps { get; init; } = 500;
     public int AdaptSteps { get; init; } = 200;
+    /// <summary>Supervised steps on the world's instructions, from the replay branch.</summary>
+    public int TuneSteps { get; init; } = 120;
+    /// <summary>DPO steps on the world's preference pairs, from the tuned model.</summary>
+    public int AlignSteps { get; init; } = 40;
     /// <summary>Resumable checkpoints during adapt, every this many steps.</summary>
     public int CheckpointEvery { get; init; } = 40;
     /// <summary>The replayed share of general text in the second adapt run.</summary>
     public double Replay { get; init; } = 0.1;
+    /// <summary>Where the world's files are written (tune and align read them); null = a folder named by size and seed under the temp directory.</summary>
+    public string? WorldDirectory { get; init; }
+
+    public string WorldPath => WorldDirectory ?? Path.Combine(Path.GetTempPath(), "research-world", $"size{GeneralDocuments}-seed{Seed}");
 }
 
 public sealed record QuickStartRow(string Model, string Checkpoint, double DomainPerplexity, double GeneralPerplexity, double DomainBitsPerByte, double GeneralBitsPerByte);
@@ -26,8 +34,19 @@ public sealed record QuickStartReport(IReadOnlyList<QuickStartRow> Rows, Experim
     public QuickStartRow Pretrained => Rows[0];
     public QuickStartRow NoReplay => Rows[1];
     public QuickStartRow WithReplay => Rows[2];
+    public CapabilityReport Capabilities => CapabilityReport.From(Result);
+    string[] Stages => Capabilities.Stages.ToArray();   // pretrain, adapt-no-replay, adapt-replay-*, tune, align
+    double Cap(string suite, string metric, int stage) => Capabilities.Value(suite, metric, Stages[stage]);
+
     public bool DomainImproved => NoReplay.DomainPerplexity < Pretrained.DomainPerplexity && WithReplay.DomainPerplexity < Pretrained.DomainPerplexity;
     public bool ReplayForgetsLess => WithReplay.GeneralPerplexity - Pretrained.GeneralPerplexity < NoReplay.GeneralPerplexity - Pretrained.GeneralPerplexity;
+    /// <summary>Adapt (without replay: the purest domain run) knows more test-company facts than the pretrained base.</summary>
+    public bool AdaptRaisesKnowledge => Cap("domain_knowledge", "acc", 1) > Cap("domain_knowledge", "acc", 0);
+    /// <summary>Tune follows more format instructions than the model it started from (adapt with replay).</summary>
+    public bool TuneRaisesInstructionFollowing => Cap("instruction_following", "acc", 3) > Cap("instruction_following", "acc", 2);
+    /// <summary>Align prefers more held-out chosen answers than the tuned model it started from.</summary>
+    public bool AlignRaisesPreferenceAccuracy => Cap("preference", "acc", 4) > Cap("preference", "acc", 3);
+    public bool AllDirectionsHold => DomainImproved && ReplayForgetsLess && AdaptRaisesKnowledge && TuneRaisesInstructionFollowing && AlignRaisesPreferenceAccuracy;
 
     public string Table()
     {
@@ -39,19 +58,28 @@ public sealed record QuickStartReport(IReadOnlyList<QuickStartRow> Rows, Experim
         sb.AppendLine($"general perplexity rose less with replay than without: {(ReplayForgetsLess ? "yes" : "NO")}");
         return sb.ToString();
     }
+
+    /// <summary>The four capability directions the quick start is meant to show, each yes/NO.</summary>
+    public string Checks() =>
+        $"adapt raises domain knowledge over the base: {(AdaptRaisesKnowledge ? "yes" : "NO")}\n" +
+        $"tune raises instruction following: {(TuneRaisesInstructionFollowing ? "yes" : "NO")}\n" +
+        $"align raises preference accuracy: {(AlignRaisesPreferenceAccuracy ? "yes" : "NO")}\n" +
+        $"replay keeps more general retention (perplexity) than no replay: {(ReplayForgetsLess ? "yes" : "NO")}\n";
 }
 
 /// <summary>
-/// The quick start, written with the C# API (scripts/quickstart.fsx is the same experiment in the DSL):
-/// pretrain a tiny model on general text, adapt it to a finance domain with and without replay,
-/// and evaluate domain and general perplexity after every stage.
+/// The quick start, written with the C# API (scripts/quickstart.fsx is the same experiment in the DSL): on the default
+/// world, pretrain a tiny model on general text, adapt it to the finance domain with and without replay, tune the replay
+/// branch on instructions, align it on preference pairs, and evaluate every capability suite after every stage.
 /// </summary>
 public static class QuickStart
 {
     public static Experiment Build(QuickStartOptions o)
     {
-        var general = DataSource.FromDocuments("general", () => QuickWorld.General(o.GeneralDocuments, o.Seed));
-        var finance = DataSource.FromDocuments("finance", () => QuickWorld.Finance(Math.Max(1, o.GeneralDocuments / 2), o.Seed));
+        var world = new World(o.GeneralDocuments, o.Seed);
+        var files = world.Write(o.WorldPath);
+        var general = DataSource.FromDocuments("general", () => world.General);
+        var domain = DataSource.FromDocuments("domain", () => world.Domain);
         var pretrainDefaults = new PretrainConfig();
         var pretrain = new Stage("pretrain", "pretrain", pretrainDefaults with { Train = pretrainDefaults.Train with { Steps = o.PretrainSteps } }, [], [general]);
         var adaptDefaults = new AdaptOptions();
@@ -59,11 +87,16 @@ public static class QuickStart
         {
             Replay = replay,
             Train = adaptDefaults.Train with { Steps = o.AdaptSteps, CheckpointEvery = o.CheckpointEvery },
-        }, [pretrain], [finance, general]);
-        return Experiment.Create("quickstart", Adapt("adapt-no-replay", 0), Adapt($"adapt-replay-{o.Replay.ToString(CultureInfo.InvariantCulture)}", o.Replay))
+        }, [pretrain], [domain, general]);
+        var replayed = Adapt($"adapt-replay-{o.Replay.ToString(CultureInfo.InvariantCulture)}", o.Replay);
+        var tuneDefaults = new TuneOptions();
+        var tune = new Stage("tune", "tune", tuneDefaults with { DataPath = files.Instructions, Train = tuneDefaults.Train with { Steps = o.TuneSteps } }, [replayed], []);
+        var alignDefaults = new AlignOptions();
+        var align = new Stage("align", "align", alignDefaults with { DataPath = files.Preferences, Train = alignDefaults.Train with { Steps = o.AlignSteps } }, [tune], []);
+        return Experiment.Create("quickstart", Adapt("adapt-no-replay", 0), align)
             .WithSeed(o.Seed)
-            .Evaluate(new PerplexitySuite("finance", finance, adaptDefaults.ValidationFraction, o.Seed, adaptDefaults.BlockLength),
-                      new PerplexitySuite("general", general, adaptDefaults.ValidationFraction, o.Seed, adaptDefaults.BlockLength));
+            .Evaluate([new PerplexitySuite("domain", domain, adaptDefaults.ValidationFraction, o.Seed, adaptDefaults.BlockLength),
+                       .. Capability.Suites(files, general, o.Seed)]);
     }
 
     public static QuickStartReport Run(QuickStartOptions o, ExecutorOptions executor)
@@ -72,17 +105,16 @@ public static class QuickStart
         return Report(result);
     }
 
-    /// <summary>The table of perplexities, from the evaluations of the first run of a quick-start result.</summary>
+    /// <summary>The perplexities and capabilities, from the evaluations of the first run of a quick-start result.</summary>
     public static QuickStartReport Report(ExperimentResult result)
     {
         var run = result.Runs[0];
         QuickStartRow Row(string label, NodeResult n) => new(label, n.Checkpoint,
-            n.Evaluations["finance"]["perplexity"], n.Evaluations["general"]["perplexity"],
-            n.Evaluations["finance"]["bits_per_byte"], n.Evaluations["general"]["bits_per_byte"]);
+            n.Evaluations["domain"]["perplexity"], n.Evaluations["general_retention"]["perplexity"],
+            n.Evaluations["domain"]["bits_per_byte"], n.Evaluations["general_retention"]["bits_per_byte"]);
         var adapts = run.Nodes.Where(n => n.Kind == "adapt").ToArray();
         return new QuickStartReport(
             [Row("pretrained (general only)", run.Node("pretrain")), Row("adapt, no replay", adapts[0]), Row(adapts[1].Name.Replace("adapt-replay-", "adapt, replay "), adapts[1])],
             result);
     }
-
 }
