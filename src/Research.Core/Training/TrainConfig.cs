@@ -46,6 +46,10 @@ public sealed record TrainConfig
     public int CheckpointEvery { get; init; } = 100;
     /// <summary>Seed of torch and of the data order.</summary>
     public long Seed { get; init; } = 1234;
+    /// <summary>Train LoRA adapters instead of the whole model (null = full fine-tuning). The run then writes the adapter alone
+    /// (PEFT layout) to <c>adapter/</c> and the merged model to <c>final/</c>, which the next stage starts from.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]   // absent when off: keys of full fine-tuning runs stay as they were
+    public Models.LoraOptions? Lora { get; init; }
 
     public TrainConfig Validate()
     {
@@ -59,6 +63,7 @@ public sealed record TrainConfig
         Need(DecayFraction is > 0 and <= 1, $"decay_fraction must be in (0, 1] (got {DecayFraction})");
         Need(LogEvery > 0, $"log_every must be > 0 (got {LogEvery})");
         Need(EvalEvery >= 0 && CheckpointEvery >= 0, "eval_every and checkpoint_every must be >= 0");
+        Lora?.Validate();
         return this;
     }
 }
