@@ -48,6 +48,19 @@ let private trainAdapter (m: LlamaForCausalLM) (adapter: LoraAdapter) (steps: in
         opt.Step(1e-2, cfg)
     m.eval()
 
+/// A tune objective on random byte sequences (every token trained): something to fit, no files.
+let private randomTune (train: TrainConfig) =
+    let rng = Rng(3L)
+    let seqs = [| for _ in 1 .. 16 -> SftTokens([| yield ByteTokenizer.Bos; for _ in 1 .. 20 -> rng.NextInt 256 |], Array.create 21 true) |]
+    TuneObjective(seqs, TuneOptions(BlockLength = 32, Packing = false, Train = train), "random")
+
+let private metricsWithoutTime path =
+    Research.Runs.MetricsLog.Read path
+    |> Seq.map (fun o ->
+        for f in Research.Runs.MetricsLog.TimeFields do o.Remove f |> ignore
+        o.ToJsonString())
+    |> List.ofSeq
+
 [<Tests>]
 let tests =
     testSequenced <| testList "Lora" [
@@ -202,4 +215,31 @@ let tests =
             for t in Seq.append p0.Values p1.Values do t.Dispose()
             let again = Executor(ExecutorOptions(Workspace = ws, Log = TextWriter.Null)).Run e
             Expect.equal (again.Runs[0].Node("tune").Status) "cached" "cached on the second run"
+        testCase "a LoRA run resumes from its checkpoint (adapters, moments, dropout RNG) to the uninterrupted result" <| fun _ ->
+            let cfg = TrainConfig(Steps = 12, BatchSize = 4, LearningRate = 1e-2, WarmupSteps = 2, LogEvery = 2, EvalEvery = 0, CheckpointEvery = 4, Seed = 5L,
+                                  Lora = LoraOptions(Rank = 2, Alpha = 4.0, Dropout = 0.2, TargetModules = all7))
+            let full = tempDir "lora-full"
+            use m1 = microModel 23L
+            let r1 = Trainer.Run(m1, ByteTokenizer.Instance, randomTune cfg, cfg, full, null, TextWriter.Null)
+            Expect.isTrue (File.Exists(Path.Combine(full, Trainer.AdapterDir, LoraAdapter.WeightsFile))) "adapter written"
+            let cut = tempDir "lora-cut"
+            use m2 = microModel 23L
+            let inner = randomTune cfg
+            let stopAt8 = { new IObjective<SftBatch> with
+                              member _.Kind = inner.Kind
+                              member _.Fingerprint = inner.Fingerprint
+                              member _.Batch(step, micro, c, dev) = if step >= 9L then failwith "killed" else inner.Batch(step, micro, c, dev)
+                              member _.Loss(model, b, sink) = inner.Loss(model, b, sink) }
+            Expect.throws (fun () -> Trainer.Run(m2, ByteTokenizer.Instance, stopAt8, cfg, cut, null, TextWriter.Null) |> ignore) "interrupted"
+            let last = Path.Combine(cut, Trainer.LastDir)
+            Expect.isTrue (File.Exists(Path.Combine(last, LoraAdapter.WeightsFile))) "the resumable checkpoint holds the adapter"
+            use m3 = microModel 99L   // another init: the base comes from the checkpoint too
+            let r3 = Trainer.Run(m3, ByteTokenizer.Instance, randomTune cfg, cfg, cut, null, TextWriter.Null)
+            Expect.equal r3.ResumedFrom 8L "resumed from step 8"
+            Expect.equal (metricsWithoutTime (Path.Combine(cut, Trainer.MetricsFile))) (metricsWithoutTime (Path.Combine(full, Trainer.MetricsFile))) "same metrics"
+            for (struct (n, a)), (struct (_, b)) in Seq.zip (m1.named_parameters()) (m3.named_parameters()) do
+                Expect.isTrue (same a b) $"{n}: same merged weights"
+            use base0 = microModel 23L
+            let changed = [ for (struct (n, a)), (struct (_, b)) in Seq.zip (m1.named_parameters()) (base0.named_parameters()) do if not (same a b) then n ]
+            Expect.equal changed.Length 14 "the merged run moved the 14 adapted matrices"
     ]
