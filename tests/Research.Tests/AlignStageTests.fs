@@ -201,7 +201,7 @@ let tests =
             Expect.isTrue (File.Exists(Path.Combine(c.Directory, ReferenceCache.FileName))) "cache in the stage dir"
             Expect.isTrue (m.ContainsKey "val_pref_accuracy") "last metrics include validation"
 
-        testCase "KTO, SimPO, ORPO and point-wise runs finish with a falling loss" <| fun _ ->
+        testCase "KTO, SimPO, ORPO and point-wise runs finish with a falling loss and a better held-out preference" <| fun _ ->
             let dir = tempDir "align-modes"
             let data = write dir "copy.jsonl" (copyPairs 96 3L)
             for mode, pref in [ AlignMode.Kto, PreferenceOptions()
@@ -214,8 +214,11 @@ let tests =
                 let c, _ = run d o
                 let train = metricLines c.Directory "train"
                 let loss (i: int) = (train[i].["loss"]).GetValue<float>()
-                printfn "align %A: loss %.4f -> %.4f" mode (loss 0) (loss (train.Length - 1))
+                let v = (metricLines c.Directory "val") |> Array.last
+                let num (k: string) = v[k].GetValue<float>()
+                printfn "align %A: loss %.4f -> %.4f; held-out log-prob accuracy %.3f (start %.3f)" mode (loss 0) (loss (train.Length - 1)) (num "val_logp_accuracy") (num "val_ref_logp_accuracy")
                 Expect.isLessThan (loss (train.Length - 1)) (loss 0) $"{mode}: loss falls"
+                Expect.isGreaterThan (num "val_logp_accuracy") (num "val_ref_logp_accuracy") $"{mode}: held-out log pi(chosen) > log pi(rejected) more often than at the start"
                 Expect.isTrue (train[0].AsObject().ContainsKey "rewards/chosen") $"{mode}: rewards reported"
         testCase "DPO raises held-out preference accuracy over the SFT model it starts from; bad lines counted in the report" <| fun _ ->
             let dir = tempDir "align-over-sft"
