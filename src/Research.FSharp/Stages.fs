@@ -133,3 +133,22 @@ module Distill =
     let kdRatio (r: float) (s: Stage) =
         let o = s.Config :?> DistillStageOptions
         s |> Stage.config "Loss" (box (Research.Util.RecordCopy.With(o.Loss, "KdRatio", box r)))
+
+/// LoRA on any training stage (adapt, tune, align, distill): `tune "sft.jsonl" |> Step.lora (lora 8 16.0)`.
+/// The stage trains adapters on the frozen model, writes them alone (PEFT layout) to adapter/ and the merged model to final/.
+[<AutoOpen>]
+module LoraModifiers =
+    /// Rank r and alpha on q_proj and v_proj (PEFT's default targets for Llama), no dropout.
+    let lora (rank: int) (alpha: float) = LoraOptions(Rank = rank, Alpha = alpha)
+    /// The same options on other linear modules (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj).
+    let loraTargets (modules: string list) (o: LoraOptions) = Research.Util.RecordCopy.With(o, "TargetModules", box (List.toArray modules))
+    /// Dropout on the adapters' input while training.
+    let loraDropout (p: float) (o: LoraOptions) = Research.Util.RecordCopy.With(o, "Dropout", box p)
+
+    let private withLora (options: LoraOptions) (s: Stage) = Stage.train "Lora" (box (options.Validate())) s
+
+    module Stage =
+        let lora (options: LoraOptions) (s: Stage) = withLora options s
+
+    module Step =
+        let lora (options: LoraOptions) (step: Step) : Step = step >> withLora options

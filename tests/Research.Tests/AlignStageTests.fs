@@ -53,6 +53,29 @@ let private run (dir: string) (o: AlignOptions) =
     let m = AlignExecutor().Execute(c, o)
     c, m
 
+/// An SFT checkpoint: the tune stage on prompt/completion lines, from the micro model at seed 3.
+let private sftParent (dir: string) (lines: string list) (steps: int) (lr: float) =
+    let data = write dir "sft.jsonl" lines
+    let p = parent dir
+    let c = StageContext("tune", Path.Combine(dir, "sft"), [| p |], [||], 5L, torch.CPU, TextWriter.Null)
+    let o = TuneOptions(DataPath = data, BlockLength = 32, ValidationFraction = 0.0,
+                        Train = TrainConfig(Steps = steps, BatchSize = 16, LearningRate = lr, WarmupSteps = 4, WeightDecay = 0.0, LogEvery = 10, EvalEvery = 0, CheckpointEvery = 0))
+    TuneExecutor().Execute(c, o) |> ignore
+    c.FinalCheckpoint
+
+/// Share of held-out pairs where a checkpoint's log pi(chosen) > log pi(rejected), computed here from the weights.
+let private logpAccuracy (checkpoint: string) (val': AlignItem seq) =
+    let struct (m, _) = Checkpoint.Load checkpoint
+    use m = m
+    m.eval()
+    let items = Array.ofSeq val'
+    let struct (c, _) = ReferenceCache.SequenceSums(m, [| for i in items -> i.First |], 16)
+    let struct (r, _) = ReferenceCache.SequenceSums(m, [| for i in items -> i.Second |], 16)
+    Array.average [| for i in 0 .. items.Length - 1 -> if c[i] > r[i] then 1.0 else 0.0 |]
+
+/// Letters a..h after "c=": k random ones (the tail of an answer).
+let private tail (rng: Rng) (k: int) = String([| for _ in 1 .. k -> char (int 'a' + rng.NextInt 8) |])
+
 [<Tests>]
 let tests =
     testSequenced <| testList "AlignStage" [
@@ -178,7 +201,7 @@ let tests =
             Expect.isTrue (File.Exists(Path.Combine(c.Directory, ReferenceCache.FileName))) "cache in the stage dir"
             Expect.isTrue (m.ContainsKey "val_pref_accuracy") "last metrics include validation"
 
-        testCase "KTO, SimPO, ORPO and point-wise runs finish with a falling loss" <| fun _ ->
+        testCase "KTO, SimPO, ORPO and point-wise runs finish with a falling loss and a better held-out preference" <| fun _ ->
             let dir = tempDir "align-modes"
             let data = write dir "copy.jsonl" (copyPairs 96 3L)
             for mode, pref in [ AlignMode.Kto, PreferenceOptions()
@@ -191,7 +214,32 @@ let tests =
                 let c, _ = run d o
                 let train = metricLines c.Directory "train"
                 let loss (i: int) = (train[i].["loss"]).GetValue<float>()
-                printfn "align %A: loss %.4f -> %.4f" mode (loss 0) (loss (train.Length - 1))
+                let v = (metricLines c.Directory "val") |> Array.last
+                let num (k: string) = v[k].GetValue<float>()
+                printfn "align %A: loss %.4f -> %.4f; held-out log-prob accuracy %.3f (start %.3f)" mode (loss 0) (loss (train.Length - 1)) (num "val_logp_accuracy") (num "val_ref_logp_accuracy")
                 Expect.isLessThan (loss (train.Length - 1)) (loss 0) $"{mode}: loss falls"
+                Expect.isGreaterThan (num "val_logp_accuracy") (num "val_ref_logp_accuracy") $"{mode}: held-out log pi(chosen) > log pi(rejected) more often than at the start"
                 Expect.isTrue (train[0].AsObject().ContainsKey "rewards/chosen") $"{mode}: rewards reported"
+        testCase "DPO raises held-out preference accuracy over the SFT model it starts from; bad lines counted in the report" <| fun _ ->
+            let dir = tempDir "align-over-sft"
+            // SFT teaches the answer format (one letter after "c=") but not which letter: completions are random letters.
+            let rng = Rng(11L)
+            let sft = sftParent dir [ for _ in 1 .. 64 -> let a = tail rng 1 in $"{{\"prompt\": \"{a}=\", \"completion\": \"{tail rng 1}\"}}" ] 12 3e-3
+            let pairs = copyPairs 120 2L @ [ """{"prompt": "a=", "chosen": "", "rejected": "b"}"""; $"""{{"prompt": "{String('a', 70)}=", "chosen": "a", "rejected": "b"}}""" ]
+            let data = write dir "copy.jsonl" pairs
+            let o = AlignOptions(DataPath = data, ValidationFraction = 0.25, MaxPromptLength = 16, Generations = 0, Train = quick 60)
+            let c = StageContext("align", Path.Combine(dir, "dpo"), [| sft |], [||], 5L, torch.CPU, TextWriter.Null)
+            AlignExecutor().Execute(c, o) |> ignore
+            let file = PreferenceData.Read data
+            let heldOut = (Align.Prepare(file, byteTok (), o, 5L, 64)).Validation
+            let before = logpAccuracy sft heldOut
+            let after = logpAccuracy c.FinalCheckpoint heldOut
+            printfn $"align over SFT: held-out preference accuracy (log pi(chosen) > log pi(rejected)) SFT {before:F3} -> DPO {after:F3} on {heldOut.Count} pairs"
+            Expect.isLessThan before 0.75 "the SFT model does not already know the preference"
+            Expect.isGreaterThan after (before + 0.25) "DPO is better than its SFT parent"
+            let report = JsonNode.Parse(File.ReadAllText(Path.Combine(c.Directory, AlignExecutor.ReportFile)))
+            Expect.equal (report["skipped_empty_completion"].GetValue<int>()) 1 "the empty completion is skipped and counted"
+            Expect.equal (report["prompts_truncated"].GetValue<int>()) 1 "the prompt longer than the model (max_length) is left-truncated to max_prompt_length and counted"
+            Expect.equal (report["records"].GetValue<int>()) 121 "the rest trained on"
+
     ]

@@ -8,6 +8,7 @@ namespace Research.Models;
 // The whole decoder in one file, read top-down: norm, rotary embedding, attention, MLP, block,
 // model. Field names equal the Hugging Face checkpoint keys on purpose (model.layers.0.self_attn.q_proj.weight),
 // so loading is a loop that checks every shape. The model returns logits; losses live with the stages.
+// Every linear goes through Lora.Forward, which adds an attached LoRA adapter's update (none by default).
 #pragma warning disable IDE1006 // field names are checkpoint keys
 
 /// <summary>Root-mean-square norm: x / sqrt(mean(x^2) + eps) * weight, computed in fp32.</summary>
@@ -114,9 +115,9 @@ public sealed class LlamaAttention : nn.Module
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer)
     {
         var (b, t) = (x.shape[0], x.shape[1]);
-        var q = q_proj.forward(x).view(b, t, nHeads, headDim).transpose(1, 2);   // (B, nh, T, hd)
-        var k = k_proj.forward(x).view(b, t, nKv, headDim).transpose(1, 2);      // (B, kvh, T, hd)
-        var v = v_proj.forward(x).view(b, t, nKv, headDim).transpose(1, 2);      // (B, kvh, T, hd)
+        var q = Lora.Forward(q_proj, x).view(b, t, nHeads, headDim).transpose(1, 2);   // (B, nh, T, hd)
+        var k = Lora.Forward(k_proj, x).view(b, t, nKv, headDim).transpose(1, 2);      // (B, kvh, T, hd)
+        var v = Lora.Forward(v_proj, x).view(b, t, nKv, headDim).transpose(1, 2);      // (B, kvh, T, hd)
         q = Rope.Apply(q, cos, sin);
         k = Rope.Apply(k, cos, sin);
         var past = cache?.Length ?? 0;
@@ -132,7 +133,7 @@ public sealed class LlamaAttention : nn.Module
         else if (t == 1) y = F.scaled_dot_product_attention(q, k, v);             // one new token sees all the past
         else y = F.scaled_dot_product_attention(q, k, v, attn_mask: CausalMask(t, past, x.device));
         y = y.transpose(1, 2).contiguous().view(b, t, nHeads * headDim);          // (B, T, C)
-        return o_proj.forward(y);
+        return Lora.Forward(o_proj, y);
     }
 
     /// <summary>(1, 1, T, past+T): query i (at position past+i) sees keys 0..past+i.</summary>
@@ -153,7 +154,7 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => down_proj.forward(F.silu(gate_proj.forward(x)) * up_proj.forward(x));
+    public override Tensor forward(Tensor x) => Lora.Forward(down_proj, F.silu(Lora.Forward(gate_proj, x)) * Lora.Forward(up_proj, x));
 }
 
 /// <summary>Pre-norm block: x + attn(norm(x)), then + mlp(norm(x)).</summary>

@@ -54,7 +54,7 @@ public sealed class AdaptExecutor : IStageExecutor
             else generalBlocks = domainBlocks;
             var train = o.Train with { Seed = ctx.Seed };
             var objective = Adapt.Objective(domainBlocks, generalBlocks, o with { Train = train }, fingerprint);
-            return Trainer.Run(model, tokenizer, objective, train, ctx.Directory, LmValidation.On(tokenizer, o.BlockLength, sets.ToArray()), ctx.Log).LastMetrics;
+            return Trainer.Run(model, tokenizer, objective, train, ctx.Directory, LmValidation.On(tokenizer, o.BlockLength, sets.ToArray()), ctx.Log, ctx.ParentAt(0)).LastMetrics;
         }
     }
 }

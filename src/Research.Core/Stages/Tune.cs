@@ -260,7 +260,7 @@ public sealed class TuneExecutor : IStageExecutor
                               $"{train.Dropped + val.Dropped} dropped; {objective.Rows.Count} rows, packing efficiency {objective.PackingEfficiency:P1}");
             Func<LlamaForCausalLM, IReadOnlyDictionary<string, double>>? validate =
                 val.Sequences.Count > 0 ? m => Tune.Validate(m, val.Sequences, trainConfig.BatchSize, tokenizer.PadId) : null;
-            return Trainer.Run(model, tokenizer, objective, trainConfig, ctx.Directory, validate, ctx.Log).LastMetrics;
+            return Trainer.Run(model, tokenizer, objective, trainConfig, ctx.Directory, validate, ctx.Log, ctx.ParentAt(0)).LastMetrics;
         }
     }
 }

@@ -28,9 +28,10 @@ public static class TrainCheckpoint
     public const string StateFile = "trainer_state.json";
     static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
-    public static void Save(string dir, LlamaForCausalLM model, ITokenizer tokenizer, AdamW optimizer, TrainerState state) =>
+    public static void Save(string dir, LlamaForCausalLM model, ITokenizer tokenizer, AdamW optimizer, TrainerState state, LoraAdapter? adapter = null) =>
         Checkpoint.Save(dir, model, tokenizer, tmp =>
         {
+            adapter?.SaveInto(tmp, baseModel: "");
             Safetensors.Save(Path.Combine(tmp, OptimizerFile), optimizer.StateTensors());
             var rng = TorchSharp.torch.random.get_rng_state();
             var withRng = state with { RngState = Convert.ToBase64String(rng.bytes.ToArray()), OptimizerSteps = optimizer.StepCount };
@@ -41,7 +42,7 @@ public static class TrainCheckpoint
     public static bool Exists(string dir) => File.Exists(Path.Combine(dir, StateFile)) && Checkpoint.Exists(dir);
 
     /// <summary>Restores weights, optimizer moments and the RNG; returns the state to continue from.</summary>
-    public static TrainerState Restore(string dir, LlamaForCausalLM model, AdamW optimizer, string identity)
+    public static TrainerState Restore(string dir, LlamaForCausalLM model, AdamW optimizer, string identity, LoraAdapter? adapter = null)
     {
         var statePath = Path.Combine(dir, StateFile);
         var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath))
@@ -51,6 +52,7 @@ public static class TrainCheckpoint
                 $"{dir}: this checkpoint was written by a run with another configuration; " +
                 "delete the directory to start afresh, or run with the configuration it was made with");
         Checkpoint.LoadWeights(model, dir);
+        adapter?.LoadWeights(dir);
         var opt = Safetensors.Load(Path.Combine(dir, OptimizerFile));
         try { optimizer.LoadState(opt, state.OptimizerSteps, Path.Combine(dir, OptimizerFile)); }
         finally { foreach (var t in opt.Values) t.Dispose(); }

@@ -61,6 +61,10 @@ public sealed record TrainConfig
     /// </summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public Precision Precision { get; init; } = Precision.Float32;
+    /// <summary>Train LoRA adapters instead of the whole model (null = full fine-tuning). The run then writes the adapter alone
+    /// (PEFT layout) to <c>adapter/</c> and the merged model to <c>final/</c>, which the next stage starts from.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]   // absent when off: keys of full fine-tuning runs stay as they were
+    public Models.LoraOptions? Lora { get; init; }
 
     public TrainConfig Validate()
     {
@@ -74,6 +78,8 @@ public sealed record TrainConfig
         Need(DecayFraction is > 0 and <= 1, $"decay_fraction must be in (0, 1] (got {DecayFraction})");
         Need(LogEvery > 0, $"log_every must be > 0 (got {LogEvery})");
         Need(EvalEvery >= 0 && CheckpointEvery >= 0, "eval_every and checkpoint_every must be >= 0");
+        Need(Lora is null || Precision == Precision.Float32, "bf16 training with LoRA adapters is not supported yet; use precision Float32 with LoRA (or bf16 without it)");
+        Lora?.Validate();
         return this;
     }
 }

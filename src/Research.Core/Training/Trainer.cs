@@ -26,7 +26,10 @@ public static class Trainer
     public const string FinalDir = "final";
     public const string LastDir = "checkpoints/last";
     public const string MetricsFile = "metrics.jsonl";
+    /// <summary>With LoRA: the adapter alone, in the PEFT layout (final/ holds the merged model).</summary>
+    public const string AdapterDir = "adapter";
 
+    /// <param name="baseModel">With LoRA: what adapter_config.json names as base_model_name_or_path (the parent checkpoint).</param>
     public static TrainResult Run<TBatch>(
         LlamaForCausalLM model,
         ITokenizer tokenizer,
@@ -34,7 +37,8 @@ public static class Trainer
         TrainConfig config,
         string runDir,
         Func<LlamaForCausalLM, IReadOnlyDictionary<string, double>>? validate = null,
-        TextWriter? log = null) where TBatch : IBatch
+        TextWriter? log = null,
+        string? baseModel = null) where TBatch : IBatch
     {
         config.Validate();
         if (config.CheckpointEvery % config.LogEvery != 0 || config.EvalEvery % config.LogEvery != 0)
@@ -47,7 +51,7 @@ public static class Trainer
         var fullPrecision = config.Precision == Precision.Float32 ? null : MixedPrecision.Begin(model, config.Precision);
         try
         {
-            return Loop(model, tokenizer, objective, config, runDir, validate, log, identity, fullPrecision);
+            return Loop(model, tokenizer, objective, config, runDir, validate, log, identity, fullPrecision, baseModel);
         }
         finally
         {
@@ -57,17 +61,23 @@ public static class Trainer
 
     static TrainResult Loop<TBatch>(LlamaForCausalLM model, ITokenizer tokenizer, IObjective<TBatch> objective, TrainConfig config, string runDir,
         Func<LlamaForCausalLM, IReadOnlyDictionary<string, double>>? validate, TextWriter log, string identity,
-        IReadOnlyDictionary<string, Tensor>? fullPrecision) where TBatch : IBatch
+        IReadOnlyDictionary<string, Tensor>? fullPrecision, string? baseModel) where TBatch : IBatch
     {
         var device = model.EmbeddingWeight.device;
         var lastDir = Path.Combine(runDir, LastDir);
         var metricsPath = Path.Combine(runDir, MetricsFile);
-        using var optimizer = new AdamW(model.named_parameters().Select(p => (p.name, p.parameter)), fullPrecision);
+
+        // LoRA: adapters on the frozen model; only they reach the optimizer (and the resumable checkpoint).
+        using var adapter = config.Lora is { } lora ? LoraAdapter.Attach(model, lora, config.Seed) : null;
+        using var optimizer = new AdamW(adapter?.NamedParameters() ?? model.named_parameters().Select(p => (p.name, p.parameter)), fullPrecision);
+        if (adapter is not null)
+            log.WriteLine($"{objective.Kind}: LoRA r={adapter.Options.Rank} alpha={adapter.Options.Alpha} on {string.Join(", ", adapter.Options.TargetModules)}: " +
+                          $"{adapter.TrainableCount:N0} trainable of {model.ParameterCount():N0} parameters");
         long startStep = 0, tokensSeen = 0;
         MetricsLog metrics;
         if (TrainCheckpoint.Exists(lastDir))
         {
-            var state = TrainCheckpoint.Restore(lastDir, model, optimizer, identity);
+            var state = TrainCheckpoint.Restore(lastDir, model, optimizer, identity, adapter);
             (startStep, tokensSeen) = (state.Step, state.TokensSeen);
             log.WriteLine($"{objective.Kind}: resuming from the last checkpoint, step {startStep} of {config.Steps} ({lastDir})");
             metrics = MetricsLog.ResumeAfter(metricsPath, startStep);
@@ -148,13 +158,18 @@ public static class Trainer
             }
             if (!atEnd && config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0)
             {
-                TrainCheckpoint.Save(lastDir, model, tokenizer, optimizer, new TrainerState { Step = step, TokensSeen = tokensSeen, Identity = identity });
+                TrainCheckpoint.Save(lastDir, model, tokenizer, optimizer, new TrainerState { Step = step, TokensSeen = tokensSeen, Identity = identity }, adapter);
                 lastGoodCheckpoint = step;
             }
         }
 
         var finalDir = Path.Combine(runDir, FinalDir);
         if (fullPrecision is not null) MixedPrecision.End(model, optimizer, fullPrecision);
+        if (adapter is not null)
+        {
+            adapter.Save(Path.Combine(runDir, AdapterDir), baseModel ?? "");
+            adapter.MergeAndDetach();                                                             // final/ is the merged model
+        }
         Checkpoint.Save(finalDir, model, tokenizer);
         if (Directory.Exists(lastDir)) Directory.Delete(lastDir, recursive: true);
         return new TrainResult(config.Steps, startStep, finalDir, last);

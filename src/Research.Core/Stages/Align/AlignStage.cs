@@ -435,7 +435,7 @@ public sealed class AlignExecutor : IStageExecutor
         using (model)
         {
             var objective = new AlignObjective(data.Train, o, tokenizer.PadId, data.Fingerprint());
-            var result = Trainer.Run(model, tokenizer, objective, train, ctx.Directory, Align.Validation(data.Validation, o, tokenizer, rows), ctx.Log);
+            var result = Trainer.Run(model, tokenizer, objective, train, ctx.Directory, Align.Validation(data.Validation, o, tokenizer, rows), ctx.Log, parent);
             var gens = Align.Generate(model, data.Validation, o, tokenizer);
             var lines = gens.Select(g => JsonSerializer.Serialize(new
             {
