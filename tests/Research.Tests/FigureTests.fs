@@ -152,17 +152,17 @@ let tests =
             for t in [ "Training loss: quickstart (run 1)"; "step"; "training loss"; "pretrain"; "adapt-no-replay"; "adapt-replay-0.1" ] do
                 Expect.contains curves t $"training-curves.svg has '{t}' (title, axis titles, legend)"
             let evals = svgTexts (file "eval-perplexity.svg")
-            for t in [ "perplexity by stage: quickstart (run 1)"; "stage"; "perplexity"; "finance"; "general" ] do
+            for t in [ "perplexity by stage: quickstart (run 1)"; "stage"; "perplexity"; "domain"; "general_retention" ] do
                 Expect.contains evals t $"eval-perplexity.svg has '{t}'"
             Expect.isFalse (File.Exists(file "eval-bits_per_byte.png")) "--metrics limits the figures"
             let tex = File.ReadAllText(file "results.tex")
-            for t in [ @"\toprule"; @"\midrule"; @"\bottomrule"; @"finance bits\_per\_byte"; "adapt-replay-0.1 & adapt & done" ] do
+            for t in [ @"\toprule"; @"\midrule"; @"\bottomrule"; @"domain bits\_per\_byte"; "adapt-replay-0.1 & adapt & done" ] do
                 Expect.stringContains tex t $"results.tex has {t}"
             Expect.isTrue (File.Exists(file "eval-bits_per_byte.tex")) "every evaluation metric gets a table"
             use store = new RunStore(ws)
             let nodes = store.Nodes 1L
             let pretrainKey = nodes[0].Key
-            let perplexity = store.Evaluations(1L) |> Seq.find (fun x -> x.NodeKey = pretrainKey && x.Suite = "finance" && x.Metric = "perplexity")
+            let perplexity = store.Evaluations(1L) |> Seq.find (fun x -> x.NodeKey = pretrainKey && x.Suite = "domain" && x.Metric = "perplexity")
             Expect.stringContains (File.ReadAllText(file "eval-perplexity.md")) $"| pretrain | {Tables.formatNumber 3 perplexity.Value} |" "the table holds the recorded score"
             throwsWith<Research.Cli.CliException> (fun () -> run [ "nosuch"; "--workspace"; ws ] |> ignore) [ "nosuch"; "quickstart" ] "unknown experiment lists the known ones"
     ]
