@@ -8,7 +8,7 @@ public static class Program
         research: domain-adaptive post-training experiments
 
         commands:
-          quickstart              pretrain a tiny model, adapt it with and without replay, print perplexities
+          quickstart              pretrain -> adapt (with / without replay) -> tune -> align a tiny model on the default world; capability report
           run SCRIPT.fsx [ARGS]   run an F# script with the Research assemblies referenced
           runs [--json]           list runs with their stages (key, kind, status, final metrics)
           show RUN [--json]       one run: stages, configs, metrics, evaluations
