@@ -4,6 +4,7 @@ open System
 open System.IO
 open Expecto
 open Research.Cli
+open Research.Tests.TestUtil
 
 /// A temp folder holding one script; deleted afterwards.
 let private withScript (name: string) (text: string) (f: string -> unit) =
@@ -23,13 +24,6 @@ let private run (path: string) (args: string list) =
     let code = ScriptHost.Run(path, List.toArray args, out, err)
     code, out.ToString(), err.ToString()
 
-let private repoRoot () =
-    let rec up (dir: DirectoryInfo | null) =
-        match dir with
-        | null -> failwith "Research.sln not found above the test binaries"
-        | d when File.Exists(Path.Combine(d.FullName, "Research.sln")) -> d.FullName
-        | d -> up d.Parent
-    up (DirectoryInfo AppContext.BaseDirectory)
 
 // FCS sessions share compiler state and the process console: one at a time.
 [<Tests>]
@@ -90,7 +84,7 @@ let tests =
             }
 
             test "scripts/hello.fsx runs hosted (its #load of research.fsx skips the #r lines)" {
-                let hello = Path.Combine(repoRoot (), "scripts", "hello.fsx")
+                let hello = Path.Combine(repoRoot, "scripts", "hello.fsx")
                 let code, out, err = run hello []
                 Expect.equal code 0 $"exit code (stderr: {err})"
                 Expect.stringContains out "torch ok: 55" "hello's output"

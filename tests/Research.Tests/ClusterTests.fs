@@ -10,12 +10,6 @@ open Research.Cluster
 open Research.Runs
 open Research.Tests.TestUtil
 
-let private repoRoot =
-    let rec up (d: DirectoryInfo) =
-        if isNull d then failwith "Research.sln not found above the test binaries"
-        elif File.Exists(Path.Combine(d.FullName, "Research.sln")) then d.FullName
-        else up d.Parent
-    up (DirectoryInfo AppContext.BaseDirectory)
 
 /// Runs a command, returns (exit code, stdout, stderr).
 let private exec (file: string) (args: string list) (env: (string * string) list) =

@@ -6,7 +6,7 @@ open System.Text.RegularExpressions
 open Expecto
 open Research.Tests.TestUtil
 
-let private dsl = lazy (File.ReadAllText(Path.Combine(NotebookTests.repoRoot, "docs", "dsl.md")))
+let private dsl = lazy (File.ReadAllText(Path.Combine(TestUtil.repoRoot, "docs", "dsl.md")))
 
 let private blocks (lang: string) (markdown: string) =
     [ for m in Regex.Matches(markdown, $"```{lang}\n(.*?)```", RegexOptions.Singleline) -> m.Groups[1].Value ]
@@ -37,7 +37,7 @@ let tests =
                     Environment.SetEnvironmentVariable("RESEARCH_WORKSPACE", null)
 
         testCase "docs/dsl.md C# example is the compiled one, and it runs" <| fun _ ->
-            let source = File.ReadAllText(Path.Combine(NotebookTests.repoRoot, "tests", "Research.Examples", "AdaptWithReplay.cs"))
+            let source = File.ReadAllText(Path.Combine(TestUtil.repoRoot, "tests", "Research.Examples", "AdaptWithReplay.cs"))
             let region = (source.Split("// docs:begin")[1]).Split("// docs:end")[0]
             let docBlock = (blocks "csharp" dsl.Value).Head
             Expect.equal (normalize docBlock) (normalize region) "docs block = compiled example"

@@ -5,14 +5,8 @@ open System.IO
 open System.Diagnostics
 open System.Text.Json.Nodes
 open Expecto
+open Research.Tests.TestUtil
 
-/// The repository root: the first parent folder holding Research.sln.
-let repoRoot =
-    let rec up (d: DirectoryInfo) =
-        if isNull d then failwith "Research.sln not found above the test binaries"
-        elif File.Exists(Path.Combine(d.FullName, "Research.sln")) then d.FullName
-        else up d.Parent
-    up (DirectoryInfo AppContext.BaseDirectory)
 
 let private run (workDir: string) (args: string) =
     let psi = ProcessStartInfo("dotnet", args, WorkingDirectory = workDir, RedirectStandardOutput = true, RedirectStandardError = true)

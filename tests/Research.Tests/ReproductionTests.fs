@@ -7,13 +7,6 @@ open Expecto
 open Research.Runs
 open Research.Tests.TestUtil
 
-let private repoRoot () =
-    let rec up (dir: DirectoryInfo | null) =
-        match dir with
-        | null -> failwith "Research.sln not found above the test binaries"
-        | d when File.Exists(Path.Combine(d.FullName, "Research.sln")) -> d.FullName
-        | d -> up d.Parent
-    up (DirectoryInfo AppContext.BaseDirectory)
 
 /// Runs a reproduction script through `research run` in its own process: exit code, stdout + stderr.
 let private runScript (workspace: string) (script: string) (args: string) =
@@ -31,7 +24,7 @@ let tests =
         testCase "replay sweep (--tiny): more replay forgets less; figure and table written" <| fun _ ->
             let ws = tempDir "repro-replay"
             let out = Path.Combine(ws, "out")
-            let script = Path.Combine(repoRoot (), "scripts", "repro-replay-sweep.fsx")
+            let script = Path.Combine(repoRoot, "scripts", "repro-replay-sweep.fsx")
             let code, text = runScript ws script $"--tiny --out \"{out}\""
             Expect.equal code 0 $"exit code 0 = the forgetting direction held (output: {text})"
             Expect.stringContains text "more replay -> less forgetting" "prints the claimed direction"

@@ -36,3 +36,11 @@ let throwsWith<'e when 'e :> exn> (f: unit -> unit) (fragments: string list) (wh
         for frag in fragments do
             if not (e.Message.Contains(frag: string)) then
                 failwithf "%s: message %A lacks %A" what e.Message frag
+
+/// The repository root: the first parent folder of the test binaries holding Research.sln.
+let repoRoot =
+    let rec up (d: DirectoryInfo) =
+        if isNull d then failwith "Research.sln not found above the test binaries"
+        elif File.Exists(Path.Combine(d.FullName, "Research.sln")) then d.FullName
+        else up d.Parent
+    up (DirectoryInfo AppContext.BaseDirectory)
