@@ -2,21 +2,10 @@ module Research.Tests.ReproductionTests
 
 open System
 open System.IO
-open System.Diagnostics
 open Expecto
 open Research.Runs
 open Research.Tests.TestUtil
 
-
-/// Runs a reproduction script through `research run` in its own process: exit code, stdout + stderr.
-let private runScript (workspace: string) (script: string) (args: string) =
-    let cli = Path.Combine(AppContext.BaseDirectory, "research.dll")
-    let psi = ProcessStartInfo("dotnet", $"\"{cli}\" run --workspace \"{workspace}\" \"{script}\" {args}", RedirectStandardOutput = true, RedirectStandardError = true)
-    use p = Process.Start psi
-    let out = p.StandardOutput.ReadToEndAsync()
-    let err = p.StandardError.ReadToEndAsync()
-    p.WaitForExit()
-    p.ExitCode, out.Result + err.Result
 
 [<Tests>]
 let tests =

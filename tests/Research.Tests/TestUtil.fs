@@ -3,6 +3,7 @@ module Research.Tests.TestUtil
 
 open System
 open System.IO
+open System.Diagnostics
 open TorchSharp
 open Research.Models
 
@@ -44,3 +45,13 @@ let repoRoot =
         elif File.Exists(Path.Combine(d.FullName, "Research.sln")) then d.FullName
         else up d.Parent
     up (DirectoryInfo AppContext.BaseDirectory)
+
+/// Runs a reproduction script through `research run` in its own process: exit code, stdout + stderr.
+let runScript (workspace: string) (script: string) (args: string) =
+    let cli = Path.Combine(AppContext.BaseDirectory, "research.dll")
+    let psi = ProcessStartInfo("dotnet", $"\"{cli}\" run --workspace \"{workspace}\" \"{script}\" {args}", RedirectStandardOutput = true, RedirectStandardError = true)
+    use p = Process.Start psi
+    let out = p.StandardOutput.ReadToEndAsync()
+    let err = p.StandardError.ReadToEndAsync()
+    p.WaitForExit()
+    p.ExitCode, out.Result + err.Result

@@ -1,0 +1,1 @@
+module Research.Tests.ReproMergeTests
