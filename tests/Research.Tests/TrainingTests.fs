@@ -169,6 +169,29 @@ let tests =
             Expect.equal (frozen.item<float32>()) 7.0f "a frozen parameter is not touched"
             Expect.equal (opt.StateTensors() |> Seq.map (fun kv -> kv.Key) |> Seq.sort |> List.ofSeq) [ "exp_avg.b"; "exp_avg.w"; "exp_avg_sq.b"; "exp_avg_sq.w" ] "state by name"
 
+        testCase "fused one-pass AdamW equals the separate-kernel update (float32, and bf16 with master weights)" <| fun _ ->
+            // 70,001 elements: several chunks of the fused kernel, and a tail that is not a multiple of the vector width.
+            let run fused (low: bool) =
+                let w32 = torch.randn([| 70001L |], generator = torch.manual_seed 3L)
+                let p = torch.nn.Parameter(if low then w32.``to``(torch.bfloat16) else w32.clone())
+                let master = if low then readOnlyDict [ "w", w32 ] else null
+                let opt = new AdamW([ System.ValueTuple.Create("w", p) ], master, Fused = fused)
+                let c = TrainConfig(Beta1 = 0.9, Beta2 = 0.95, Epsilon = 1e-8, WeightDecay = 0.1)
+                for step in 1 .. 4 do
+                    opt.ZeroGrad()
+                    p.grad.copy_(torch.randn([| 70001L |], generator = torch.manual_seed (int64 (10 + step))).``to``(p.dtype)) |> ignore
+                    opt.Step(1e-2, c)
+                let state = opt.StateTensors() |> Seq.map (fun kv -> kv.Key, kv.Value.clone()) |> Map.ofSeq
+                p.detach().``to``(torch.float32), state
+            for low in [ false; true ] do
+                let pa, sa = run false low
+                let pb, sb = run true low
+                for KeyValue(k, t) in sa do
+                    Expect.isLessThan (maxAbsDiff t sb[k]) 1e-5 $"{k} (low precision: {low})"
+                // bf16 parameters are rounded from master weights that agree to float32 rounding: at most one bf16 step apart
+                Expect.isLessThan (maxAbsDiff pa pb) (if low then 0.04 else 1e-5) $"parameters (low precision: {low})"
+                Expect.isFalse (pa.isnan().any().item<bool>()) "finite"
+
         testCase "NaN loss stops training, names the step and keeps the last good checkpoint" <| fun _ ->
             use m = microModel 24L
             let dir = tempDir "nan"

@@ -113,6 +113,12 @@ public sealed class AdamW : IDisposable
         return norm.MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Whether contiguous CPU groups take the one-pass update (<see cref="FusedAdamW"/>); false: the same update as
+    /// separate libtorch kernels, which is also what other devices use.
+    /// </summary>
+    public bool Fused { get; init; } = true;
+
     public void Step(double lr, TrainConfig c)
     {
         StepCount++;
@@ -122,6 +128,11 @@ public sealed class AdamW : IDisposable
         using var scope = NewDisposeScope();
         foreach (var g in _groups)
         {
+            if (Fused && FusedAdamW.Supports(g.Parameters, g.Gradients, g.Master))
+            {
+                FusedAdamW.Step(g.Parameters, g.Gradients, g.Master, g.M, g.V, FusedAdamW.For(lr, c, StepCount, g.Decay && c.WeightDecay > 0));
+                continue;
+            }
             var grad = g.Master is null ? g.Gradients : g.Gradients.to(float32);
             var target = g.Master ?? g.Parameters;
             if (g.Decay && c.WeightDecay > 0) target.mul_(1 - lr * c.WeightDecay);
