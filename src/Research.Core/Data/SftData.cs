@@ -159,6 +159,9 @@ public enum SftTruncation
 }
 
 /// <summary>Examples rendered and fitted to the sequence length, with counts for the report.</summary>
+/// <summary>An SFT file read, fingerprinted, split and tokenized: what tune and distill train and validate on.</summary>
+public sealed record SftSplit(string Path, string Sha256, int ExamplesRead, SftPrepared Train, SftPrepared Validation);
+
 public sealed record SftPrepared(IReadOnlyList<SftTokens> Sequences, IReadOnlyList<SftExample> Examples, int Read, int Truncated, int Dropped)
 {
     public long TrainedTokens => Sequences.Sum(s => (long)s.TrainedTargets);
@@ -167,6 +170,23 @@ public sealed record SftPrepared(IReadOnlyList<SftTokens> Sequences, IReadOnlyLi
 /// <summary>From examples to fitted token sequences, and best-fit-decreasing packing of them.</summary>
 public static class SftPreparation
 {
+    /// <summary>
+    /// Reads <paramref name="path"/>, splits off a seeded validation fraction and prepares both parts with
+    /// <paramref name="template"/> for sequences of at most <paramref name="blockLength"/> + 1 tokens. An empty
+    /// training part is a loud error naming the file.
+    /// </summary>
+    public static SftSplit Load(string path, double validationFraction, long seed, ChatTemplate template, ITokenizer tokenizer, int blockLength, SftTruncation policy)
+    {
+        var sha = SftData.FileFingerprint(path);
+        var examples = SftData.Read(path);
+        var (trainEx, valEx) = SftData.Split(examples, validationFraction, seed);
+        var train = Prepare(trainEx, template, tokenizer, blockLength + 1, policy);
+        var val = Prepare(valEx, template, tokenizer, blockLength + 1, policy);
+        if (train.Sequences.Count == 0)
+            throw new CorpusException($"{path}: no training example fits block_length {blockLength} ({train.Dropped} dropped by truncation {policy}); raise block_length");
+        return new SftSplit(path, sha, examples.Count, train, val);
+    }
+
     /// <summary>
     /// Renders every example and fits it to <paramref name="maxTokens"/> tokens by <paramref name="policy"/>.
     /// An example that trains on no token at all (e.g. a conversation without an assistant turn) is an error naming

@@ -237,19 +237,14 @@ public sealed class TuneExecutor : IStageExecutor
         {
             if (model.Config.MaxPositionEmbeddings < o.BlockLength)
                 throw new ArgumentException($"stage '{ctx.Name}': block_length {o.BlockLength} exceeds the model's max_position_embeddings {model.Config.MaxPositionEmbeddings}");
-            var sha = SftData.FileFingerprint(o.DataPath);
-            var examples = SftData.Read(o.DataPath);
-            var (trainEx, valEx) = SftData.Split(examples, o.ValidationFraction, ctx.Seed);
-            var train = SftPreparation.Prepare(trainEx, template, tokenizer, o.BlockLength + 1, o.Truncation);
-            var val = SftPreparation.Prepare(valEx, template, tokenizer, o.BlockLength + 1, o.Truncation);
-            if (train.Sequences.Count == 0)
-                throw new CorpusException($"{o.DataPath}: no training example fits block_length {o.BlockLength} ({train.Dropped} dropped by truncation {o.Truncation}); raise block_length");
+            var data = SftPreparation.Load(o.DataPath, o.ValidationFraction, ctx.Seed, template, tokenizer, o.BlockLength, o.Truncation);
+            var (sha, train, val) = (data.Sha256, data.Train, data.Validation);
             var trainConfig = o.Train with { Seed = ctx.Seed };
             var objective = new TuneObjective(train.Sequences, o with { Train = trainConfig }, sha);
             var report = new JsonObject
             {
                 ["data_path"] = o.DataPath, ["data_sha256"] = sha, ["template"] = template.Name,
-                ["examples_read"] = examples.Count, ["train_examples"] = train.Sequences.Count, ["validation_examples"] = val.Sequences.Count,
+                ["examples_read"] = data.ExamplesRead, ["train_examples"] = train.Sequences.Count, ["validation_examples"] = val.Sequences.Count,
                 ["truncated"] = train.Truncated + val.Truncated, ["dropped"] = train.Dropped + val.Dropped,
                 ["trained_tokens"] = train.TrainedTokens, ["packed_sequences"] = objective.Rows.Count,
                 ["packing_efficiency"] = objective.PackingEfficiency,

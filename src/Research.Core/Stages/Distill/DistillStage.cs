@@ -124,13 +124,8 @@ public sealed class DistillExecutor : IStageExecutor
     {
         var template = ChatTemplates.ByName(o.Template);
         var tokenizer = Tokenizers.Load(ctx.Parents[0]);
-        var sha = SftData.FileFingerprint(o.DataPath);
-        var examples = SftData.Read(o.DataPath);
-        var (trainEx, valEx) = SftData.Split(examples, o.ValidationFraction, ctx.Seed);
-        var train = SftPreparation.Prepare(trainEx, template, tokenizer, o.BlockLength + 1, SftTruncation.KeepCompletion);
-        var val = SftPreparation.Prepare(valEx, template, tokenizer, o.BlockLength + 1, SftTruncation.KeepCompletion);
-        if (train.Sequences.Count == 0)
-            throw new CorpusException($"{o.DataPath}: no training example fits block_length {o.BlockLength}; raise block_length");
+        var data = SftPreparation.Load(o.DataPath, o.ValidationFraction, ctx.Seed, template, tokenizer, o.BlockLength, SftTruncation.KeepCompletion);
+        var (sha, train, val) = (data.Sha256, data.Train, data.Validation);
         var trainConfig = o.Train with { Seed = ctx.Seed };
         Func<LlamaForCausalLM, IReadOnlyDictionary<string, double>>? validate =
             val.Sequences.Count > 0 ? m => Tune.Validate(m, val.Sequences, trainConfig.BatchSize, tokenizer.PadId) : null;
