@@ -334,36 +334,47 @@ public static class Benchmarks
         public Tensor Loss(LlamaForCausalLM model, LmBatch batch, MetricSink metrics) => inner.Loss(model, batch, metrics);
     }
 
-    /// <summary>The model's linear shapes, as (in, out, count per forward).</summary>
+    /// <summary>
+    /// The matrix multiplies of one forward, as the model runs them: q, k and v stacked into one (in → q + 2 kv),
+    /// the output projection, gate and up stacked (in → 2 · intermediate), down, and the LM head.
+    /// </summary>
     public static IReadOnlyList<(int In, int Out, int Count)> LinearShapes(LlamaConfig c)
     {
         var kv = c.NumKeyValueHeads * c.HeadDim;
         var q = c.NumAttentionHeads * c.HeadDim;
         var l = c.NumHiddenLayers;
-        return [(c.HiddenSize, q, l), (c.HiddenSize, kv, 2 * l), (q, c.HiddenSize, l), (c.HiddenSize, c.IntermediateSize, 2 * l), (c.IntermediateSize, c.HiddenSize, l), (c.HiddenSize, c.VocabSize, 1)];
+        return [(c.HiddenSize, q + 2 * kv, l), (q, c.HiddenSize, l), (c.HiddenSize, 2 * c.IntermediateSize, l), (c.IntermediateSize, c.HiddenSize, l), (c.HiddenSize, c.VocabSize, 1)];
     }
 
-    /// <summary>FLOP/s of torch.matmul over one forward's linears, (B·T x in) @ (in x out), in <paramref name="dtype"/>; after one warm-up pass.</summary>
+    /// <summary>
+    /// FLOP/s of the three matrix multiplies a training step does per linear, in the model's own layouts (weights
+    /// stored out × in): forward Y = X Wᵀ (F.linear), input gradient dX = dY W, weight gradient dW = dYᵀ X, with
+    /// X of B·T rows; in <paramref name="dtype"/>, after one warm-up pass.
+    /// </summary>
     public static double MatmulRate(BenchSize s, ScalarType dtype, int repeats, Device device)
     {
         using var scope = NewDisposeScope();
         var m = (long)s.BatchSize * s.BlockLength;
-        var pairs = LinearShapes(s.Model).Select(x => (A: randn(m, x.In, dtype: dtype, device: device), B: randn(x.In, x.Out, dtype: dtype, device: device), x.Count)).ToArray();
+        var shapes = LinearShapes(s.Model).Select(x => (X: randn(m, x.In, dtype: dtype, device: device), W: randn(x.Out, x.In, dtype: dtype, device: device),
+            DY: randn(m, x.Out, dtype: dtype, device: device), x.Count)).ToArray();
         double flops = 0;
         void Pass(bool count)
         {
-            foreach (var (a, b, n) in pairs)
+            foreach (var (x, w, dy, n) in shapes)
                 for (int i = 0; i < n; i++)
                 {
-                    using var y = matmul(a, b);
-                    if (count) flops += 2.0 * a.shape[0] * a.shape[1] * b.shape[1];
+                    using (var y = F.linear(x, w)) { }
+                    using (var dx = matmul(dy, w)) { }
+                    using (var dyT = dy.t())
+                    using (var dw = matmul(dyT, x)) { }
+                    if (count) flops += 3 * 2.0 * x.shape[0] * x.shape[1] * w.shape[0];
                 }
         }
         Pass(false);
-        Sync(pairs[0].A);
+        Sync(shapes[0].X);
         var sw = Stopwatch.StartNew();
         for (int r = 0; r < repeats; r++) Pass(true);
-        Sync(pairs[0].A);
+        Sync(shapes[0].X);
         return flops / sw.Elapsed.TotalSeconds;
     }
 
