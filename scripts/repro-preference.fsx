@@ -34,7 +34,7 @@ let seed = arg "seed" 7
 let outDir = arg "out" "repro-preference"
 let dataKind = arg "data" "length-biased"
 let beta = arg "beta" 0.1
-let alignSteps = arg "align-steps" (if tiny then 20 else 40)
+let alignSteps = arg "align-steps" (if tiny then 15 else 40)
 
 let world = World.create (arg "general-docs" (if tiny then 600 else 1500)) seed
 
@@ -59,9 +59,9 @@ let model =
     if tiny then LlamaConfig(HiddenSize = 64, IntermediateSize = 176, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 192)
     else tinyModel ()
 let start =
-    pretrain world.General model |> Stage.steps (arg "pretrain-steps" (if tiny then 20 else 200)) |> Stage.evalEvery 0
+    pretrain world.General model |> Stage.steps (arg "pretrain-steps" (if tiny then 10 else 200)) |> Stage.evalEvery 0
 let sft =
-    tune world.Instructions |> Step.steps (arg "tune-steps" (if tiny then 100 else 200)) |> Step.lr (arg "tune-lr" (if tiny then 2e-3 else 1e-3))
+    tune world.Instructions |> Step.steps (arg "tune-steps" (if tiny then 40 else 200)) |> Step.lr (arg "tune-lr" (if tiny then 2e-3 else 1e-3))
     |> Step.evalEvery 0 |> Step.named "sft"
 
 /// One align branch: the same data, steps, beta and held-out split; only the objective differs.
