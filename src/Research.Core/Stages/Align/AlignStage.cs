@@ -384,6 +384,7 @@ public static class Align
                 m["val_logp_accuracy"] = val.Select((_, i) => pc[i] > pr[i] ? 1.0 : 0.0).Average();
                 m["val_ref_logp_accuracy"] = val.Average(it => it.RefFirst > it.RefSecond ? 1.0 : 0.0);   // the starting model's, for comparison
                 m["val_avg_logp_accuracy"] = val.Select((_, i) => pc[i] / Math.Max(1, lc[i]) > pr[i] / Math.Max(1, lr[i]) ? 1.0 : 0.0).Average();
+                m["val_ref_avg_logp_accuracy"] = val.Average(it => it.RefFirst / Math.Max(1, it.First.CompletionLength) > it.RefSecond / Math.Max(1, it.Second.CompletionLength) ? 1.0 : 0.0);
             }
             else m["val_pref_accuracy"] = val.Select((it, i) => dc[i] > 0 == it.Label > 0.5 ? 1.0 : 0.0).Average();
             var gens = Generate(model, val, o, tokenizer);
@@ -434,8 +435,12 @@ public sealed class AlignExecutor : IStageExecutor
         var (model, _) = Checkpoint.Load(parent, ctx.Device);
         using (model)
         {
+            // The parent's own greedy answers (the policy is still the parent here, even when the trainer resumes below).
+            var refGens = Align.Generate(model, data.Validation, o, tokenizer);
             var objective = new AlignObjective(data.Train, o, tokenizer.PadId, data.Fingerprint());
             var result = Trainer.Run(model, tokenizer, objective, train, ctx.Directory, Align.Validation(data.Validation, o, tokenizer, rows), ctx.Log, parent);
+            var metrics = new Dictionary<string, double>(result.LastMetrics);
+            if (refGens.Count > 0) metrics["val_ref_gen_length"] = refGens.Average(g => g.Tokens.Length);
             var gens = Align.Generate(model, data.Validation, o, tokenizer);
             var lines = gens.Select(g => JsonSerializer.Serialize(new
             {
@@ -459,10 +464,11 @@ public sealed class AlignExecutor : IStageExecutor
                 validation_examples = data.Validation.Count,
                 reference_computed = computed,
                 generation_mean_tokens = gens.Count > 0 ? gens.Average(g => g.Tokens.Length) : 0,
-                metrics = result.LastMetrics,
+                reference_generation_mean_tokens = refGens.Count > 0 ? refGens.Average(g => g.Tokens.Length) : 0,
+                metrics,
             };
             AtomicFile.WriteAllText(Path.Combine(ctx.Directory, ReportFile), JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
-            return result.LastMetrics;
+            return metrics;
         }
     }
 }
