@@ -47,7 +47,7 @@ public sealed class Executor
     {
         Options = options;
         foreach (var k in new IStageExecutor[] { new PretrainExecutor(), new AdaptExecutor(), new CheckpointSourceExecutor(), new MergeExecutor(), new DistillExecutor(), new TuneExecutor(), new AlignExecutor() }) Register(k);
-        Register(new Data.Selection.DoReMiExecutor());
+        Register(new DoReMiExecutor());
     }
 
     public Executor Register(IStageExecutor kind)

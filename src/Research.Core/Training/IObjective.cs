@@ -27,6 +27,19 @@ public interface IObjective<TBatch> where TBatch : IBatch
     Tensor Loss(LlamaForCausalLM model, TBatch batch, MetricSink metrics);
 }
 
+/// <summary>
+/// An objective that carries state from step to step beyond the model and optimizer (DoReMi's domain weights).
+/// The trainer saves <see cref="StateTensors"/> into the resumable checkpoint (objective.safetensors) and hands them
+/// back through <see cref="LoadState"/> on resume, so an interrupted run continues exactly.
+/// </summary>
+public interface IStatefulObjective
+{
+    /// <summary>The state as named tensors (read, not kept, by the caller).</summary>
+    IEnumerable<KeyValuePair<string, Tensor>> StateTensors();
+    /// <summary>Restores what <see cref="StateTensors"/> returned; <paramref name="source"/> names the file for errors.</summary>
+    void LoadState(IReadOnlyDictionary<string, Tensor> state, string source);
+}
+
 /// <summary>Device-side running sums of per-step diagnostics, read back only at log steps.</summary>
 public sealed class MetricSink : IDisposable
 {
@@ -43,7 +56,12 @@ public sealed class MetricSink : IDisposable
             _sums[name] = (s.Sum, s.Count + 1);
             v.Dispose();
         }
-        else _sums[name] = (v.DetachFromDisposeScope(), 1);
+        else
+        {
+            // A copy: v can share storage with the caller's tensor (a float64 view such as weights[i]), which add_ would then change.
+            _sums[name] = (v.clone().DetachFromDisposeScope(), 1);
+            v.Dispose();
+        }
     }
 
     /// <summary>Means since the last drain (one host read per metric), then starts afresh.</summary>

@@ -26,12 +26,16 @@ public static class TrainCheckpoint
 {
     public const string OptimizerFile = "optimizer.safetensors";
     public const string StateFile = "trainer_state.json";
+    /// <summary>The state of an <see cref="IStatefulObjective"/>, when the objective has one.</summary>
+    public const string ObjectiveFile = "objective.safetensors";
     static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
-    public static void Save(string dir, LlamaForCausalLM model, ITokenizer tokenizer, AdamW optimizer, TrainerState state, LoraAdapter? adapter = null) =>
+    public static void Save(string dir, LlamaForCausalLM model, ITokenizer tokenizer, AdamW optimizer, TrainerState state, LoraAdapter? adapter = null,
+        IStatefulObjective? objective = null) =>
         Checkpoint.Save(dir, model, tokenizer, tmp =>
         {
             adapter?.SaveInto(tmp, baseModel: "");
+            if (objective is not null) Safetensors.Save(Path.Combine(tmp, ObjectiveFile), objective.StateTensors());
             Safetensors.Save(Path.Combine(tmp, OptimizerFile), optimizer.StateTensors());
             var rng = TorchSharp.torch.random.get_rng_state();
             var withRng = state with { RngState = Convert.ToBase64String(rng.bytes.ToArray()), OptimizerSteps = optimizer.StepCount };
@@ -42,7 +46,8 @@ public static class TrainCheckpoint
     public static bool Exists(string dir) => File.Exists(Path.Combine(dir, StateFile)) && Checkpoint.Exists(dir);
 
     /// <summary>Restores weights, optimizer moments and the RNG; returns the state to continue from.</summary>
-    public static TrainerState Restore(string dir, LlamaForCausalLM model, AdamW optimizer, string identity, LoraAdapter? adapter = null)
+    public static TrainerState Restore(string dir, LlamaForCausalLM model, AdamW optimizer, string identity, LoraAdapter? adapter = null,
+        IStatefulObjective? objective = null)
     {
         var statePath = Path.Combine(dir, StateFile);
         var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath))
@@ -56,6 +61,14 @@ public static class TrainCheckpoint
         var opt = Safetensors.Load(Path.Combine(dir, OptimizerFile));
         try { optimizer.LoadState(opt, state.OptimizerSteps, Path.Combine(dir, OptimizerFile)); }
         finally { foreach (var t in opt.Values) t.Dispose(); }
+        if (objective is not null)
+        {
+            var path = Path.Combine(dir, ObjectiveFile);
+            if (!File.Exists(path)) throw new InvalidDataException($"{dir}: the objective keeps state but the checkpoint has no {ObjectiveFile}");
+            var st = Safetensors.Load(path);
+            try { objective.LoadState(st, path); }
+            finally { foreach (var t in st.Values) t.Dispose(); }
+        }
         if (state.RngState.Length > 0)
         {
             var rng = TorchSharp.torch.random.get_rng_state();

@@ -77,7 +77,7 @@ public static class Trainer
         MetricsLog metrics;
         if (TrainCheckpoint.Exists(lastDir))
         {
-            var state = TrainCheckpoint.Restore(lastDir, model, optimizer, identity, adapter);
+            var state = TrainCheckpoint.Restore(lastDir, model, optimizer, identity, adapter, objective as IStatefulObjective);
             (startStep, tokensSeen) = (state.Step, state.TokensSeen);
             log.WriteLine($"{objective.Kind}: resuming from the last checkpoint, step {startStep} of {config.Steps} ({lastDir})");
             metrics = MetricsLog.ResumeAfter(metricsPath, startStep);
@@ -158,7 +158,8 @@ public static class Trainer
             }
             if (!atEnd && config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0)
             {
-                TrainCheckpoint.Save(lastDir, model, tokenizer, optimizer, new TrainerState { Step = step, TokensSeen = tokensSeen, Identity = identity }, adapter);
+                TrainCheckpoint.Save(lastDir, model, tokenizer, optimizer, new TrainerState { Step = step, TokensSeen = tokensSeen, Identity = identity }, adapter,
+                    objective as IStatefulObjective);
                 lastGoodCheckpoint = step;
             }
         }

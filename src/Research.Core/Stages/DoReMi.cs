@@ -1,11 +1,12 @@
+using Research.Data;
+using Research.Data.Selection;
 using Research.Models;
-using TorchSharp;
-using Research.Stages;
 using Research.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
-namespace Research.Data.Selection;
+namespace Research.Stages;
 
 /// <summary>
 /// DoReMi options. <see cref="StepSize"/> η of the exponentiated-gradient update and <see cref="Smoothing"/> c (mixing
@@ -35,23 +36,26 @@ public sealed record DomainLmBatch(Tensor Input, Tensor Target, Tensor Domain, l
 }
 
 /// <summary>
-/// The DoReMi proxy objective ("DoReMi: Optimizing Data Mixtures Speeds Up Language Model Pretraining", Xie et al. 2023),
-/// Group DRO over domains against a fixed reference model. A batch is drawn uniformly over the k domains. With ℓ_θ and
-/// ℓ_ref the per-token losses of proxy and reference, the per-domain excess loss is
-/// λ_i = Σ_{tokens of domain i} max(ℓ_θ − ℓ_ref, 0) / (tokens of domain i);
-/// the domain weights move by exponentiated gradient, α' = α·exp(η λ), then α = (1 − c)·α'/Σα' + c/k;
-/// the proxy minimises Σ_i α_i λ_i. The result is the mean of α over all updates (<see cref="AverageWeights"/>).
-/// The weights live on the device (no host read per step) and are updated once per micro-batch.
+/// The DoReMi proxy objective ("DoReMi: Optimizing Data Mixtures Speeds Up Language Model Pretraining", Xie et al. 2023,
+/// Algorithm 1), Group DRO over domains against a fixed reference model trained on uniform weights (same size and steps
+/// as the proxy). A batch is drawn uniformly over the k domains. With ℓ_θ and ℓ_ref the per-token losses of proxy and
+/// reference, the per-domain excess loss is
+/// λ_i = Σ_{tokens of domain i} max(ℓ_θ − ℓ_ref, 0) / (tokens of domain i)
+/// (a domain absent from the batch keeps its last λ); the domain weights move by exponentiated gradient,
+/// α' = α·exp(η λ), then α = (1 − c)·α'/Σα' + c/k; the proxy then takes an optimizer step on
+/// L(θ, α) = Σ_i α_i · mean_{tokens of domain i} ℓ_θ (the reference's term is constant in θ and is left out).
+/// The result is the mean of α over all updates (<see cref="AverageWeights"/>). The weights live on the device
+/// (no host read per step), are updated once per micro-batch, and are saved in resumable checkpoints
+/// (<see cref="IStatefulObjective"/>), so an interrupted run resumes with the same weights.
 /// </summary>
-public sealed class DoReMiObjective : IObjective<DomainLmBatch>, IDisposable
+public sealed class DoReMiObjective : IObjective<DomainLmBatch>, IStatefulObjective, IDisposable
 {
     readonly LlamaForCausalLM _reference;
     readonly TokenBlocks[] _domains;
     readonly string[] _names;
     readonly Mixture _uniform;
     readonly DoReMiOptions _options;
-    readonly Tensor _alpha, _alphaSum;
-    long _updates;
+    readonly Tensor _alpha, _alphaSum, _lambda, _updates;   // (k), (k), (k) last excess per domain, (1) number of updates
 
     public DoReMiObjective(LlamaForCausalLM reference, IReadOnlyList<TokenBlocks> domains, IReadOnlyList<string> names, DoReMiOptions options, int seed, string fingerprint)
     {
@@ -65,6 +69,8 @@ public sealed class DoReMiObjective : IObjective<DomainLmBatch>, IDisposable
         var device = reference.EmbeddingWeight.device;
         _alpha = full(_domains.Length, 1.0 / _domains.Length, dtype: float64, device: device).DetachFromDisposeScope();
         _alphaSum = zeros(_domains.Length, dtype: float64, device: device).DetachFromDisposeScope();
+        _lambda = zeros(_domains.Length, dtype: float64, device: device).DetachFromDisposeScope();
+        _updates = zeros(1, dtype: float64, device: device).DetachFromDisposeScope();
         Fingerprint = $"{fingerprint}|doremi|eta={options.StepSize:R}|c={options.Smoothing:R}|block={options.BlockLength}";
     }
 
@@ -76,8 +82,14 @@ public sealed class DoReMiObjective : IObjective<DomainLmBatch>, IDisposable
     public DomainWeights CurrentWeights => DomainWeights.Static(_names, _alpha.cpu().data<double>().ToArray());
 
     /// <summary>The mean of the weights over all updates so far (what DoReMi outputs).</summary>
-    public DomainWeights AverageWeights =>
-        _updates == 0 ? DomainWeights.Uniform(_names) : DomainWeights.Static(_names, _alphaSum.cpu().data<double>().Select(x => x / _updates).ToArray());
+    public DomainWeights AverageWeights
+    {
+        get
+        {
+            var n = _updates.item<double>();
+            return n == 0 ? DomainWeights.Uniform(_names) : DomainWeights.Static(_names, _alphaSum.cpu().data<double>().Select(x => x / n).ToArray());
+        }
+    }
 
     public DomainLmBatch Batch(long step, int micro, TrainConfig config, Device device)
     {
@@ -102,7 +114,8 @@ public sealed class DoReMiObjective : IObjective<DomainLmBatch>, IDisposable
             .view(target.shape[0], target.shape[1]);                                    // (B, T)
     }
 
-    /// <summary>Per-domain mean clipped excess loss λ (k) from per-token losses (B, T) and domain ids (B); also returns the token counts (k).</summary>
+    /// <summary>Per-domain mean clipped excess loss λ (k) from per-token losses (B, T) and domain ids (B); also returns the token counts (k).
+    /// A domain with no token in the batch gets λ = 0 here (the objective keeps its previous λ instead).</summary>
     public static (Tensor Lambda, Tensor Tokens) ExcessByDomain(Tensor proxyLoss, Tensor referenceLoss, Tensor domain, int domains)
     {
         var excess = (proxyLoss - referenceLoss).clamp_min(0).sum(dim: 1).to(float64);          // (B)
@@ -125,24 +138,49 @@ public sealed class DoReMiObjective : IObjective<DomainLmBatch>, IDisposable
         var proxy = TokenLosses(model, batch.Input, batch.Target);                         // (B, T)
         Tensor reference;
         using (no_grad()) reference = TokenLosses(_reference, batch.Input, batch.Target);
-        var (lambda, _) = ExcessByDomain(proxy, reference, batch.Domain, _domains.Length); // (k), grad through proxy
+        var onehot = F.one_hot(batch.Domain, _domains.Length).to(float64);                 // (B, k)
         using (no_grad())
         {
-            using var next = UpdateWeights(_alpha, lambda.detach(), _options.StepSize, _options.Smoothing);
+            var (lambda, tokens) = ExcessByDomain(proxy.detach(), reference, batch.Domain, _domains.Length); // (k)
+            _lambda.copy_(where(tokens > 0, lambda, _lambda));                            // absent domains keep their last λ
+            using var next = UpdateWeights(_alpha, _lambda, _options.StepSize, _options.Smoothing);
             _alpha.copy_(next);
             _alphaSum.add_(_alpha);
-            _updates++;
+            _updates.add_(1);
             for (var i = 0; i < _names.Length; i++) metrics.Add($"weight_{_names[i]}", _alpha[i]);
-            for (var i = 0; i < _names.Length; i++) metrics.Add($"excess_{_names[i]}", lambda[i]);
+            for (var i = 0; i < _names.Length; i++) metrics.Add($"excess_{_names[i]}", _lambda[i]);
         }
-        // Σ α_i λ_i is a per-token mean; the loop divides by the batch's tokens, so return it times the tokens.
-        return (_alpha.detach() * lambda).sum().to(float32) * batch.Normalizer;
+        // L(θ, α) = Σ_i α_i · (Σ_{tokens of i} ℓ_θ) / tokens_i, with the weights just updated; a per-token mean, and the
+        // loop divides by the batch's tokens, so return it times the tokens.
+        var perDomain = onehot.t().matmul(proxy.sum(dim: 1).to(float64));                 // (k)
+        var counts = onehot.sum(dim: 0) * proxy.shape[1];                                  // (k)
+        return (_alpha.detach() * perDomain / counts.clamp_min(1)).sum().to(float32) * batch.Normalizer;
+    }
+
+    public IEnumerable<KeyValuePair<string, Tensor>> StateTensors() =>
+    [
+        new("alpha", _alpha), new("alpha_sum", _alphaSum), new("excess", _lambda), new("updates", _updates),
+    ];
+
+    public void LoadState(IReadOnlyDictionary<string, Tensor> state, string source)
+    {
+        using var noGrad = no_grad();
+        foreach (var (name, target) in StateTensors())
+        {
+            if (!state.TryGetValue(name, out var t))
+                throw new InvalidDataException($"{source}: the DoReMi state has no '{name}'");
+            if (!t.shape.SequenceEqual(target.shape))
+                throw new InvalidDataException($"{source}: DoReMi state '{name}' has shape [{string.Join(", ", t.shape)}], expected [{string.Join(", ", target.shape)}] (one per domain)");
+            target.copy_(t.to(target.dtype).to(target.device));
+        }
     }
 
     public void Dispose()
     {
         _alpha.Dispose();
         _alphaSum.Dispose();
+        _lambda.Dispose();
+        _updates.Dispose();
     }
 }
 
@@ -150,7 +188,8 @@ public sealed class DoReMiObjective : IObjective<DomainLmBatch>, IDisposable
 /// doremi stage: parent 0 is the reference model (trained on uniform weights); every data input is a domain.
 /// Trains a fresh proxy with <see cref="DoReMiObjective"/>, leaves it in final/ and the averaged weights in
 /// final/domain_weights.json, which an adapt stage reads (DomainMixtureOptions.WeightsFromParent).
-/// The weights are not part of the trainer's checkpoints, so an interrupted doremi run starts again from step 0.
+/// The paper trains the reference and the proxy at the same size for the same steps: give the reference stage the
+/// doremi stage's steps. The weights are saved in the trainer's checkpoints, so an interrupted run resumes exactly.
 /// </summary>
 public sealed class DoReMiExecutor : IStageExecutor
 {
@@ -167,13 +206,6 @@ public sealed class DoReMiExecutor : IStageExecutor
             var blocks = ctx.Data.Select(c => Packing.Pack(c, tokenizer, o.BlockLength)).ToArray();
             var names = ctx.Data.Select(c => c.Name).ToArray();
             if (names.Distinct().Count() != names.Length) throw new ArgumentException($"stage '{ctx.Name}': doremi domains need distinct names (got {string.Join(", ", names)})");
-            var last = Path.Combine(ctx.Directory, Trainer.LastDir);
-            if (Directory.Exists(last))
-            {
-                ctx.Log.WriteLine($"{ctx.Name}: DoReMi's domain weights are not checkpointed; restarting from step 0");
-                Directory.Delete(last, recursive: true);
-                File.Delete(Path.Combine(ctx.Directory, Trainer.MetricsFile));
-            }
             var proxyConfig = (o.Proxy ?? reference.Config) with { VocabSize = reference.Config.VocabSize, MaxPositionEmbeddings = Math.Max((o.Proxy ?? reference.Config).MaxPositionEmbeddings, o.BlockLength) };
             using var proxy = new LlamaForCausalLM(proxyConfig, ctx.Seed);
             proxy.to(ctx.Device);
