@@ -84,7 +84,7 @@ public static class MergeMemory
             GC.Collect();
             GC.WaitForPendingFinalizers();
             GC.Collect();
-            ReturnFreePages();
+            FreePages.Return();
             var (baseline, baselineAnon) = statm.Read();
             long peak = baseline, peakAnon = baselineAnon;
             var samples = 0;
@@ -131,18 +131,6 @@ public static class MergeMemory
         {
             if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
         }
-    }
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "malloc_trim")]
-    static extern int MallocTrim(nuint pad);
-
-    /// <summary>Hands the C allocator's free pages back to the kernel (glibc's malloc_trim; a no-op elsewhere).</summary>
-    static void ReturnFreePages()
-    {
-        if (!OperatingSystem.IsLinux()) return;
-        try { MallocTrim(0); }
-        catch (DllNotFoundException) { }
-        catch (EntryPointNotFoundException) { }
     }
 
     /// <summary>
