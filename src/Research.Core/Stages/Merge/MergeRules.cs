@@ -179,33 +179,54 @@ public static class MergeRules
         Func<int, Tensor, Tensor> sparsify, bool consensus, bool normalize, double lambda)
     {
         CheckCounts(thetas, weights, nameof(weights));
+        // Memory: a streaming merge's peak is this function's live tensors, so every temporary is disposed as soon as it
+        // is used and the arithmetic is in place: the N sparsified deltas, then at most four more tensors of this shape.
         using var scope = NewDisposeScope();
-        var b = F32(theta0);
-        var weighted = new Tensor[thetas.Count];
+        using var b = F32(theta0);
+        using var deltas = empty([thetas.Count, .. theta0.shape], ScalarType.Float32);   // (N, ...)
         for (var i = 0; i < thetas.Count; i++)
         {
             CheckSameShape(theta0, thetas[i]);
-            weighted[i] = sparsify(i, F32(thetas[i]) - b) * weights[i];
+            using var row = deltas[i];
+            using (var x = F32(thetas[i])) row.copy_(x);
+            row.sub_(b);
+            var sparse = sparsify(i, row);
+            if (!ReferenceEquals(sparse, row))                                  // task arithmetic's sparsifier is the identity
+            {
+                row.copy_(sparse);
+                sparse.Dispose();
+            }
+            row.mul_(weights[i]);
         }
-        var deltas = stack(weighted);                                            // (N, ...)
-        var w = tensor(weights.Select(x => (float)x).ToArray()).view([thetas.Count, .. Enumerable.Repeat(1L, (int)theta0.dim())]);
-        Tensor mixed, divisor;
+        var mixed = deltas.sum(0L);
         if (consensus)
         {
-            var elected = where(deltas.sum(0L) >= 0, 1f, -1f);                 // (...)
-            var keep = deltas.sign().eq(elected).to_type(ScalarType.Float32);  // (N, ...)
-            mixed = (deltas * keep).sum(0L);
-            divisor = (w * keep).sum(0L);
-            divisor = where(divisor.eq(0), ones_like(divisor), divisor);
+            // elected sign: +1 where the weighted sum is >= 0, else -1; an entry is kept when its sign equals it.
+            using var nonNegative = mixed.ge(0);
+            using var elected = nonNegative.to_type(ScalarType.Float32).mul_(2).sub_(1);
+            using var divisor = normalize ? zeros_like(mixed) : null;
+            mixed.zero_();
+            for (var i = 0; i < thetas.Count; i++)
+            {
+                using var row = deltas[i];
+                using var keep = row.sign();
+                keep.eq_(elected);                                              // 1 where kept, else 0
+                mixed.addcmul_(row, keep, 1);
+                divisor?.add_(keep, alpha: weights[i]);
+            }
+            if (divisor is not null)
+            {
+                using (var zero = divisor.eq(0)) divisor.masked_fill_(zero, 1);
+                mixed.div_(divisor);
+            }
         }
-        else
+        else if (normalize)
         {
-            mixed = deltas.sum(0L);
             var total = weights.Sum();
-            divisor = tensor(Math.Abs(total) < 1e-8 ? 1f : (float)total);
+            mixed.div_(Math.Abs(total) < 1e-8 ? 1 : total);
         }
-        if (normalize) mixed = mixed / divisor;
-        return (b + mixed * lambda).MoveToOuterDisposeScope();
+        mixed.mul_(lambda).add_(b);
+        return mixed.MoveToOuterDisposeScope();
     }
 
     // ---------------------------------------------------------------- sparsifiers (one task vector)
@@ -256,9 +277,20 @@ public static class MergeRules
         var x = F32(tau);
         if (density >= 1) return x.clone().MoveToOuterDisposeScope();
         if (density <= 0) return zeros_like(x).MoveToOuterDisposeScope();
-        var probs = full_like(x, density);
-        var mask = bernoulli(probs, generator);
-        return Rescaled(x, mask, probs, rescale).MoveToOuterDisposeScope();
+        // The mask is drawn into the result's own buffer, which then takes the kept values: one tensor, no probabilities tensor.
+        var kept = empty_like(x).bernoulli_(density, generator).mul_(x);
+        switch (rescale)
+        {
+            case RescaleMode.None: break;
+            case RescaleMode.Inverse: kept.div_(density); break;
+            case RescaleMode.L1:
+                var before = x.abs().sum().ToDouble();
+                var after = kept.abs().sum().ToDouble();
+                if (before >= 1e-7 && after >= 1e-7) kept.mul_(before / after);
+                break;
+            default: throw new ArgumentOutOfRangeException(nameof(rescale));
+        }
+        return kept.MoveToOuterDisposeScope();
     }
 
     /// <summary>DELLA's MagPrune on one task vector: rank-linear keep probabilities in [density - epsilon, density + epsilon] per row.</summary>
@@ -285,7 +317,11 @@ public static class MergeRules
         var x = F32(tau);
         var rows = x.dim() < 2 ? x.view(1, -1) : x.view(x.shape[0], -1);
         var m = rows.shape[1];
-        var ranks = rows.abs().argsort(dim: 1).argsort(dim: 1).to_type(ScalarType.Float32); // 0..m-1
+        // Ascending rank 0..m-1 of each entry within its row: one argsort, then the ranks scattered to the sorted positions
+        // (a second argsort would hold another set of int64 indices and sort buffers).
+        var order = rows.abs().argsort(dim: 1);
+        var ranks = zeros_like(rows).scatter_(1, order, arange(m, dtype: ScalarType.Float32).expand(rows.shape[0], m));
+        order.Dispose();
         var norm = m > 1 ? ranks / (m - 1) : zeros_like(ranks);
         return (norm * (2 * epsilon) + (density - epsilon)).view(x.shape).MoveToOuterDisposeScope();
     }
