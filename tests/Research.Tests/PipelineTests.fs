@@ -46,12 +46,15 @@ let private metrics (workspace: string) =
         MetricsLog.Read f |> Seq.map (fun o -> (for t in MetricsLog.TimeFields do o.Remove t |> ignore); o.ToJsonString()) |> List.ofSeq)
     |> List.ofArray
 
+/// One uninterrupted tiny quick start, shared: the first test checks it, the second compares a killed run with it.
+let private uninterrupted = lazy (let a = tempDir "qs-a" in a, runToEnd a)
+
 [<Tests>]
 let tests =
     testSequenced <| testList "Pipeline" [
         testCase "quick start: same seed in two workspaces gives identical metrics; a rerun reuses every stage" <| fun _ ->
-            let a, b = tempDir "qs-a", tempDir "qs-b"
-            let codeA, outA = runToEnd a
+            let a, (codeA, outA) = uninterrupted.Value
+            let b = tempDir "qs-b"
             Expect.isTrue (completed codeA) $"quickstart exit code {codeA} (output: {outA})"
             Expect.stringContains outA "capability" "prints the capability report"
             Expect.stringContains outA "tune raises instruction following: " "prints the checks"
@@ -76,8 +79,8 @@ let tests =
             Expect.equal (statuses runs[1]) [ "cached"; "cached"; "cached"; "cached"; "cached" ] "second run reused every stage"
 
         testCase "SIGKILL during adapt, then the same command: resumes and ends with the uninterrupted metrics" <| fun _ ->
-            let reference, killed = tempDir "qs-ref", tempDir "qs-kill"
-            let code, _ = runToEnd reference
+            let reference, (code, _) = uninterrupted.Value
+            let killed = tempDir "qs-kill"
             Expect.isTrue (completed code) "reference run"
             use p = start killed
             p.BeginOutputReadLine()
