@@ -15,8 +15,7 @@ let tests =
             let code, text = runScript ws script $"--tiny --out \"{out}\""
             Expect.stringContains text "every method raises held-out preference accuracy" $"prints the claim (output: {text})"
             Expect.isTrue (code = 0 || code = 3) $"exit code 0 (held) or 3 (did not hold), not a crash (output: {text})"
-            for f in [ "preference-accuracy.png"; "preference-accuracy.html"; "preference-length.png"; "preference.tex"; "preference.md" ] do
-                Expect.isTrue (File.Exists(Path.Combine(out, f))) f
+            expectFiles out [ "preference-accuracy.png"; "preference-accuracy.html"; "preference-length.png"; "preference.tex"; "preference.md" ]
             Expect.stringContains (File.ReadAllText(Path.Combine(out, "preference.tex"))) @"\toprule" "booktabs table"
             // The directions again, from the run store rather than the script's own arithmetic.
             use store = new RunStore(ws)

@@ -20,12 +20,6 @@ let private perplexity (ws: string) (stage: string) (suite: string) =
     | v :: _ -> v
     | [] -> failwith $"no {suite} perplexity for stage '{stage}' in {ws}"
 
-let private expectFiles (out: string) (names: string list) =
-    for f in names do Expect.isTrue (File.Exists(Path.Combine(out, f))) $"{f} written"
-
-let private expectHeld (text: string) (prefix: string) =
-    Expect.isTrue (text.Split('\n') |> Array.exists (fun l -> l.StartsWith prefix && l.TrimEnd().EndsWith "HELD" && not (l.Contains "DID NOT"))) $"prints '{prefix} ... HELD'"
-
 [<Tests>]
 let tests =
     testSequenced <| testList "ReproData" [

@@ -25,9 +25,8 @@ let tests =
             let code, text = runScript ws (Path.Combine(repoRoot, "scripts", "repro-distill.fsx")) $"--tiny --out \"{out}\""
             Expect.equal code 0 $"exit code 0 = the claimed direction held (output: {text})"
             Expect.stringContains text "HELD" "prints that it held"
-            for f in [ "distill-heldout-loss.png"; "distill-heldout-loss.svg"; "distill-heldout-loss.pdf"; "distill-heldout-loss.html"
-                       "distill.tex"; "distill.md" ] do
-                Expect.isTrue (File.Exists(Path.Combine(out, f))) f
+            expectFiles out [ "distill-heldout-loss.png"; "distill-heldout-loss.svg"; "distill-heldout-loss.pdf"; "distill-heldout-loss.html"
+                              "distill.tex"; "distill.md" ]
             let rows = tableRows (Path.Combine(out, "distill.md"))
             let loss name = rows |> List.find (fun r -> r[0] = name) |> fun r -> number r[1]
             let hard, soft = loss "student, hard labels", loss "student, distilled (GJSD)"

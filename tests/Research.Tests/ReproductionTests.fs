@@ -17,7 +17,7 @@ let tests =
             let code, text = runScript ws script $"--tiny --out \"{out}\""
             Expect.equal code 0 $"exit code 0 = the forgetting direction held (output: {text})"
             Expect.stringContains text "more replay -> less forgetting" "prints the claimed direction"
-            Expect.isTrue (text.Contains "forgetting: " && text.Split('\n') |> Array.exists (fun l -> l.StartsWith "forgetting: " && l.TrimEnd().EndsWith "HELD" && not (l.Contains "DID NOT"))) "prints that it held"
+            expectHeld text "forgetting: "
             for f in [ "replay-forgetting-vs-gain.png"; "replay-forgetting-vs-gain.svg"; "replay-forgetting-vs-gain.pdf"; "replay-forgetting-vs-gain.html"
                        "replay-sweep.png"; "replay-sweep.tex"; "replay-sweep.md" ] do
                 Expect.isTrue (File.Exists(Path.Combine(out, f))) f

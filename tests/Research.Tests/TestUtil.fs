@@ -5,6 +5,7 @@ open System
 open System.IO
 open System.Diagnostics
 open TorchSharp
+open Expecto
 open Research.Models
 
 /// A model small enough that a training step takes milliseconds.
@@ -55,3 +56,11 @@ let runScript (workspace: string) (script: string) (args: string) =
     let err = p.StandardError.ReadToEndAsync()
     p.WaitForExit()
     p.ExitCode, out.Result + err.Result
+
+/// The files a reproduction script must have written into its output folder.
+let expectFiles (out: string) (names: string list) =
+    for f in names do Expect.isTrue (File.Exists(Path.Combine(out, f))) $"{f} written"
+
+/// A reproduction script printed a verdict line starting with prefix that ends in HELD (not DID NOT HOLD).
+let expectHeld (text: string) (prefix: string) =
+    Expect.isTrue (text.Split('\n') |> Array.exists (fun l -> l.StartsWith prefix && l.TrimEnd().EndsWith "HELD" && not (l.Contains "DID NOT"))) $"prints '{prefix} ... HELD'"
