@@ -115,8 +115,7 @@ public sealed class LlamaAttention : nn.Module
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer)
     {
         var (b, t) = (x.shape[0], x.shape[1]);
-        var qkv = b * t >= LlamaMlp.StackRows ? Lora.ForwardStacked([q_proj, k_proj, v_proj], x)
-            : [Lora.Forward(q_proj, x), Lora.Forward(k_proj, x), Lora.Forward(v_proj, x)];
+        var qkv = Lora.ForwardStacked([q_proj, k_proj, v_proj], x);
         var q = qkv[0].view(b, t, nHeads, headDim).transpose(1, 2);   // (B, nh, T, hd)
         var k = qkv[1].view(b, t, nKv, headDim).transpose(1, 2);      // (B, kvh, T, hd)
         var v = qkv[2].view(b, t, nKv, headDim).transpose(1, 2);      // (B, kvh, T, hd)
@@ -156,17 +155,8 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>
-    /// From this many rows (batch × positions) up, the linears that share an input run as one stacked multiply
-    /// (<see cref="Lora.ForwardStacked"/>); below it (generation, one position at a time) stacking the weights would
-    /// cost more than it saves.
-    /// </summary>
-    public const long StackRows = 64;
-
     public override Tensor forward(Tensor x)
     {
-        if (x.shape[..^1].Aggregate(1L, (a, n) => a * n) < StackRows)
-            return Lora.Forward(down_proj, F.silu(Lora.Forward(gate_proj, x)) * Lora.Forward(up_proj, x));
         var gateUp = Lora.ForwardStacked([gate_proj, up_proj], x);
         return Lora.Forward(down_proj, F.silu(gateUp[0]) * gateUp[1]);
     }

@@ -298,16 +298,24 @@ public static class Lora
         Attached.TryGetValue(linear, out var layer) ? layer.Forward(linear, x) : linear.forward(x);
 
     /// <summary>
+    /// From this many rows (batch × positions) up, <see cref="ForwardStacked"/> stacks; below it (generation, one
+    /// position at a time) copying the weights would cost more than the one wider multiply saves.
+    /// </summary>
+    public const long StackRows = 64;
+
+    /// <summary>
     /// Several linears that read the same input (q, k, v; gate, up) as one matrix multiply over their weights stacked
     /// by rows, its output split back per linear: one larger GEMM runs closer to the sgemm rate than several narrow
     /// ones. Stacking copies the weights, so it only pays when x has many rows (training, prefill); attached adapters
     /// add their updates per linear, as <see cref="Forward"/> does. Falls back to one multiply each when only some of
-    /// the linears have a bias.
+    /// the linears have a bias, or when x has fewer than <see cref="StackRows"/> rows.
     /// </summary>
     public static Tensor[] ForwardStacked(IReadOnlyList<Linear> linears, Tensor x)
     {
         var biases = linears.Select(l => l.bias).ToArray();
-        if (biases.Any(b => b is null) && biases.Any(b => b is not null)) return linears.Select(l => Forward(l, x)).ToArray();
+        var rows = x.numel() / x.shape[^1];
+        if (rows < StackRows || (biases.Any(b => b is null) && biases.Any(b => b is not null)))
+            return linears.Select(l => Forward(l, x)).ToArray();
         using var weights = cat(linears.Select(l => (Tensor)l.weight!).ToArray(), 0);
         using var bias = biases[0] is null ? null : cat(biases.Select(b => (Tensor)b!).ToArray(), 0);
         using var y = F.linear(x, weights, bias);
