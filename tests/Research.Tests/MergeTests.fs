@@ -137,6 +137,24 @@ let tests =
                 use r = MergeRules.Breadcrumbs(b, lst [ x ], lst [ 1.0 ], lst [ 0.5 ], lst [ 0.1 ])
                 expectClose r [ 0.0; 0.0; 0.0; 0.0; 0.5; -0.6; 0.7; -0.8; 0.9; 0.0 ] "kept the middle"
 
+            testCase "magnitude ranks by hand: exactly k kept, equal magnitudes at the cut taken in order of position" <| fun _ ->
+                // magnitudes 3, 1, 2, 2, 2, 0.5: the 3 largest are 3 and the first two 2s
+                use tau = t [ 3.0f; -1.0f; 2.0f; -2.0f; 2.0f; 0.5f ]
+                use top = MergeRules.TopK(tau, 0.5)
+                expectClose top [ 3.0; 0.0; 2.0; -2.0; 0.0; 0.0 ] "TIES trim keeps 3 of 6"
+                // ranks [1, 4): the three 2s (the 3 is dropped as the largest, 1 and 0.5 as the smallest)
+                use window = MagnitudeRanks.KeepWindow(tau, 1L, 3L)
+                expectClose window [ 0.0; 0.0; 2.0; -2.0; 2.0; 0.0 ] "rank window"
+                use zeros = t [ 0.0f; 0.0f; 0.0f; 0.0f ]
+                use z = MergeRules.TopK(zeros, 0.5)
+                expectClose z [ 0.0; 0.0; 0.0; 0.0 ] "all equal: zeros stay zeros"
+                use big = torch.randn([| 1000L |], generator = new torch.Generator(5UL))
+                use kept = MergeRules.TopK(big, 0.1)
+                Expect.equal (kept.ne(torch.tensor(0.0f)).sum().item<int64>()) 100L "100 of 1000 kept"
+                let smallestKept = kept.abs().masked_select(kept.ne(torch.tensor(0.0f))).min().item<float32>()
+                let largestDropped = big.abs().masked_select(kept.eq(torch.tensor(0.0f))).max().item<float32>()
+                Expect.isGreaterThan smallestKept largestDropped "every kept magnitude above every dropped one"
+
             testCase "della by hand: rank-linear keep probabilities, kept entries scaled by 1/p" <| fun _ ->
                 use tau = t [ 0.1f; -0.4f; 0.2f; 0.3f ]
                 use p = MergeRules.KeepProbabilities(tau, 0.5, 0.2)

@@ -359,4 +359,30 @@ let tests =
                 Expect.isFalse (File.Exists q) "nothing written on a refused save"
                 Expect.isEmpty (Directory.GetFiles(dir, "*.tmp")) "no temp files left")
         }
+        test "zero-copy views: same values as a copy, outlive the file object, and writing to one never changes the file" {
+            withTempDir (fun dir ->
+                let p = Path.Combine(dir, "views.safetensors")
+                let w = torch.arange(12.0f).reshape(3L, 4L).to_type(torch.float32)
+                let h = torch.tensor([| 1.5f; -2.0f |]).to_type(torch.bfloat16)
+                Safetensors.Save(p, [ kv "w" w; kv "h" h; kv "flags" (torch.tensor([| true; false |])) ])
+                let before = File.ReadAllBytes p
+                let f = SafetensorsFile.Open p
+                let v = f.View "w"
+                let vh = f.View "h"
+                use flags = f.View "flags"                                   // BOOL: validated, so copied
+                Expect.isTrue (same v w) "float32 view equals the saved tensor"
+                Expect.isTrue (same vh h) "bf16 view equals the saved tensor"
+                Expect.isTrue (same flags (torch.tensor([| true; false |]))) "bool tensor"
+                f.Dispose()
+                Expect.throwsT<ObjectDisposedException> (fun () -> f.View "w" |> ignore) "no new views after Dispose"
+                Expect.equal (v.sum().item<float32>()) 66.0f "a view stays readable after the file object is disposed"
+                v.add_(torch.tensor(100.0f)) |> ignore                       // copy-on-write: the process's own pages
+                Expect.equal (v.sum().item<float32>()) 1266.0f "the write is visible in the view"
+                v.Dispose()
+                vh.Dispose()
+                Expect.equal (File.ReadAllBytes p) before "the file is unchanged"
+                use g = SafetensorsFile.Open p
+                use again = g.View "w"
+                Expect.isTrue (same again w) "a new view reads the original values")
+        }
     ]

@@ -33,6 +33,9 @@ public static class MergeMemory
         MaxPositionEmbeddings = 256, TieWordEmbeddings = false,
     };
 
+    /// <summary>Every merge method that takes a base and one fine-tune (model stock needs two fine-tunes).</summary>
+    public static IReadOnlyList<MergeMethod> Methods { get; } = Enum.GetValues<MergeMethod>().Where(m => m != MergeMethod.ModelStock).ToArray();
+
     /// <summary>
     /// Writes a base and one fine-tune-like model (base + seeded noise) of <paramref name="model"/> to a temp directory, stream-merges
     /// them (TIES by default; output shards of at most <paramref name="maxShardBytes"/>, by default the one shard `research merge` writes) and samples the resident memory meanwhile.

@@ -35,7 +35,7 @@ public sealed class SafetensorsException : Exception
 /// file is opened (dtypes, shapes, offsets in range, sizes consistent, no overlaps or holes, nothing
 /// trailing); tensors are then copied out one at a time on <see cref="Read"/>.
 /// </summary>
-public sealed unsafe class SafetensorsFile : IDisposable
+public sealed unsafe partial class SafetensorsFile : IDisposable
 {
     /// <summary>Headers above this size are refused before anything is allocated (the reference implementation uses the same bound).</summary>
     public const long MaxHeaderBytes = 100_000_000;
@@ -97,8 +97,10 @@ public sealed unsafe class SafetensorsFile : IDisposable
         byte* ptr = null;
         try
         {
-            map = MemoryMappedFile.CreateFromFile(fs, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
-            view = map.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
+            // Copy-on-write (a private mapping of a file opened read-only): a zero-copy view (View) that someone writes to gets its
+            // own pages; the file is never changed and the writer does not fault.
+            map = MemoryMappedFile.CreateFromFile(fs, null, 0, MemoryMappedFileAccess.CopyOnWrite, HandleInheritability.None, leaveOpen: false);
+            view = map.CreateViewAccessor(0, length, MemoryMappedFileAccess.CopyOnWrite);
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref ptr);
             ptr += view.PointerOffset;
             var (dataStart, entries, metadata) = ParseHeader(path, ptr, length);
@@ -283,10 +285,20 @@ public sealed unsafe class SafetensorsFile : IDisposable
         return -1;
     }
 
+    /// <summary>Closes the file; the mapping itself goes when the last zero-copy view (<see cref="View"/>) is freed.</summary>
     public void Dispose()
     {
-        if (_base == null) return;
-        _base = null;
+        lock (_viewLock)
+        {
+            if (_base == null) return;
+            _base = null;
+            if (_liveViews > 0) { _unmapWhenViewsFreed = true; return; }
+        }
+        Unmap();
+    }
+
+    void Unmap()
+    {
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _map.Dispose();

@@ -81,7 +81,8 @@ public sealed class ShardedSafetensorsWriter : IDisposable
         if (_shard >= _shards.Count) throw new InvalidOperationException("sharded writer received more tensors than planned");
         _inShard = 0;
         _tmp = Path.Combine(_dir, $"{_files[_shard]}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        _stream = new FileStream(_tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
+        // Unbuffered: tensors arrive as large spans, and a buffer per shard would be managed memory of its own.
+        _stream = new FileStream(_tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0);
         var header = Header(_shards[_shard]);
         Span<byte> len = stackalloc byte[8];
         System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);

@@ -35,10 +35,12 @@ public static class MergeRules
     {
         CheckCounts(thetas, weights, nameof(weights));
         using var scope = NewDisposeScope();
-        var sum = zeros_like(thetas[0], ScalarType.Float32);
-        for (var i = 0; i < thetas.Count; i++) sum.add_(F32(thetas[i]), alpha: weights[i]);
+        // One pass per model (the first writes the sum, each other adds into it): a merge is memory-bound, so the weights are
+        // divided by their sum up front instead of dividing the result in a pass of its own.
         var total = weights.Sum();
-        if (normalize && Math.Abs(total) >= 1e-8) sum.div_(total);
+        var scale = normalize && Math.Abs(total) >= 1e-8 ? 1 / total : 1;
+        var sum = F32(thetas[0]).mul(weights[0] * scale);
+        for (var i = 1; i < thetas.Count; i++) sum.add_(F32(thetas[i]), alpha: weights[i] * scale);
         return sum.MoveToOuterDisposeScope();
     }
 
@@ -179,17 +181,17 @@ public static class MergeRules
         Func<int, Tensor, Tensor> sparsify, bool consensus, bool normalize, double lambda)
     {
         CheckCounts(thetas, weights, nameof(weights));
-        // Memory: a streaming merge's peak is this function's live tensors, so every temporary is disposed as soon as it
-        // is used and the arithmetic is in place: the N sparsified deltas, then at most four more tensors of this shape.
+        // Memory: a streaming merge's peak is this function's live tensors. The N sparsified deltas are whole tensors (a
+        // sparsifier such as TIES' trim ranks a whole task vector); the sign election and the mix are elementwise, so they run
+        // over blocks of entries, writing into the result: at most N + 1 tensors of this shape, plus one sparsifier's own.
         using var scope = NewDisposeScope();
-        using var b = F32(theta0);
         using var deltas = empty([thetas.Count, .. theta0.shape], ScalarType.Float32);   // (N, ...)
         for (var i = 0; i < thetas.Count; i++)
         {
             CheckSameShape(theta0, thetas[i]);
             using var row = deltas[i];
-            using (var x = F32(thetas[i])) row.copy_(x);
-            row.sub_(b);
+            row.copy_(thetas[i]);                                               // converts to float32
+            row.sub_(theta0);
             var sparse = sparsify(i, row);
             if (!ReferenceEquals(sparse, row))                                  // task arithmetic's sparsifier is the identity
             {
@@ -198,76 +200,73 @@ public static class MergeRules
             }
             row.mul_(weights[i]);
         }
-        var mixed = deltas.sum(0L);
-        if (consensus)
+        var total = weights.Sum();
+        var mixed = empty(theta0.shape, ScalarType.Float32);
+        using var flatDeltas = deltas.view(thetas.Count, -1);
+        using var flatMixed = mixed.view(-1);
+        using var flatBase = theta0.reshape(-1);
+        var n = flatMixed.numel();
+        for (long start = 0; start < n; start += MixBlock)
         {
-            // elected sign: +1 where the weighted sum is >= 0, else -1; an entry is kept when its sign equals it.
-            using var nonNegative = mixed.ge(0);
-            using var elected = nonNegative.to_type(ScalarType.Float32).mul_(2).sub_(1);
-            using var divisor = normalize ? zeros_like(mixed) : null;
-            mixed.zero_();
-            for (var i = 0; i < thetas.Count; i++)
+            using var inner = NewDisposeScope();
+            var len = Math.Min(MixBlock, n - start);
+            var d = flatDeltas.narrow(1, start, len);                           // (N, len)
+            var outPart = flatMixed.narrow(0, start, len);
+            outPart.copy_(d.sum(0L));
+            if (consensus)
             {
-                using var row = deltas[i];
-                using var keep = row.sign();
-                keep.eq_(elected);                                              // 1 where kept, else 0
-                mixed.addcmul_(row, keep, 1);
-                divisor?.add_(keep, alpha: weights[i]);
+                // elected sign: +1 where the weighted sum is >= 0, else -1; an entry is kept when its sign equals it.
+                var elected = outPart.ge(0).to_type(ScalarType.Float32).mul_(2).sub_(1);
+                var divisor = normalize ? zeros_like(outPart) : null;
+                outPart.zero_();
+                for (var i = 0; i < thetas.Count; i++)
+                {
+                    var row = d[i];
+                    var keep = row.sign().eq_(elected);                         // 1 where kept, else 0
+                    outPart.addcmul_(row, keep, 1);
+                    divisor?.add_(keep, alpha: weights[i]);
+                }
+                if (divisor is not null)
+                {
+                    divisor.masked_fill_(divisor.eq(0), 1);
+                    outPart.div_(divisor);
+                }
             }
-            if (divisor is not null)
-            {
-                using (var zero = divisor.eq(0)) divisor.masked_fill_(zero, 1);
-                mixed.div_(divisor);
-            }
+            else if (normalize) outPart.div_(Math.Abs(total) < 1e-8 ? 1 : total);
+            outPart.mul_(lambda).add_(flatBase.narrow(0, start, len));
         }
-        else if (normalize)
-        {
-            var total = weights.Sum();
-            mixed.div_(Math.Abs(total) < 1e-8 ? 1 : total);
-        }
-        mixed.mul_(lambda).add_(b);
         return mixed.MoveToOuterDisposeScope();
     }
 
+    /// <summary>Entries per block of the elementwise part of <see cref="Generalized"/> (sign election and mix).</summary>
+    const long MixBlock = 1L << 16;
+
     // ---------------------------------------------------------------- sparsifiers (one task vector)
 
-    /// <summary>Keeps the floor(density n) largest-magnitude entries, zeroes the rest (TIES trim). density &gt;= 1 keeps all.</summary>
+    /// <summary>
+    /// Keeps the floor(density n) largest-magnitude entries, zeroes the rest (TIES trim); equal magnitudes at the cut are
+    /// kept in order of position. density &gt;= 1 keeps all.
+    /// </summary>
     public static Tensor TopK(Tensor tau, double density)
     {
-        using var scope = NewDisposeScope();
-        var x = F32(tau);
-        if (density >= 1) return x.clone().MoveToOuterDisposeScope();
-        var k = (long)Math.Floor(density * x.numel());
-        if (k <= 0) return zeros_like(x).MoveToOuterDisposeScope();
-        var flat = x.flatten();
-        var abs = flat.abs();
-        // The k-th largest magnitude by selection (one copy of the tensor), not a full argsort (int64 indices and sort
-        // buffers: several times the tensor, the streaming merge's peak). Equal magnitudes at the threshold would keep
-        // more than k entries; then the exact argsort picks k.
-        var (threshold, _) = abs.kthvalue(x.numel() - k + 1, 0);
-        var keep = abs.ge(threshold);
-        if (keep.sum().ToInt64() == k) return x.masked_fill(keep.logical_not().view(x.shape), 0).MoveToOuterDisposeScope();
-        var mask = zeros_like(flat);
-        mask.index_put_(tensor(1f), abs.argsort(descending: true).narrow(0, 0, k));
-        return (x * mask.view(x.shape)).MoveToOuterDisposeScope();
+        if (density >= 1) return tau.to_type(ScalarType.Float32, copy: true);
+        var k = (long)Math.Floor(density * tau.numel());
+        return MagnitudeRanks.KeepWindow(tau, 0, Math.Max(0, k));
     }
 
-    /// <summary>Breadcrumbs mask: drops the floor(gamma n) largest-magnitude entries and the smallest, keeping floor(density n).</summary>
+    /// <summary>
+    /// Breadcrumbs mask: drops the floor(gamma n) largest-magnitude entries and the smallest, keeping floor(density n)
+    /// (equal magnitudes ranked by position, as in <see cref="TopK"/>).
+    /// </summary>
     public static Tensor BreadcrumbsMask(Tensor tau, double density, double gamma)
     {
-        using var scope = NewDisposeScope();
-        var x = F32(tau);
-        if (density >= 1) return x.clone().MoveToOuterDisposeScope();
-        var n = x.numel();
+        if (density >= 1) return tau.to_type(ScalarType.Float32, copy: true);
+        var n = tau.numel();
         var target = (long)Math.Floor(density * n);
         var top = (long)Math.Floor(gamma * n);
         var bottom = n - target - top;
         if (bottom < 0) { top += bottom; bottom = 0; }
-        var flat = x.flatten();
-        var mask = zeros_like(flat);
-        var keepCount = n - top - bottom;
-        if (keepCount > 0) mask.index_put_(tensor(1f), flat.abs().argsort().narrow(0, bottom, keepCount));
-        return (x * mask.view(x.shape)).MoveToOuterDisposeScope();
+        return MagnitudeRanks.KeepWindow(tau, top, Math.Max(0, n - top - bottom));
     }
 
     /// <summary>DARE's drop: keep each entry with probability density, then rescale (see <see cref="RescaleMode"/>).</summary>
@@ -279,18 +278,7 @@ public static class MergeRules
         if (density <= 0) return zeros_like(x).MoveToOuterDisposeScope();
         // The mask is drawn into the result's own buffer, which then takes the kept values: one tensor, no probabilities tensor.
         var kept = empty_like(x).bernoulli_(density, generator).mul_(x);
-        switch (rescale)
-        {
-            case RescaleMode.None: break;
-            case RescaleMode.Inverse: kept.div_(density); break;
-            case RescaleMode.L1:
-                var before = x.abs().sum().ToDouble();
-                var after = kept.abs().sum().ToDouble();
-                if (before >= 1e-7 && after >= 1e-7) kept.mul_(before / after);
-                break;
-            default: throw new ArgumentOutOfRangeException(nameof(rescale));
-        }
-        return kept.MoveToOuterDisposeScope();
+        return RescaleInPlace(kept, x, rescale, k => k.div_(density)).MoveToOuterDisposeScope();
     }
 
     /// <summary>DELLA's MagPrune on one task vector: rank-linear keep probabilities in [density - epsilon, density + epsilon] per row.</summary>
@@ -303,8 +291,8 @@ public static class MergeRules
         if (density - epsilon <= 0 || density + epsilon > 1)
             throw new ArgumentException($"della: density {density} +/- epsilon {epsilon} must stay in (0, 1].");
         var probs = KeepProbabilities(x, density, epsilon);
-        var mask = bernoulli(probs, generator);
-        return Rescaled(x, mask, probs, rescale).MoveToOuterDisposeScope();
+        var kept = bernoulli(probs, generator).mul_(x);                        // the mask's own buffer takes the kept values
+        return RescaleInPlace(kept, x, rescale, k => k.div_(probs)).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -315,30 +303,46 @@ public static class MergeRules
     {
         using var scope = NewDisposeScope();
         var x = F32(tau);
-        var rows = x.dim() < 2 ? x.view(1, -1) : x.view(x.shape[0], -1);
-        var m = rows.shape[1];
-        // Ascending rank 0..m-1 of each entry within its row: one argsort, then the ranks scattered to the sorted positions
-        // (a second argsort would hold another set of int64 indices and sort buffers).
-        var order = rows.abs().argsort(dim: 1);
-        var ranks = zeros_like(rows).scatter_(1, order, arange(m, dtype: ScalarType.Float32).expand(rows.shape[0], m));
-        order.Dispose();
-        var norm = m > 1 ? ranks / (m - 1) : zeros_like(ranks);
-        return (norm * (2 * epsilon) + (density - epsilon)).view(x.shape).MoveToOuterDisposeScope();
+        var rows = x.dim() < 2 ? x.view(1, -1) : x.reshape(x.shape[0], -1);
+        var (n, m) = (rows.shape[0], rows.shape[1]);
+        var probs = empty(n, m, ScalarType.Float32);
+        // Ascending rank 0..m-1 of each entry within its row: an argsort, then the ranks scattered to the sorted positions.
+        // A block of rows at a time (about 65,000 entries), so the int64 indices and sort buffers stay small against a
+        // large matrix: the streaming merge's peak.
+        var block = Math.Max(1, (1L << 16) / Math.Max(1, m));
+        using var ramp = arange(m, dtype: ScalarType.Float32);
+        for (long start = 0; start < n; start += block)
+        {
+            using var inner = NewDisposeScope();
+            var len = Math.Min(block, n - start);
+            var part = rows.narrow(0, start, len);
+            var order = part.abs().argsort(dim: 1);
+            var target = probs.narrow(0, start, len);
+            target.zero_().scatter_(1, order, ramp.expand(len, m));
+            if (m > 1) target.mul_(2 * epsilon / (m - 1));
+            target.add_(density - epsilon);
+        }
+        return probs.view(x.shape).MoveToOuterDisposeScope();
     }
 
-    static Tensor Rescaled(Tensor x, Tensor mask, Tensor probs, RescaleMode rescale)
+    /// <summary>
+    /// <paramref name="kept"/> (the kept entries of <paramref name="x"/>, zeros elsewhere) rescaled in place: by
+    /// <paramref name="inverse"/> (division by the keep probabilities) or to x's L1 norm; returns it.
+    /// </summary>
+    static Tensor RescaleInPlace(Tensor kept, Tensor x, RescaleMode rescale, Action<Tensor> inverse)
     {
-        var kept = x * mask;
         switch (rescale)
         {
-            case RescaleMode.None: return kept;
-            case RescaleMode.Inverse: return kept / probs;
+            case RescaleMode.None: break;
+            case RescaleMode.Inverse: inverse(kept); break;
             case RescaleMode.L1:
                 var before = x.abs().sum().ToDouble();
                 var after = kept.abs().sum().ToDouble();
-                return before < 1e-7 || after < 1e-7 ? kept : kept * (before / after);
+                if (before >= 1e-7 && after >= 1e-7) kept.mul_(before / after);
+                break;
             default: throw new ArgumentOutOfRangeException(nameof(rescale));
         }
+        return kept;
     }
 
     // ---------------------------------------------------------------- helpers

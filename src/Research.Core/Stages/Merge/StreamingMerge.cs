@@ -12,14 +12,13 @@ namespace Research.Stages.Merge;
 /// <summary>
 /// The weights of one checkpoint directory, opened lazily: model.safetensors, or the shards that
 /// model.safetensors.index.json names (each shard is memory-mapped when first needed). Nothing is read until
-/// <see cref="Read"/> copies one tensor out.
+/// <see cref="Read"/> hands out one tensor.
 /// </summary>
 public sealed class CheckpointReader : IDisposable
 {
     readonly Dictionary<string, string> _shardOf = new(StringComparer.Ordinal);
     readonly Dictionary<string, SafetensorsFile> _open = new(StringComparer.Ordinal);
     readonly Dictionary<string, TensorEntry> _entries = new(StringComparer.Ordinal);
-    readonly Dictionary<string, Microsoft.Win32.SafeHandles.SafeFileHandle> _handles = new(StringComparer.Ordinal);
 
     public string Dir { get; }
     public IReadOnlyList<string> Names { get; }
@@ -57,53 +56,16 @@ public sealed class CheckpointReader : IDisposable
     public TensorEntry Entry(string name) => _entries[name];
 
     /// <summary>
-    /// One tensor, read with positioned reads (pread) straight into its own CPU memory: the input files are never mapped
-    /// page by page into this process, so a merge's resident memory holds the tensors in flight, not the inputs it has
-    /// passed (the mapped pages of a whole model would stay resident until unmapped). BOOL tensors go through the
-    /// mapped reader, which validates their bytes.
+    /// One tensor, as a zero-copy view of its memory-mapped shard (<see cref="SafetensorsFile.View"/>): nothing is copied and
+    /// the merge allocates no memory for its inputs. When the caller frees the tensor its pages leave this process's resident
+    /// set, so resident memory holds the tensors in flight, not the inputs already passed.
     /// </summary>
-    public Tensor Read(string name)
-    {
-        var file = _shardOf[name];
-        var f = Shard(file);
-        var e = f.Entry(name);
-        if (e.DType == "BOOL") return f.Read(name);
-        if (!_handles.TryGetValue(file, out var handle))
-            _handles[file] = handle = System.IO.File.OpenHandle(f.Path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
-        var t = empty(e.Shape, Safetensors.ScalarTypeOf(e.DType), CPU);
-        try
-        {
-            if (e.ByteLength == 0) return t;
-            using var flat = t.view(-1);
-            var elem = t.element_size();
-            var per = Math.Max(1, (1L << 30) / elem);
-            for (long start = 0; start < flat.numel(); start += per)
-            {
-                using var part = flat.narrow(0, start, Math.Min(per, flat.numel() - start));
-                var span = part.bytes;
-                var at = f.DataStart + e.Begin + start * elem;
-                for (var done = 0; done < span.Length;)
-                {
-                    var n = RandomAccess.Read(handle, span[done..], at + done);
-                    if (n <= 0) throw new SafetensorsException($"{f.Path}: unexpected end of file reading tensor '{name}'", f.Path, name);
-                    done += n;
-                }
-            }
-            return t;
-        }
-        catch
-        {
-            t.Dispose();
-            throw;
-        }
-    }
+    public Tensor Read(string name) => Shard(_shardOf[name]).View(name);
 
     public void Dispose()
     {
         foreach (var f in _open.Values) f.Dispose();
-        foreach (var h in _handles.Values) h.Dispose();
         _open.Clear();
-        _handles.Clear();
     }
 }
 
