@@ -28,30 +28,40 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var x32 = x.to(float32);
-        var normed = x32 * rsqrt(x32.pow(2).mean([-1L], keepdim: true) + eps);
+        // x * x, not pow(2): the same value, and its backward is one product where pow's is a power and two products.
+        var normed = x32 * rsqrt((x32 * x32).mean([-1L], keepdim: true) + eps);
         return (normed.to(x.dtype) * weight).MoveToOuterDisposeScope();
     }
 }
 
-/// <summary>Rotary position embedding, Hugging Face "rotate half" layout (first half / second half of each head).</summary>
+/// <summary>
+/// Rotary position embedding, Hugging Face "rotate half" layout (first half / second half of each head):
+/// x cos + rotate_half(x) sin with rotate_half(x) = (-x2, x1). Written as x cos + (x2, x1) sin' with the sign folded into
+/// the table, sin' = (-sin, sin) over the two halves (bit-identical: negation is exact), and applied in the projections'
+/// own (B, T, heads, hd) layout, before heads are transposed out: contiguous rows, one op fewer.
+/// </summary>
 public static class Rope
 {
-    /// <summary>cos and sin of shape (B or 1, 1, T, hd) for integer positions of shape (B, T) or (T).</summary>
+    /// <summary>cos and the signed sin' of shape (B or 1, T, 1, hd) for integer positions of shape (B, T) or (T).</summary>
     public static (Tensor Cos, Tensor Sin) Tables(Tensor positions, int headDim, double theta, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
         var invFreq = pow(theta, -arange(0, headDim, 2, dtype: float32, device: positions.device) / headDim); // (hd/2)
         var pos = positions.dim() == 1 ? positions.unsqueeze(0) : positions;                                 // (B, T)
-        var angles = pos.to(float32).unsqueeze(-1) * invFreq;                                               // (B, T, hd/2)
-        var emb = cat([angles, angles], -1).unsqueeze(1);                                                   // (B, 1, T, hd)
-        return (emb.cos().to(dtype).MoveToOuterDisposeScope(), emb.sin().to(dtype).MoveToOuterDisposeScope());
+        var angles = (pos.to(float32).unsqueeze(-1) * invFreq).unsqueeze(2);                               // (B, T, 1, hd/2)
+        var cos = angles.cos();
+        var sin = angles.sin();
+        return (cat([cos, cos], -1).to(dtype).MoveToOuterDisposeScope(), cat([-sin, sin], -1).to(dtype).MoveToOuterDisposeScope());
     }
 
-    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)                                              // x: (B, h, T, hd)
+    /// <param name="x">(B, T, h, hd): heads not yet transposed.</param>
+    /// <param name="cos">From <see cref="Tables"/>.</param>
+    /// <param name="sin">The signed sin' from <see cref="Tables"/>.</param>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
         var half = x.shape[^1] / 2;
-        var rotated = cat([-x.narrow(-1, half, half), x.narrow(-1, 0, half)], -1);
-        return x * cos + rotated * sin;
+        var swapped = cat([x.narrow(-1, half, half), x.narrow(-1, 0, half)], -1);
+        return x * cos + swapped * sin;
     }
 }
 
@@ -116,11 +126,9 @@ public sealed class LlamaAttention : nn.Module
     {
         var (b, t) = (x.shape[0], x.shape[1]);
         var qkv = Lora.ForwardStacked([q_proj, k_proj, v_proj], x);
-        var q = qkv[0].view(b, t, nHeads, headDim).transpose(1, 2);   // (B, nh, T, hd)
-        var k = qkv[1].view(b, t, nKv, headDim).transpose(1, 2);      // (B, kvh, T, hd)
-        var v = qkv[2].view(b, t, nKv, headDim).transpose(1, 2);      // (B, kvh, T, hd)
-        q = Rope.Apply(q, cos, sin);
-        k = Rope.Apply(k, cos, sin);
+        var q = Rope.Apply(qkv[0].view(b, t, nHeads, headDim), cos, sin).transpose(1, 2);   // (B, nh, T, hd)
+        var k = Rope.Apply(qkv[1].view(b, t, nKv, headDim), cos, sin).transpose(1, 2);      // (B, kvh, T, hd)
+        var v = qkv[2].view(b, t, nKv, headDim).transpose(1, 2);                             // (B, kvh, T, hd)
         var past = cache?.Length ?? 0;
         if (cache is not null) (k, v) = cache.Append(layer, k, v);               // (B, kvh, past+T, hd)
         if (nKv != nHeads)
