@@ -7,11 +7,15 @@
 // hard labels are a poor estimate of the distribution the teacher has learned from plenty of data); a teacher >= 4x the
 // student's parameters is tuned on the plenty; the student is trained on the small sample once on its hard labels
 // (kd_ratio 0) and once distilled (token-level GJSD, kd_ratio 0.9). At the default scale also: distilled from a top-32
-// teacher cache, on-policy (lambda 0.5) and sequence-level KD.
-//   research run scripts/repro-distill.fsx [--tiny] [--out DIR] [--seed 7] [--teacher-steps 600] [--student-steps 300]
+// teacher cache, on-policy (lambda 0.5) and sequence-level KD; each prints HELD / DID NOT HOLD against the hard labels.
+// Default (quick-start) scale: the teacher is the quick start's tiny model (0.77M parameters), the student d 64 x 3
+// (0.155M, 1/5 of it); 32 keys; teacher 500 steps x 32 on 8000 examples; students 300 steps x 16 on 256 examples. Sized
+// to finish in about 40 minutes on two shared cores (the on-policy student, which samples every row one at a time, is
+// half of it).
+//   research run scripts/repro-distill.fsx [--tiny] [--out DIR] [--seed 7] [--teacher-steps 500] [--student-steps 300]
 //                                          [--small 256]
 // Writes DIR/distill-heldout-loss.{html,png,svg,pdf} (held-out loss per student, bars) and DIR/distill.{tex,md}.
-// Exit code 0 when the claimed direction held, 3 when it did not.
+// Exit code 0 when the claimed direction (token-level GJSD beats hard labels) held, 3 when it did not.
 #if !RESEARCH_HOST
 #load "research.fsx"
 #endif
@@ -54,8 +58,8 @@ let lines (s: int64) n =
         o.ToJsonString() ]
 let write name (xs: string list) = let p = Path.Combine(root, name) in File.WriteAllLines(p, xs); p
 
-let config steps lr =
-    TrainConfig(Steps = steps, BatchSize = (if tiny then 8 else 32), LearningRate = lr, WarmupSteps = (if tiny then 2 else 20), WeightDecay = 0.0,
+let config steps batch lr =
+    TrainConfig(Steps = steps, BatchSize = batch, LearningRate = lr, WarmupSteps = (if tiny then 2 else 20), WeightDecay = 0.0,
                 LogEvery = 50, EvalEvery = 0, CheckpointEvery = 0)
 let ctx name parents = StageContext(name, Path.Combine(root, name), List.toArray parents, [||], int64 seed, torch.CPU, TextWriter.Null)
 let save name (cfg: LlamaConfig) =
@@ -71,14 +75,15 @@ let studentConfig, teacherConfig =
     if tiny then
         LlamaConfig(VocabSize = 259, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64),
         LlamaConfig(VocabSize = 259, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 3, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64)
-    else LlamaConfig.Tiny(), LlamaConfig(HiddenSize = 256, IntermediateSize = 704, NumHiddenLayers = 5, NumAttentionHeads = 4, NumKeyValueHeads = 2)
+    // Quick-start scale: the teacher is the quick start's tiny model (0.77M), the student a d 64 x 3 model (0.155M, 1/5).
+    else LlamaConfig(HiddenSize = 64, IntermediateSize = 176, NumHiddenLayers = 3, NumAttentionHeads = 4, NumKeyValueHeads = 2), LlamaConfig.Tiny()
 let student = save "student-init" studentConfig
 let teacherInit = save "teacher-init" teacherConfig
 let ratio = float (parameters teacherInit) / float (parameters student)
 let teacher =
     let c = ctx "teacher" [ teacherInit ]
     TuneExecutor().Execute(c, TuneOptions(DataPath = write "big.jsonl" (lines 1L (if tiny then 400 else 8000)), BlockLength = 16, Packing = false,
-                                          ValidationFraction = 0.02, Train = config (arg "teacher-steps" (if tiny then 100 else 600)) (if tiny then 1e-2 else 1e-3))) |> ignore
+                                          ValidationFraction = 0.02, Train = config (arg "teacher-steps" (if tiny then 100 else 500)) (if tiny then 8 else 32) (if tiny then 1e-2 else 2e-3))) |> ignore
     c.FinalCheckpoint
 let small = write "small.jsonl" (lines 2L (arg "small" (if tiny then 24 else 256)))
 let heldout = write "heldout.jsonl" (lines 3L (if tiny then 200 else 2000))
@@ -92,7 +97,7 @@ let loss dir =
 let studentSteps = arg "student-steps" (if tiny then 100 else 300)
 let distill name (f: DistillStageOptions -> DistillStageOptions) =
     let c = ctx name [ student; teacher ]
-    let o = DistillStageOptions(DataPath = small, BlockLength = 16, MaxNewTokens = 8, ValidationFraction = 0.05, Train = config studentSteps (if tiny then 3e-3 else 1e-3))
+    let o = DistillStageOptions(DataPath = small, BlockLength = 16, MaxNewTokens = 8, ValidationFraction = 0.05, Train = config studentSteps (if tiny then 8 else 16) (if tiny then 3e-3 else 2e-3))
     DistillExecutor().Execute(c, f o) |> ignore
     c.FinalCheckpoint
 let set (field: string) (v: obj) (o: DistillStageOptions) = Research.Util.RecordCopy.With(o, field, v)
@@ -120,5 +125,8 @@ let hard, soft = get hardName, get softName
 let held = ratio >= 4.0 && soft < hard
 printfn "claim (Hinton et al., 2015; Agarwal et al., 2024): a student distilled from a >= 4x teacher has a lower held-out loss than on hard labels"
 printfn "teacher / student parameters %.2f; held-out loss distilled %.4f vs hard labels %.4f -> %s" ratio soft hard (if held then "HELD" else "DID NOT HOLD")
+// The variants are reported against the same hard-label student; only the primary claim (token-level GJSD) sets the exit code.
+for name, l in results |> List.filter (fun (n, _) -> n <> "teacher" && n <> hardName && n <> softName) do
+    printfn "variant %s: held-out loss %.4f vs hard labels %.4f -> %s" name l hard (if l < hard then "HELD" else "DID NOT HOLD")
 printfn "figure and table in %s" (Path.GetFullPath outDir)
 if not held then exit 3
