@@ -8,8 +8,9 @@
 // digit (two skills on disjoint tokens), each a supervised fine-tune of the base; score = answer accuracy (teacher-forced
 // argmax over the answer and end-of-text tokens) on held-out prompts of both tasks. The fine-tunes use a small learning rate (the DARE paper's setting: supervised
 // fine-tunes whose deltas are small; see docs/methods/merge.md for why DARE fails on large deltas).
-// --tiny (about 30 s): a 2-layer, 64-wide model on one thread; the base also copies the symbols the tasks answer with;
-// the task fine-tunes take batches of 64; lambda in {0.75, 1, 1.25}. docs/methods/merge.md says why each of these.
+// --tiny (about 30 s): a 2-layer, 64-wide model on one thread; letters i..p (no tag among them); the base also copies
+// the symbols the tasks answer with; the task fine-tunes take batches of 64; lambda in {0.75, 1, 1.25}.
+// docs/methods/merge.md says why each of these.
 //   research run scripts/repro-merge.fsx [--tiny] [--out DIR] [--seed 7] [--base-steps 400] [--task-steps 300]
 //                                        [--task-lr 2e-4] [--base-lr 3e-3]
 // Each method's merge coefficient lambda is chosen on separate validation prompts, as Ilharco et al. choose it; the
@@ -42,19 +43,22 @@ let root = Path.Combine(arg "workspace" (Experiment.defaultWorkspace ()), "repro
 if Directory.Exists root then Directory.Delete(root, true)
 Directory.CreateDirectory root |> ignore
 
-/// Prompt "<tag>:<x>=": u upper-cases a letter a..l (a..h at --tiny), d adds one to a digit 0..8 (0..7), c copies either.
+/// Prompt "<tag>:<x>=": u upper-cases a letter a..l (i..p at --tiny), d adds one to a digit 0..8 (0..7), c copies either.
+/// At --tiny no tag is one of the letters: with a..h the upper-case fine-tune also capitalised the tag of "d:3=", and
+/// every merge answered "D" to digit prompts (seed 5; docs/methods/merge.md).
 let letters, digits = (if tiny then 8 else 12), (if tiny then 8 else 9)
+let firstLetter = if tiny then 'i' else 'a'
 let lines (tag: char) (s: int64) (n: int) =
     let rng = Rng(s)
     [ for _ in 1 .. n ->
-        let letter = char (int 'a' + rng.NextInt letters)
+        let letter = char (int firstLetter + rng.NextInt letters)
         let digit = char (int '0' + rng.NextInt digits)
         let x, answer =
             match tag with
             | 'u' -> string letter, string (Char.ToUpperInvariant letter)
             | 'd' -> string digit, string (char (int digit + 1))
             | _ when tiny ->
-                // At --tiny the base copies every symbol either task answers with (A..H, 0..8) as well, so neither
+                // At --tiny the base copies every symbol either task answers with (I..P, 0..8) as well, so neither
                 // fine-tune has to teach the shared end of text after a new symbol (see docs/methods/merge.md).
                 let x =
                     match rng.NextInt 4 with
