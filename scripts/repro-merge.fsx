@@ -45,7 +45,7 @@ Directory.CreateDirectory root |> ignore
 
 /// Prompt "<tag>:<x>=": u upper-cases a letter a..l (i..p at --tiny), d adds one to a digit 0..8 (0..7), c copies either.
 /// At --tiny no tag is one of the letters: with a..h the upper-case fine-tune also capitalised the tag of "d:3=", and
-/// every merge answered "D" to digit prompts (seed 5; docs/methods/merge.md).
+/// the merges answered "D" to digit prompts (seed 5; docs/methods/merge.md).
 let letters, digits = (if tiny then 8 else 12), (if tiny then 8 else 9)
 let firstLetter = if tiny then 'i' else 'a'
 let lines (tag: char) (s: int64) (n: int) =
@@ -89,8 +89,9 @@ let init = Path.Combine(root, "init")
 let examples = if tiny then 400 else 4000
 let baseDir = tune "base" init (write "copy.jsonl" (lines 'c' 1L examples)) (arg "base-steps" 400) (arg "base-lr" 3e-3) (if tiny then 16 else 32)
 let taskSteps, taskLr = arg "task-steps" 300, arg "task-lr" 2e-4
-/// The task fine-tunes take batches of 64 at --tiny: with 16, the gradient noise of a 64-wide model moves every weight
-/// about as much as the task does, and the two noisy task vectors no longer add up (docs/methods/merge.md).
+/// The task fine-tunes take batches of 64 at --tiny: with 16 (measured on a 32-wide model) the gradient noise moves
+/// weights the task does not need about as much as the task does (AdamW normalizes every update), and the two noisy
+/// task vectors no longer add up (docs/methods/merge.md).
 let taskBatch = if tiny then 64 else 32
 let taskA = tune "task-upper" baseDir (write "upper.jsonl" (lines 'u' 2L examples)) taskSteps taskLr taskBatch
 let taskB = tune "task-digit" baseDir (write "digit.jsonl" (lines 'd' 3L examples)) taskSteps taskLr taskBatch
