@@ -8,6 +8,9 @@
 // digit (two skills on disjoint tokens), each a supervised fine-tune of the base; score = answer accuracy (teacher-forced
 // argmax over the answer and end-of-text tokens) on held-out prompts of both tasks. The fine-tunes use a small learning rate (the DARE paper's setting: supervised
 // fine-tunes whose deltas are small; see docs/methods/merge.md for why DARE fails on large deltas).
+// --tiny (about 30 s): a 2-layer, 64-wide model on one thread; letters i..p (no tag among them); the base also copies
+// the symbols the tasks answer with; the task fine-tunes take batches of 64; lambda in {0.75, 1, 1.25}.
+// docs/methods/merge.md says why each of these.
 //   research run scripts/repro-merge.fsx [--tiny] [--out DIR] [--seed 7] [--base-steps 400] [--task-steps 300]
 //                                        [--task-lr 2e-4] [--base-lr 3e-3]
 // Each method's merge coefficient lambda is chosen on separate validation prompts, as Ilharco et al. choose it; the
@@ -34,21 +37,35 @@ let tiny = Array.contains "--tiny" args
 let arg name fallback = Script.arg args name fallback
 let seed = arg "seed" 7
 let outDir = arg "out" "repro-merge"
+// A model this small runs fastest on one intra-op thread, and one thread gives the same numbers on every machine.
+if tiny && String.IsNullOrEmpty(Environment.GetEnvironmentVariable "RESEARCH_THREADS") then torch.set_num_threads 1
 let root = Path.Combine(arg "workspace" (Experiment.defaultWorkspace ()), "repro-merge", $"seed-{seed}")
 if Directory.Exists root then Directory.Delete(root, true)
 Directory.CreateDirectory root |> ignore
 
-/// Prompt "<tag>:<x>=": u upper-cases a letter a..l (a..h at --tiny), d adds one to a digit 0..8 (0..7), c copies either.
+/// Prompt "<tag>:<x>=": u upper-cases a letter a..l (i..p at --tiny), d adds one to a digit 0..8 (0..7), c copies either.
+/// At --tiny no tag is one of the letters: with a..h the upper-case fine-tune also capitalised the tag of "d:3=", and
+/// the merges answered "D" to digit prompts (seed 5; docs/methods/merge.md).
 let letters, digits = (if tiny then 8 else 12), (if tiny then 8 else 9)
+let firstLetter = if tiny then 'i' else 'a'
 let lines (tag: char) (s: int64) (n: int) =
     let rng = Rng(s)
     [ for _ in 1 .. n ->
-        let letter = char (int 'a' + rng.NextInt letters)
+        let letter = char (int firstLetter + rng.NextInt letters)
         let digit = char (int '0' + rng.NextInt digits)
         let x, answer =
             match tag with
             | 'u' -> string letter, string (Char.ToUpperInvariant letter)
             | 'd' -> string digit, string (char (int digit + 1))
+            | _ when tiny ->
+                // At --tiny the base copies every symbol either task answers with (I..P, 0..8) as well, so neither
+                // fine-tune has to teach the shared end of text after a new symbol (see docs/methods/merge.md).
+                let x =
+                    match rng.NextInt 4 with
+                    | 0 -> string letter
+                    | 1 -> string (Char.ToUpperInvariant letter)
+                    | _ -> string (char (int '0' + rng.NextInt (digits + 1)))
+                x, x
             | _ -> let x = (if rng.NextInt 2 = 0 then string letter else string digit) in x, x
         let o = JsonObject()
         o["prompt"] <- JsonValue.Create($"{tag}:{x}=")
@@ -57,23 +74,27 @@ let lines (tag: char) (s: int64) (n: int) =
 let write name (xs: string list) = let p = Path.Combine(root, name) in File.WriteAllLines(p, xs); p
 
 let model =
-    if tiny then LlamaConfig(VocabSize = 259, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4,
+    if tiny then LlamaConfig(VocabSize = 259, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4,
                              NumKeyValueHeads = 2, MaxPositionEmbeddings = 64)
     else LlamaConfig.Tiny()
-let config steps lr =
-    TrainConfig(Steps = steps, BatchSize = (if tiny then 16 else 32), LearningRate = lr, WarmupSteps = 20, WeightDecay = 0.0, LogEvery = 50, EvalEvery = 0, CheckpointEvery = 0)
-let tune name parent data steps lr =
+let config steps lr batch =
+    TrainConfig(Steps = steps, BatchSize = batch, LearningRate = lr, WarmupSteps = 20, WeightDecay = 0.0, LogEvery = 50, EvalEvery = 0, CheckpointEvery = 0)
+let tune name parent data steps lr batch =
     let c = StageContext(name, Path.Combine(root, name), [| parent |], [||], int64 seed, torch.CPU, TextWriter.Null)
-    TuneExecutor().Execute(c, TuneOptions(DataPath = data, BlockLength = (if tiny then 12 else 16), Packing = false, ValidationFraction = 0.02, Train = config steps lr)) |> ignore
+    TuneExecutor().Execute(c, TuneOptions(DataPath = data, BlockLength = (if tiny then 12 else 16), Packing = false, ValidationFraction = 0.02, Train = config steps lr batch)) |> ignore
     c.FinalCheckpoint
 
 let init = Path.Combine(root, "init")
 (use m = new LlamaForCausalLM(model, int64 seed) in Checkpoint.Save(init, m, ByteTokenizer.Instance))
 let examples = if tiny then 400 else 4000
-let baseDir = tune "base" init (write "copy.jsonl" (lines 'c' 1L examples)) (arg "base-steps" (if tiny then 150 else 400)) (arg "base-lr" (if tiny then 1e-2 else 3e-3))
-let taskSteps, taskLr = arg "task-steps" (if tiny then 60 else 300), arg "task-lr" (if tiny then 1e-3 else 2e-4)
-let taskA = tune "task-upper" baseDir (write "upper.jsonl" (lines 'u' 2L examples)) taskSteps taskLr
-let taskB = tune "task-digit" baseDir (write "digit.jsonl" (lines 'd' 3L examples)) taskSteps taskLr
+let baseDir = tune "base" init (write "copy.jsonl" (lines 'c' 1L examples)) (arg "base-steps" 400) (arg "base-lr" 3e-3) (if tiny then 16 else 32)
+let taskSteps, taskLr = arg "task-steps" 300, arg "task-lr" 2e-4
+/// The task fine-tunes take batches of 64 at --tiny: with 16 (measured on a 32-wide model) the gradient noise moves
+/// weights the task does not need about as much as the task does (AdamW normalizes every update), and the two noisy
+/// task vectors no longer add up (docs/methods/merge.md).
+let taskBatch = if tiny then 64 else 32
+let taskA = tune "task-upper" baseDir (write "upper.jsonl" (lines 'u' 2L examples)) taskSteps taskLr taskBatch
+let taskB = tune "task-digit" baseDir (write "digit.jsonl" (lines 'd' 3L examples)) taskSteps taskLr taskBatch
 let heldoutCount = if tiny then 100 else 200
 let prompts a b = lines 'u' a heldoutCount @ lines 'd' b heldoutCount |> List.mapi (fun i l -> SftData.Parse(l, "held-out", i + 1)) |> List.toArray
 /// Validation prompts choose each method's merge coefficient (as Ilharco et al. choose lambda); test prompts score it.
@@ -105,7 +126,7 @@ let methods =
     [ "task arithmetic", (fun l -> MergeStageOptions(Method = MergeMethod.TaskArithmetic, Weights = [| 1.0; 1.0 |], Lambda = Nullable l))
       "TIES (density 0.5)", (fun l -> MergeStageOptions(Method = MergeMethod.Ties, Weights = [| 1.0; 1.0 |], Density = Nullable 0.5, Lambda = Nullable l))
       "DARE (drop 0.9)", (fun l -> MergeStageOptions(Method = MergeMethod.DareLinear, Weights = [| 1.0; 1.0 |], Density = Nullable 0.1, Lambda = Nullable l)) ]
-let lambdas = if tiny then [ 0.5; 0.75; 1.0 ] else [ 0.25; 0.5; 0.75; 1.0; 1.25 ]
+let lambdas = if tiny then [ 0.75; 1.0; 1.25 ] else [ 0.25; 0.5; 0.75; 1.0; 1.25 ]
 let singles = [ "base", accuracy baseDir; "upper-case only", accuracy taskA; "digit+1 only", accuracy taskB ]
 let merged =
     [ for name, options in methods do
