@@ -20,6 +20,7 @@ public sealed unsafe partial class SafetensorsFile
     bool _unmapWhenViewsFreed;
     StorageDeleter? _deleter;
     nint _deleterPointer;
+    GCHandle _alive;                                             // held while views exist: their deleter calls back into this object
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     delegate void StorageDeleter(IntPtr data);
@@ -57,7 +58,7 @@ public sealed unsafe partial class SafetensorsFile
                     _deleterPointer = Marshal.GetFunctionPointerForDelegate(_deleter);
                 }
                 _viewRanges[data] = _viewRanges.TryGetValue(data, out var r) ? (r.Bytes, r.Count + 1) : (e.ByteLength, 1);
-                _liveViews++;
+                if (_liveViews++ == 0) _alive = GCHandle.Alloc(this);
             }
         }
         if (data == 0) return Read(name);
@@ -89,7 +90,7 @@ public sealed unsafe partial class SafetensorsFile
                     _viewRanges.Remove(data);
                     DropPages(data, r.Bytes);
                 }
-                _liveViews--;
+                if (--_liveViews == 0) _alive.Free();
                 unmap = _liveViews == 0 && _unmapWhenViewsFreed;
                 if (unmap) _unmapWhenViewsFreed = false;
             }
