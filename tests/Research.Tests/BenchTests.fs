@@ -28,7 +28,7 @@ let tests =
             use doc = JsonDocument.Parse json
             let root = doc.RootElement
             for key in [ "loop_ratio"; "mfu"; "optimizer_share"; "merge_bandwidth_ratio"; "bf16_matmul_speedup"
-                         "bf16_forward_backward_speedup"; "packing_mb_per_s"; "eval_sequences_per_s"; "bf16_speedup"; "bf16_loss_gap" ] do
+                         "bf16_forward_backward_speedup"; "packing_mb_per_s"; "eval_sequences_per_s"; "bf16_speedup"; "bf16_loss_gap"; "merge_peak_memory_ratio" ] do
                 finitePositive key (root.GetProperty(key).GetDouble())
             // rss_growth can be zero or negative when nothing leaks; it must be a finite number
             Expect.isTrue (Double.IsFinite(root.GetProperty("rss_growth").GetDouble())) "rss_growth is finite"

@@ -40,7 +40,7 @@ public static class BenchCommand
         foreach (var s in r.Sizes)
             Console.WriteLine($"{s.Name,-6} {s.Parameters / 1e6,7:F2}M {s.OurTokensPerS,11:F0} {s.HandTokensPerS,11:F0} {s.LoopRatio,10:F3} {s.FlopsPerToken / 1e9,9:F4} {s.SgemmFlopsPerS / 1e9,10:F1} {s.Mfu,6:F3} {s.HandMfu,8:F3} {s.OptimizerShare,9:P1} {s.Bf16MatmulSpeedup,7:F2} {s.Bf16ForwardBackwardSpeedup,8:F2} {s.EvalSequencesPerS,10:F1}");
         Console.WriteLine($"rss_growth: {r.Rss.RssGrowth:P2} over {r.Rss.Steps} steps ({r.Rss.RssAfterWarmupBytes / 1e6:F0} MB -> {r.Rss.RssAfterStepsBytes / 1e6:F0} MB)");
-        Console.WriteLine($"merge: {r.Merge.MergeBytesPerS / 1e6:F0} MB/s vs memory copy {r.Merge.MemoryCopyBytesPerS / 1e6:F0} MB/s (merge_bandwidth_ratio {r.Merge.MergeBandwidthRatio:F3}) and file copy {r.Merge.FileCopyBytesPerS / 1e6:F0} MB/s ({r.Merge.FileCopyRatio:F3}); checkpoint {r.Merge.CheckpointBytes / 1e6:F1} MB");
+        Console.WriteLine($"merge: {r.Merge.MergeBytesPerS / 1e6:F0} MB/s vs memory copy {r.Merge.MemoryCopyBytesPerS / 1e6:F0} MB/s (merge_bandwidth_ratio {r.Merge.MergeBandwidthRatio:F3}) and file copy {r.Merge.FileCopyBytesPerS / 1e6:F0} MB/s ({r.Merge.FileCopyRatio:F3}); output in /dev/shm {r.Merge.MemoryFsMergeBytesPerS / 1e6:F0} MB/s ({r.Merge.MemoryFsMergeBytesPerS / r.Merge.MemoryCopyBytesPerS:F3} of memory copy); checkpoint {r.Merge.CheckpointBytes / 1e6:F1} MB");
         if (r.MergeMemory is { Count: > 0 } mms)
         {
             var first = mms[0];
