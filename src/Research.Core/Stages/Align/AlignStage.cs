@@ -54,6 +54,8 @@ public sealed record AlignOptions : IReadsFiles
     /// </summary>
     public int SamplesPerPrompt { get; init; }
     public double SampleTemperature { get; init; } = 1.0;
+    /// <summary>Nucleus of the sampled answers (1 = off; papers sample with 0.9..0.95): a micro model's long tail of bytes otherwise derails samples into noise that never stops.</summary>
+    public double SampleTopP { get; init; } = 1.0;
     /// <summary>
     /// BatchSize counts pairs (2 rows each). LR 5e-4: DPO on billion-parameter models uses 5e-7..5e-6 (TRL 1e-6), but
     /// the micro models here were pretrained at 1e-3..2e-3 and move little below 1e-4 in a few dozen steps; a quarter to a
@@ -67,7 +69,8 @@ public sealed record AlignOptions : IReadsFiles
         Preference.Validate();
         if (MaxLength < 2) throw new ArgumentException($"align: max_length must be >= 2 (got {MaxLength})");
         if (Generations < 0 || GenerationTokens < 1) throw new ArgumentException("align: generations must be >= 0 and generation_tokens >= 1");
-        if (SamplesPerPrompt < 0 || !(SampleTemperature > 0)) throw new ArgumentException($"align: samples_per_prompt must be >= 0 (got {SamplesPerPrompt}) and sample_temperature > 0 (got {SampleTemperature})");
+        if (SamplesPerPrompt < 0 || !(SampleTemperature > 0) || !(SampleTopP > 0 && SampleTopP <= 1))
+            throw new ArgumentException($"align: samples_per_prompt must be >= 0 (got {SamplesPerPrompt}), sample_temperature > 0 (got {SampleTemperature}) and sample_top_p in (0, 1] (got {SampleTopP})");
         return this;
     }
 }
@@ -433,7 +436,7 @@ public static class Align
             var samples = new int[o.SamplesPerPrompt][];
             for (int j = 0; j < samples.Length; j++)
             {
-                var s = new SamplingOptions { MaxNewTokens = room, Temperature = o.SampleTemperature, StopToken = tokenizer.EosId, Seed = (long)Rng.Derive(seed, 0x5A3E, i, j) };
+                var s = new SamplingOptions { MaxNewTokens = room, Temperature = o.SampleTemperature, TopP = o.SampleTopP, StopToken = tokenizer.EosId, Seed = (long)Rng.Derive(seed, 0x5A3E, i, j) };
                 var tokens = Generation.Generate(model, prompt, s);
                 samples[j] = tokens.Length > 0 && tokens[^1] == tokenizer.EosId ? tokens[..^1] : tokens;
             }
