@@ -73,8 +73,8 @@ let model =
     else tinyModel ()
 let start =
     pretrain world.General model |> Stage.steps (arg "pretrain-steps" (if tiny then 10 else 200)) |> Stage.evalEvery 0
-/// The SFT data: the world's instructions with the closing line on a seeded share (--sft-closing) of the answers, so the
-/// SFT model has a real stop-or-continue choice after an answer for preference optimisation to move.
+/// The SFT data: the world's question instructions (--sft-data all: every instruction) with the closing line on a seeded
+/// share (--sft-closing) of the answers, so the SFT model has a real stop-or-continue choice after an answer to move.
 let sftData = arg "sft-data" "questions"
 let sftFile =
     if sftClosing <= 0.0 && sftData = "all" then world.Instructions
