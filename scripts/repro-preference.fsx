@@ -1,4 +1,4 @@
-// Miniature reproduction: DPO, LN-DPO, SimPO and KTO from one SFT model on the world's preference pairs.
+// Miniature reproduction: DPO, LN-DPO, SimPO and KTO from one SFT model on length-biased preference pairs.
 // Papers: "Direct Preference Optimization: Your Language Model is Secretly a Reward Model" (Rafailov et al., 2023);
 // "The Hitchhiker's Guide to Human Alignment with *PO" (LN-DPO); "SimPO: Simple Preference Optimization with a
 // Reference-Free Reward" (Meng et al., 2024); "KTO: Model Alignment as Prospect Theoretic Optimization" (Ethayarajh et al., 2024).
@@ -6,18 +6,22 @@
 // log-ratios (LN-DPO) removes DPO's incentive to lengthen, so its answers are shorter than DPO's when the preference
 // data carries a length bias (chosen answers longer than rejected ones, as in real preference data).
 //   research run scripts/repro-preference.fsx [--tiny] [--out DIR] [--seed 7] [--data length-biased|world]
-//                                            [--general-docs 1500] [--pretrain-steps 200] [--tune-steps 200] [--tune-lr 1e-3]
-//                                            [--align-steps 40] [--align-lr 1e-4] [--beta 0.1] [--generations 24] [--generation-tokens 64]
-// --data length-biased (default): the world's pairs with a closing line appended to every chosen answer (a
-// "verbose" pair becomes the concise answer rejected against the same answer with the closing line), so chosen
-// answers are systematically longer; --data world: the world's pairs as they are (chosen answers are the concise ones).
+//                                            [--sft-data questions|all] [--sft-closing 0.5] [--general-docs 1500]
+//                                            [--pretrain-steps 200] [--tune-steps 200] [--tune-lr 1e-3] [--align-steps 40]
+//                                            [--align-lr 1e-4] [--beta 0.1] [--generations 24] [--generation-tokens 64] [--samples 8] [--top-p 1]
+// SFT model: tuned on the world's question instructions (--sft-data all: every instruction) with the closing line
+// " I hope this helps." on a seeded share (--sft-closing) of the answers, so it has a real stop-or-continue choice after
+// an answer. --data length-biased (default): every chosen answer ends with the closing line, the rejected answer is a
+// short bad one (see pairsFile); --data world: the world's pairs as they are (chosen answers are the concise ones).
 // KTO trains on the same pairs as unpaired labels (chosen desirable, rejected undesirable: the world's unpaired.jsonl);
-// held-out pairs stay pairs, so every method is scored on the same held-out pairs.
-// Writes DIR/preference-accuracy.{html,png,svg,pdf}, DIR/preference-length.{html,png,svg,pdf} and DIR/preference.{tex,md}.
+// held-out pairs stay pairs, so every method is scored on the same held-out pairs. Same beta (0.1), LR and steps for all.
+// Length = mean tokens of --samples answers sampled at temperature 1 per held-out prompt (sample j of prompt i uses the
+// same seed for every model: common random numbers); greedy length is printed too, but it is a step function of the
+// logits. Writes DIR/preference-accuracy.{html,png,svg,pdf}, DIR/preference-length.{html,png,svg,pdf}, DIR/preference.{tex,md}.
 // Preference accuracy is the implicit reward's (beta (dc - dr) > 0 on held-out pairs, as TRL's rewards/accuracies); the SFT
 // model is its own reference, so its implicit reward is 0 on every pair: chance, 0.5. The per-token likelihood accuracy
 // (mean log-prob of chosen above rejected's), where the SFT model has a value of its own, is printed as a secondary check.
-// Exit code 0 when the primary claims held (accuracy up for every method; LN-DPO shorter than DPO), 3 when not.
+// Exit code 0 when the primary claims held (accuracy up for every method; LN-DPO's sampled answers shorter than DPO's), 3 when not.
 #if !RESEARCH_HOST
 #load "research.fsx"
 #endif
@@ -35,20 +39,29 @@ let outDir = arg "out" "repro-preference"
 let dataKind = arg "data" "length-biased"
 let beta = arg "beta" 0.1
 let alignSteps = arg "align-steps" (if tiny then 15 else 40)
+let sftClosing = arg "sft-closing" 0.5
+let samples = arg "samples" (if tiny then 4 else 8)
+let topP = arg "top-p" 1.0
 
 let world = World.create (arg "general-docs" (if tiny then 600 else 1500)) seed
 
-/// The length-biased pairs: every chosen answer ends with a closing line; a "verbose" pair becomes the concise
-/// answer (rejected) against the same answer with the closing line (chosen).
+/// The length-biased pairs: every chosen answer ends with a closing line; the rejected answer is the world's short bad
+/// answer (a wrong fact, the wrong format) and, for a "verbose" pair, the concise answer to the same question about the
+/// next company (a wrong fact). Chosen and rejected are two answers, never one the other's prefix: with a shared prefix
+/// (the concise answer rejected against itself plus the closing line) LN-DPO's per-token averages push the shared answer
+/// down (1/|yc| - 1/|yr| < 0 on its tokens), which at this scale makes samples longer, not shorter.
 let closing = " I hope this helps."
 let pairsFile =
     match dataKind with
     | "world" -> world.Preferences
     | "length-biased" ->
         let path = Path.Combine(Path.GetDirectoryName world.Preferences, "preferences-length-biased.jsonl")
+        let pairs = Seq.toArray world.World.Preferences
+        // The world writes one pair per question of each company, in question order: i + questions is the same question, next company.
+        let questions = Seq.length (Research.Data.Synthetic.WorldTasks.Questions(Seq.head world.World.Entities.TrainCompanies))
         let lines =
-            [ for p in world.World.Preferences ->
-                let rejected = if p.Kind = "verbose" then p.Chosen else p.Rejected
+            [ for i, p in Array.indexed pairs ->
+                let rejected = if p.Kind = "verbose" then pairs[(i + questions) % pairs.Length].Chosen else p.Rejected
                 JsonSerializer.Serialize({| prompt = p.Prompt; chosen = p.Chosen + closing; rejected = rejected |}) ]
         Research.Runs.AtomicFile.WriteAllText(path, String.concat "\n" lines + "\n")
         path
@@ -60,8 +73,31 @@ let model =
     else tinyModel ()
 let start =
     pretrain world.General model |> Stage.steps (arg "pretrain-steps" (if tiny then 10 else 200)) |> Stage.evalEvery 0
+/// The SFT data: the world's question instructions (--sft-data all: every instruction) with the closing line on a seeded
+/// share (--sft-closing) of the answers, so the SFT model has a real stop-or-continue choice after an answer to move.
+let sftData = arg "sft-data" "questions"
+let sftFile =
+    if sftClosing <= 0.0 && sftData = "all" then world.Instructions
+    else
+        let rng = Research.Data.Rng(Research.Data.Rng.Derive(int64 seed, System.ReadOnlySpan<int64>([| 0xC105EL |])))
+        let path = Path.Combine(Path.GetDirectoryName world.Instructions, $"instructions-{sftData}-closing-{sftClosing}.jsonl")
+        let isQuestion (turns: Research.Data.Synthetic.Turn[]) = turns |> Array.exists (fun t -> t.Role = "user" && (t.Content.StartsWith "What is" || t.Content.StartsWith "Who is"))
+        let kept =
+            match sftData with
+            | "all" -> Seq.toList world.World.Instructions
+            | "questions" -> world.World.Instructions |> Seq.filter isQuestion |> Seq.toList
+            | other -> failwithf "--sft-data must be questions or all (got %s)" other
+        let lines =
+            [ for turns in kept ->
+                let msgs =
+                    [| for t in turns ->
+                        let content = if t.Role = "assistant" && rng.NextDouble() < sftClosing then t.Content + closing else t.Content
+                        {| role = t.Role; content = content |} |]
+                JsonSerializer.Serialize({| messages = msgs |}) ]
+        Research.Runs.AtomicFile.WriteAllText(path, String.concat "\n" lines + "\n")
+        path
 let sft =
-    tune world.Instructions |> Step.steps (arg "tune-steps" (if tiny then 40 else 200)) |> Step.lr (arg "tune-lr" (if tiny then 2e-3 else 1e-3))
+    tune sftFile |> Step.steps (arg "tune-steps" 200) |> Step.lr (arg "tune-lr" (if tiny then 2e-3 else 1e-3))
     |> Step.evalEvery 0 |> Step.named "sft"
 
 /// One align branch: the same data, steps, beta and held-out split; only the objective differs.
@@ -73,6 +109,8 @@ let method (name: string) (mode: AlignMode) (loss: PreferenceLoss) =
     |> Step.config "ValidationFraction" (box 0.2)
     |> Step.config "Generations" (box (arg "generations" (if tiny then 8 else 24)))
     |> Step.config "GenerationTokens" (box (arg "generation-tokens" (if tiny then 48 else 64)))
+    |> Step.config "SamplesPerPrompt" (box samples)
+    |> Step.config "SampleTopP" (box topP)
     |> Step.steps alignSteps
     |> Step.lr (arg "align-lr" 1e-4)
     |> Step.evalEvery 0
@@ -92,46 +130,46 @@ let result =
 
 let run = result.Runs[0]
 let metric (node: string) (key: string) = run.Node(node).Metrics.TryGetValue key |> function | true, v -> v | _ -> nan
-/// The SFT model's per-token preference on the held-out pairs (the same for every branch: one SFT parent).
-let sftAccuracy = metric "dpo" "val_ref_avg_logp_accuracy"
-let sftLength = metric "dpo" "val_ref_gen_length"
+/// One method's held-out numbers from its align stage's last validation.
+type Row = { Method: string; PerToken: float; Implicit: float; Margin: float; Greedy: float; Sampled: float; Kl: float }
+/// The SFT model's row: every branch starts from it (its implicit reward is 0 on every pair: chance, 0.5).
+let sftRow =
+    { Method = "SFT"; PerToken = metric "dpo" "val_ref_avg_logp_accuracy"; Implicit = 0.5; Margin = 0.0
+      Greedy = metric "dpo" "val_ref_gen_length"; Sampled = metric "dpo" "val_ref_sample_length"; Kl = 0.0 }
 let rows =
     [ for label, _ in methods ->
-        let node = label.ToLowerInvariant()
-        label, metric node "val_avg_logp_accuracy", metric node "val_pref_accuracy", metric node "val_margin", metric node "val_gen_length", metric node "val_kl_ref" ]
+        let m = metric (label.ToLowerInvariant())
+        { Method = label; PerToken = m "val_avg_logp_accuracy"; Implicit = m "val_pref_accuracy"; Margin = m "val_margin"
+          Greedy = m "val_gen_length"; Sampled = m "val_sample_length"; Kl = m "val_kl_ref" } ]
 
-Figures.capabilityByStage "Held-out preference accuracy (per-token log-likelihood ranks chosen above rejected)" "share of held-out pairs"
-    ([ "per-token preference accuracy", "SFT", sftAccuracy ] @ [ for l, a, _, _, _, _ in rows -> "per-token preference accuracy", l, a ]
-     @ [ for l, _, ir, _, _, _ in rows -> "implicit-reward accuracy", l, ir ])
+Figures.capabilityByStage "Held-out preference accuracy" "share of held-out pairs"
+    ([ for r in sftRow :: rows -> "per-token likelihood accuracy", r.Method, r.PerToken ]
+     @ [ for r in rows -> "implicit-reward accuracy", r.Method, r.Implicit ])
 |> Figures.save outDir "preference-accuracy" |> ignore
-Figures.capabilityByStage "Mean length of greedy answers to held-out prompts" "tokens (bytes) before EOS"
-    ([ "mean response length", "SFT", sftLength ] @ [ for l, _, _, _, len, _ in rows -> "mean response length", l, len ])
+Figures.capabilityByStage $"Mean length of answers to held-out prompts ({samples} samples at temperature 1 per prompt; greedy)" "tokens (bytes) before EOS"
+    ([ for r in sftRow :: rows -> "sampled", r.Method, r.Sampled ] @ [ for r in sftRow :: rows -> "greedy", r.Method, r.Greedy ])
 |> Figures.save outDir "preference-length" |> ignore
 
 let table =
-    { Header = [ "method"; "preference accuracy"; "implicit-reward accuracy"; "reward margin"; "mean length"; "KL estimate" ]
-      Rows =
-        [ box "SFT"; box sftAccuracy; box 0.5; box 0.0; box sftLength; box 0.0 ]
-        :: [ for l, a, ir, m, len, kl in rows -> [ box l; box a; box ir; box m; box len; box kl ] ] }
-Tables.save outDir "preference" $"Preference methods from one SFT model ({dataKind} pairs, beta {beta}, {alignSteps} steps): held-out per-token preference accuracy, implicit-reward accuracy and margin, mean greedy response length, per-token KL estimate to the SFT model" "tab:preference" table |> ignore
+    { Header = [ "method"; "per-token accuracy"; "implicit-reward accuracy"; "reward margin"; "sampled length"; "greedy length"; "KL estimate" ]
+      Rows = [ for r in sftRow :: rows -> [ box r.Method; box r.PerToken; box r.Implicit; box r.Margin; box r.Sampled; box r.Greedy; box r.Kl ] ] }
+Tables.save outDir "preference" $"Preference methods from one SFT model ({dataKind} pairs, beta {beta}, {alignSteps} steps): held-out per-token likelihood accuracy, implicit-reward accuracy and margin, mean length of sampled ({samples} per prompt, temperature 1) and greedy answers, per-token KL estimate to the SFT model" "tab:preference" table |> ignore
 printfn "%s" (Tables.markdown table)
 
-let get name = rows |> List.find (fun (l, _, _, _, _, _) -> l = name)
-let _, _, _, _, dpoLen, _ = get "DPO"
-let _, _, _, _, lnLen, _ = get "LN-DPO"
-let _, _, _, _, simpoLen, _ = get "SimPO"
-// The SFT model is its own reference: its implicit reward beta (dc - dr) is 0 on every pair, i.e. chance (0.5).
-let raised = rows |> List.forall (fun (_, _, ir, _, _, _) -> ir > 0.5)
-let perTokenRaised = rows |> List.forall (fun (_, a, _, _, _, _) -> a > sftAccuracy)
-let lnShorter = lnLen < dpoLen
+let get name = rows |> List.find (fun r -> r.Method = name)
+let dpo, lnDpo, simpo = get "DPO", get "LN-DPO", get "SimPO"
+let raised = rows |> List.forall (fun r -> r.Implicit > 0.5)
+let perTokenRaised = rows |> List.forall (fun r -> r.PerToken > sftRow.PerToken)
+let lnShorter = lnDpo.Sampled < dpo.Sampled
 let verdict b = if b then "HELD" else "DID NOT HOLD"
-printfn "data: %s pairs; beta %g; %d align steps from one SFT model" dataKind beta alignSteps
+printfn "data: %s pairs; SFT answers with the closing line: %g; beta %g; %d align steps from one SFT model" dataKind sftClosing beta alignSteps
 printfn "claim (DPO, LN-DPO, SimPO, KTO papers): every method raises held-out preference accuracy over the SFT model"
-printfn "implicit-reward accuracy (SFT: 0.5, chance): %s -> %s" (rows |> List.map (fun (l, _, ir, _, _, _) -> $"{l} {ir:F3}") |> String.concat ", ") (verdict raised)
-printfn "secondary: per-token likelihood accuracy: SFT %.3f; %s -> %s" sftAccuracy (rows |> List.map (fun (l, a, _, _, _, _) -> $"{l} {a:F3}") |> String.concat ", ") (verdict perTokenRaised)
+printfn "implicit-reward accuracy (SFT: 0.5, chance): %s -> %s" (rows |> List.map (fun r -> $"{r.Method} {r.Implicit:F3}") |> String.concat ", ") (verdict raised)
+printfn "secondary: per-token likelihood accuracy: SFT %.3f; %s -> %s" sftRow.PerToken (rows |> List.map (fun r -> $"{r.Method} {r.PerToken:F3}") |> String.concat ", ") (verdict perTokenRaised)
 printfn "claim (Hitchhiker's Guide to *PO): LN-DPO's mean response length is below DPO's on the same data"
-printfn "mean response length: SFT %.1f, DPO %.1f, LN-DPO %.1f -> %s" sftLength dpoLen lnLen (verdict lnShorter)
+printfn "mean sampled length: SFT %.2f, DPO %.2f, LN-DPO %.2f -> %s" sftRow.Sampled dpo.Sampled lnDpo.Sampled (verdict lnShorter)
+printfn "greedy length (a step function of the logits; not the verdict): SFT %.1f, DPO %.1f, LN-DPO %.1f" sftRow.Greedy dpo.Greedy lnDpo.Greedy
 printfn "secondary claim (SimPO, also length-normalised): SimPO's mean response length is below DPO's"
-printfn "mean response length: DPO %.1f, SimPO %.1f -> %s" dpoLen simpoLen (verdict (simpoLen < dpoLen))
+printfn "mean sampled length: DPO %.2f, SimPO %.2f -> %s" dpo.Sampled simpo.Sampled (verdict (simpo.Sampled < dpo.Sampled))
 printfn "figures and table in %s" (Path.GetFullPath outDir)
 if not (raised && lnShorter) then exit 3

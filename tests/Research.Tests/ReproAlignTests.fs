@@ -2,21 +2,42 @@ module Research.Tests.ReproAlignTests
 
 open System.IO
 open Expecto
+open Research.Data
 open Research.Runs
+open Research.Stages
 open Research.Tests.TestUtil
 
 [<Tests>]
 let tests =
     testSequenced <| testList "ReproAlign" [
-        testCase "preference methods (--tiny): every method ranks held-out pairs above chance; exit code tells the length verdict; figure and table written" <| fun _ ->
+        testCase "sampled held-out answers: sample j of prompt i has its own seeded stream, the same for every model call" <| fun _ ->
+            use model = microModel 3L
+            let tok = ByteTokenizer.Instance
+            let item (text: string) =
+                let prompt = Array.append [| tok.BosId |] (tok.Encode text)
+                AlignItem(AlignRow(Array.append prompt [| 65 |], prompt.Length), AlignRow(Array.append prompt [| 66 |], prompt.Length), 1.0, true, text)
+            let items = [| item "Q: one?"; item "Q: two?"; item "Q: three?" |]
+            let o = AlignOptions(Generations = 2, GenerationTokens = 8, SamplesPerPrompt = 3)
+            let sample seed = Align.Sample(model, items, o, tok, seed) |> Seq.map (fun (struct (_, s: int[][])) -> s |> Array.map Array.toList |> Array.toList) |> Seq.toList
+            let a, b, c = sample 5L, sample 5L, sample 6L
+            Expect.equal a.Length 2 "the first Generations prompts"
+            Expect.isTrue (a |> List.forall (fun s -> s.Length = 3 && s |> List.forall (fun t -> t.Length <= 8 && not (List.contains tok.EosId t)))) "3 samples each, at most GenerationTokens, EOS not counted"
+            Expect.equal a b "same seed, same samples"
+            Expect.notEqual a c "another seed, other samples"
+            Expect.isGreaterThan (a |> List.concat |> List.distinct |> List.length) 1 "samples of one prompt differ (temperature 1)"
+            Expect.throws (fun () -> AlignOptions(SampleTemperature = 0.0).Validate() |> ignore) "temperature must be > 0"
+
+        testCase "preference methods (--tiny): every method ranks held-out pairs above chance; DPO lengthens sampled answers; exit code tells the LN-DPO length verdict; figure and table written" <| fun _ ->
             let ws = tempDir "repro-preference"
             let out = Path.Combine(ws, "out")
             let script = Path.Combine(repoRoot, "scripts", "repro-preference.fsx")
-            let code, text = runScript ws script $"--tiny --out \"{out}\""
+            let code, text = runScript ws script $"--tiny --seed 0 --out \"{out}\""
             Expect.stringContains text "every method raises held-out preference accuracy" $"prints the claim (output: {text})"
             Expect.isTrue (code = 0 || code = 3) $"exit code 0 (held) or 3 (did not hold), not a crash (output: {text})"
+            expectHeld text "implicit-reward accuracy"
             expectFiles out [ "preference-accuracy.png"; "preference-accuracy.html"; "preference-length.png"; "preference.tex"; "preference.md" ]
             Expect.stringContains (File.ReadAllText(Path.Combine(out, "preference.tex"))) @"\toprule" "booktabs table"
+            Expect.stringContains (File.ReadAllText(Path.Combine(out, "preference.md"))) "sampled length" "the table has the sampled length"
             // The directions again, from the run store rather than the script's own arithmetic.
             use store = new RunStore(ws)
             let run = store.Runs() |> Seq.exactlyOne
@@ -25,8 +46,14 @@ let tests =
             for m in [ "dpo"; "ln-dpo"; "simpo"; "kto" ] do
                 let acc = (final m)["val_pref_accuracy"]
                 Expect.isGreaterThan acc 0.5 $"{m}: held-out implicit-reward accuracy {acc} above the SFT model's chance level (its implicit reward is 0)"
-            let len (m: string) = (final m)["val_gen_length"]
-            // The length claim (LN-DPO shorter than DPO) has not held at this scale; the exit code must say so truthfully.
-            let dpo, lnDpo = len "dpo", len "ln-dpo"
-            Expect.equal code (if lnDpo < dpo then 0 else 3) $"exit code agrees with the stored lengths (DPO {dpo}, LN-DPO {lnDpo})"
+            // Sampled lengths are drawn once after training: they are in the stage's align_report.json, not the step metrics.
+            let report (name: string) =
+                let n = nodes |> Seq.find (fun n -> n.Name = name)
+                System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(ws, "nodes", $"{n.Kind}-{n.Key}", AlignExecutor.ReportFile))).RootElement
+            let len (m: string) = (report m).GetProperty("sample_mean_tokens").GetDouble()
+            let dpo, lnDpo, sft = len "dpo", len "ln-dpo", (report "dpo").GetProperty("reference_sample_mean_tokens").GetDouble()
+            Expect.isGreaterThan dpo sft $"DPO on length-biased pairs lengthens the SFT model's sampled answers ({sft} -> {dpo})"
+            // LN-DPO shorter than DPO held at seeds 0 and 2 but not 1 (docs/methods/align.md): not asserted, but the exit
+            // code must say truthfully what the stored lengths say.
+            Expect.equal code (if lnDpo < dpo then 0 else 3) $"exit code agrees with the stored sampled lengths (DPO {dpo}, LN-DPO {lnDpo})"
     ]

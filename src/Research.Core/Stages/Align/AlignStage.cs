@@ -47,6 +47,16 @@ public sealed record AlignOptions : IReadsFiles
     public int Generations { get; init; } = 8;
     public int GenerationTokens { get; init; } = 64;
     /// <summary>
+    /// Answers sampled per held-out prompt (temperature <see cref="SampleTemperature"/>, EOS stops) into val_sample_length, 0 =
+    /// none. Greedy length is a step function of the logits (an EOS decision flips for every method at once); the mean length of
+    /// sampled answers moves continuously with the stop probability. Sample j of prompt i uses the seed (stage seed, i, j) for
+    /// every model, the parent included, so methods are compared on the same random numbers.
+    /// </summary>
+    public int SamplesPerPrompt { get; init; }
+    public double SampleTemperature { get; init; } = 1.0;
+    /// <summary>Nucleus of the sampled answers (1 = off; papers sample with 0.9..0.95): a micro model's long tail of bytes otherwise derails samples into noise that never stops.</summary>
+    public double SampleTopP { get; init; } = 1.0;
+    /// <summary>
     /// BatchSize counts pairs (2 rows each). LR 5e-4: DPO on billion-parameter models uses 5e-7..5e-6 (TRL 1e-6), but
     /// the micro models here were pretrained at 1e-3..2e-3 and move little below 1e-4 in a few dozen steps; a quarter to a
     /// half of the pretraining LR is the usual fine-tuning ratio. WeightDecay 0 as TRL: decay pulls toward zero, not toward
@@ -59,6 +69,8 @@ public sealed record AlignOptions : IReadsFiles
         Preference.Validate();
         if (MaxLength < 2) throw new ArgumentException($"align: max_length must be >= 2 (got {MaxLength})");
         if (Generations < 0 || GenerationTokens < 1) throw new ArgumentException("align: generations must be >= 0 and generation_tokens >= 1");
+        if (SamplesPerPrompt < 0 || !(SampleTemperature > 0) || !(SampleTopP > 0 && SampleTopP <= 1))
+            throw new ArgumentException($"align: samples_per_prompt must be >= 0 (got {SamplesPerPrompt}), sample_temperature > 0 (got {SampleTemperature}) and sample_top_p in (0, 1] (got {SampleTopP})");
         return this;
     }
 }
@@ -365,7 +377,8 @@ public static class Align
     /// Held-out metrics: val_pref_accuracy = share of pairs with beta (dc − dr) &gt; 0 (the DPO implicit reward; for unpaired data,
     /// share whose d has the label's sign), val_logp_accuracy = share with log pi(chosen) &gt; log pi(rejected) (meaningful at step 0
     /// too, where every implicit reward is 0; val_ref_logp_accuracy is the starting model's), val_avg_logp_accuracy (per token, SimPO's reward), val_margin, val_kl_ref, and
-    /// val_gen_length = mean tokens generated greedily for the first <c>Generations</c> held-out prompts.
+    /// val_gen_length = mean tokens generated greedily for the first <c>Generations</c> held-out prompts. (Sampled answers are
+    /// drawn once, by the stage after training: val_sample_length.)
     /// </summary>
     public static Func<LlamaForCausalLM, IReadOnlyDictionary<string, double>> Validation(IReadOnlyList<AlignItem> val, AlignOptions o, ITokenizer tokenizer, int batchRows) =>
         model =>
@@ -406,6 +419,34 @@ public static class Align
         }
         return result;
     }
+
+    /// <summary>
+    /// <c>SamplesPerPrompt</c> sampled answers (EOS stops, not counted) to each of the first <c>Generations</c> held-out prompts;
+    /// sample j of prompt i draws from its own generator seeded by (seed, i, j), whatever the model.
+    /// </summary>
+    public static List<(AlignItem Item, int[][] Samples)> Sample(LlamaForCausalLM model, IReadOnlyList<AlignItem> val, AlignOptions o, ITokenizer tokenizer, long seed)
+    {
+        var result = new List<(AlignItem, int[][])>();
+        if (o.SamplesPerPrompt == 0) return result;
+        foreach (var (it, i) in val.Take(o.Generations).Select((it, i) => (it, i)))
+        {
+            var prompt = it.First.Tokens[..it.First.PromptLength];
+            var room = Math.Min(o.GenerationTokens, model.Config.MaxPositionEmbeddings - prompt.Length);
+            if (room < 1) continue;
+            var samples = new int[o.SamplesPerPrompt][];
+            for (int j = 0; j < samples.Length; j++)
+            {
+                var s = new SamplingOptions { MaxNewTokens = room, Temperature = o.SampleTemperature, TopP = o.SampleTopP, StopToken = tokenizer.EosId, Seed = (long)Rng.Derive(seed, 0x5A3E, i, j) };
+                var tokens = Generation.Generate(model, prompt, s);
+                samples[j] = tokens.Length > 0 && tokens[^1] == tokenizer.EosId ? tokens[..^1] : tokens;
+            }
+            result.Add((it, samples));
+        }
+        return result;
+    }
+
+    /// <summary>Mean tokens per sampled answer.</summary>
+    public static double MeanLength(IReadOnlyList<(AlignItem Item, int[][] Samples)> samples) => samples.SelectMany(s => s.Samples).Average(t => t.Length);
 }
 
 /// <summary>
@@ -437,18 +478,23 @@ public sealed class AlignExecutor : IStageExecutor
         {
             // The parent's own greedy answers (the policy is still the parent here, even when the trainer resumes below).
             var refGens = Align.Generate(model, data.Validation, o, tokenizer);
+            var refSamples = Align.Sample(model, data.Validation, o, tokenizer, ctx.Seed);
             var objective = new AlignObjective(data.Train, o, tokenizer.PadId, data.Fingerprint());
             var result = Trainer.Run(model, tokenizer, objective, train, ctx.Directory, Align.Validation(data.Validation, o, tokenizer, rows), ctx.Log, parent);
             var metrics = new Dictionary<string, double>(result.LastMetrics);
             if (refGens.Count > 0) metrics["val_ref_gen_length"] = refGens.Average(g => g.Tokens.Length);
+            if (refSamples.Count > 0) metrics["val_ref_sample_length"] = Align.MeanLength(refSamples);
             var gens = Align.Generate(model, data.Validation, o, tokenizer);
-            var lines = gens.Select(g => JsonSerializer.Serialize(new
+            var samples = Align.Sample(model, data.Validation, o, tokenizer, ctx.Seed);
+            if (samples.Count > 0) metrics["val_sample_length"] = Align.MeanLength(samples);
+            var lines = gens.Select((g, i) => JsonSerializer.Serialize(new
             {
                 prompt = g.Item.Prompt,
                 chosen = tokenizer.Decode(g.Item.First.Tokens[g.Item.First.PromptLength..]),
                 rejected = g.Item.Paired ? tokenizer.Decode(g.Item.Second.Tokens[g.Item.Second.PromptLength..]) : null,
                 generation = tokenizer.Decode(g.Tokens),
                 tokens = g.Tokens.Length,
+                samples = i < samples.Count ? samples[i].Samples.Select(tokenizer.Decode).ToArray() : null,
             }));
             AtomicFile.WriteAllText(Path.Combine(ctx.Directory, GenerationsFile), string.Concat(lines.Select(l => l + "\n")));
             var report = new
@@ -465,6 +511,8 @@ public sealed class AlignExecutor : IStageExecutor
                 reference_computed = computed,
                 generation_mean_tokens = gens.Count > 0 ? gens.Average(g => g.Tokens.Length) : 0,
                 reference_generation_mean_tokens = refGens.Count > 0 ? refGens.Average(g => g.Tokens.Length) : 0,
+                sample_mean_tokens = samples.Count > 0 ? Align.MeanLength(samples) : 0,
+                reference_sample_mean_tokens = refSamples.Count > 0 ? Align.MeanLength(refSamples) : 0,
                 metrics,
             };
             AtomicFile.WriteAllText(Path.Combine(ctx.Directory, ReportFile), JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
