@@ -46,7 +46,10 @@ public static unsafe class MagnitudeRanks
             for (var i = 0; i < xs.Length; i++)
             {
                 var a = MathF.Abs(xs[i]);
-                if (lower.Takes(a) && !upper.Takes(a)) rs[i] = xs[i];
+                // Both cuts see every entry (each spends its tie budget in order of position).
+                var inLower = lower.Takes(a);
+                var inUpper = upper.Takes(a);
+                if (inLower && !inUpper) rs[i] = xs[i];
             }
             return result;
         }
