@@ -66,6 +66,7 @@ public static class Program
     static int Doctor()
     {
         Console.WriteLine($"torch start-up: {Research.Backend.TorchRuntime.Report}");
+        Console.WriteLine($"allocator: {Research.Backend.NativeAllocator.Report}");
         Console.WriteLine($"device (auto): {Research.Backend.Devices.Choose()}; cuda available: {TorchSharp.torch.cuda.is_available()}");
         Console.WriteLine($"threads: {TorchSharp.torch.get_num_threads()}");
         return 0;

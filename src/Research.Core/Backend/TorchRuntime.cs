@@ -28,6 +28,7 @@ public static class TorchRuntime
         {
             if (_started) return;
             if (OperatingSystem.IsLinux()) PreloadPatchedNative();
+            NativeAllocator.Retain();
             torch.InitializeDeviceType(DeviceType.CPU);
             _started = true;
         }

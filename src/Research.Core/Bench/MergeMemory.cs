@@ -87,7 +87,7 @@ public static class MergeMemory
             GC.Collect();
             GC.WaitForPendingFinalizers();
             GC.Collect();
-            FreePages.Return();
+            Backend.NativeAllocator.ReturnFreePages();
             var (baseline, baselineAnon) = statm.Read();
             long peak = baseline, peakAnon = baselineAnon;
             var samples = 0;

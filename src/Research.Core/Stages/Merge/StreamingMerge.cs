@@ -107,6 +107,7 @@ public static class StreamingMerge
             if (Path.GetFullPath(p).TrimEnd(Path.DirectorySeparatorChar) == outFull)
                 throw new ArgumentException($"the output directory {outDir} is also an input model; choose another --out");
 
+        using var eager = Backend.NativeAllocator.ReturnEagerly();   // the merge's memory bound: freed tensors leave the process at once
         var readers = new Dictionary<string, CheckpointReader>(StringComparer.Ordinal);
         try
         {
@@ -162,7 +163,7 @@ public static class StreamingMerge
                     }
                     // glibc keeps freed blocks below its (self-raising) mmap threshold in the heap; handing them back after each
                     // name keeps resident memory at one name's working set instead of the high-water mark of every name so far.
-                    FreePages.Return();
+                    Backend.NativeAllocator.ReturnFreePages();
                 }
                 writer.Finish();
                 CopyFiles(paths[0], tmp, config.Dtype);
@@ -285,22 +286,5 @@ public static class StreamingMerge
             }
             else File.Copy(src, dst, overwrite: true);
         }
-    }
-}
-
-/// <summary>Returns the C allocator's free pages to the kernel (glibc malloc_trim; a no-op where there is none).</summary>
-public static class FreePages
-{
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "malloc_trim")]
-    static extern int MallocTrim(nuint pad);
-
-    static bool _unavailable = !OperatingSystem.IsLinux();
-
-    public static void Return()
-    {
-        if (_unavailable) return;
-        try { MallocTrim(0); }
-        catch (DllNotFoundException) { _unavailable = true; }
-        catch (EntryPointNotFoundException) { _unavailable = true; }
     }
 }
