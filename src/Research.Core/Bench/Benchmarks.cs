@@ -23,7 +23,7 @@ public sealed record BenchOptions
     public int WarmupSteps { get; init; } = 2;
     /// <summary>Timed steps per round, per loop.</summary>
     public int Steps { get; init; } = 5;
-    /// <summary>Rounds of (hand-written loop, our loop), interleaved to spread drift over both.</summary>
+    /// <summary>Rounds of the two loops, interleaved in alternating order (hand first, then ours first) to cancel drift and order effects.</summary>
     public int Rounds { get; init; } = 2;
     /// <summary>Steps of our loop between the two resident-memory readings (after warm-up).</summary>
     public int RssSteps { get; init; } = 100;
@@ -47,7 +47,7 @@ public sealed record BenchOptions
     public static BenchOptions Full => new()
     {
         Sizes = [BenchSizes.Tiny, BenchSizes.Small, BenchSizes.D512],
-        WarmupSteps = 3, Steps = 10, Rounds = 3, RssSteps = 2000, MergeSize = BenchSizes.Small, Documents = 1000, MatmulRepeats = 10,
+        WarmupSteps = 3, Steps = 8, Rounds = 4, RssSteps = 2000, MergeSize = BenchSizes.Small, Documents = 1000, MatmulRepeats = 10,
     };
 
     /// <summary>The smallest setting (tests): a micro model, a handful of steps.</summary>
@@ -213,18 +213,25 @@ public static class Benchmarks
         model.to(device);
         var tokensPerStep = (double)s.BatchSize * s.BlockLength;
 
-        // interleaved: hand loop, then our loop, per round
-        using var handOptimizer = new AdamW(model.named_parameters().Select(p => (p.name, p.parameter)));
+        // Interleaved rounds, in alternating order (hand first, then ours first) so drift and order effects cancel. Each
+        // round binds the parameters to its own optimizer's flat buffers, as Trainer.Run does: an optimizer built once
+        // would, after the trainer's first run re-bound them, zero and update buffers the model no longer uses.
         var handConfig = Config(s, int.MaxValue);
         long handStep = 0;
-        HandSteps(model, handOptimizer, blocks, s, handConfig, ref handStep, o.WarmupSteps, device);
         double handSeconds = 0, handOptimizerSeconds = 0, ourSeconds = 0;
-        for (int r = 0; r < o.Rounds; r++)
+        void Hand()
         {
+            using var handOptimizer = new AdamW(model.named_parameters().Select(p => (p.name, p.parameter)));
+            HandSteps(model, handOptimizer, blocks, s, handConfig, ref handStep, o.WarmupSteps, device);
             var (total, opt) = HandSteps(model, handOptimizer, blocks, s, handConfig, ref handStep, o.Steps, device);
             handSeconds += total;
             handOptimizerSeconds += opt;
-            ourSeconds += OurSteps(model, blocks, s, o.WarmupSteps, o.Steps, device, null);
+        }
+        void Ours() => ourSeconds += OurSteps(model, blocks, s, o.WarmupSteps, o.Steps, device, null);
+        for (int r = 0; r < o.Rounds; r++)
+        {
+            if (r % 2 == 0) { Hand(); Ours(); }
+            else { Ours(); Hand(); }
         }
         var timed = (double)o.Steps * o.Rounds * tokensPerStep;
         var ours = timed / ourSeconds;

@@ -173,6 +173,7 @@ public static class Trainer
         }
         Checkpoint.Save(finalDir, model, tokenizer);
         if (Directory.Exists(lastDir)) Directory.Delete(lastDir, recursive: true);
+        Backend.NativeAllocator.ReturnFreePages();                                                // the activations the loop kept for reuse
         return new TrainResult(config.Steps, startStep, finalDir, last);
     }
 
