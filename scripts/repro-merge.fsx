@@ -102,19 +102,7 @@ let validation, heldout = prompts 22L 23L, prompts 12L 13L
 
 /// Answer accuracy: the share of completion tokens (the answer and the end of text) that the model's argmax predicts,
 /// teacher-forced, over the held-out prompts of both tasks (one batched forward pass).
-let score (examples: SftExample[]) dir =
-    let struct (m, tok) = Checkpoint.Load dir
-    use m = m
-    use scope = torch.NewDisposeScope()
-    use noGrad = torch.no_grad()
-    let seqs = SftPreparation.Prepare(examples, ChatTemplates.Plain, tok, 16, SftTruncation.KeepCompletion).Sequences
-    let rows = seqs |> Seq.map (fun s -> [| s |] :> Collections.Generic.IReadOnlyList<_>) |> Seq.toArray
-    use b = Tune.Collate(rows, false, 0L, 0, torch.CPU, tok.PadId)
-    m.eval()
-    let logits = m.Forward(b.Input)
-    let scored = b.Target.ne(torch.tensor(-100L))
-    let hits = logits.argmax(-1L).eq(b.Target).logical_and(scored).sum().item<int64>()
-    float hits / float b.Normalizer
+let score (examples: SftExample[]) dir = Research.Eval.CompletionAccuracy.Score(dir, examples, 16).Accuracy
 let accuracy dir = score heldout dir
 
 let merge name (o: MergeStageOptions) =

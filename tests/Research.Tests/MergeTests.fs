@@ -378,20 +378,9 @@ let private tuneQuick steps lr =
 
 /// Argmax accuracy over completion tokens (answer + EOS) and mean loss per token of a checkpoint on JSONL lines.
 let private taskScore (checkpoint: string) (lines: string list) =
-    let struct (m, tok) = Checkpoint.Load checkpoint
-    use m = m
-    use scope = torch.NewDisposeScope()
-    use noGrad = torch.no_grad()
     let examples = lines |> List.mapi (fun i l -> SftData.Parse(l, "held-out", i + 1)) |> List.toArray
-    let seqs = SftPreparation.Prepare(examples, ChatTemplates.Plain, tok, 16, SftTruncation.KeepCompletion).Sequences
-    let rows = seqs |> Seq.map (fun s -> [| s |] :> Collections.Generic.IReadOnlyList<_>) |> Seq.toArray
-    use b = Tune.Collate(rows, false, 0L, 0, torch.CPU, tok.PadId)
-    m.eval()
-    let logits = m.Forward(b.Input)
-    let scored = b.Target.ne(torch.tensor(-100L))
-    let hits = logits.argmax(-1L).eq(b.Target).logical_and(scored).sum().item<int64>()
-    let loss = LanguageModeling.SummedCrossEntropy(logits, b.Target).item<float32>()
-    float hits / float b.Normalizer, float loss / float b.Normalizer
+    let s = Research.Eval.CompletionAccuracy.Score(checkpoint, examples, 16)
+    s.Accuracy, s.Loss
 
 type private TaskWorkspace = { Root: string; Base: string; A: string; B: string; Heldout: string list }
 
