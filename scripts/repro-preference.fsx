@@ -131,16 +131,18 @@ let result =
 let run = result.Runs[0]
 let metric (node: string) (key: string) = run.Node(node).Metrics.TryGetValue key |> function | true, v -> v | _ -> nan
 /// One method's held-out numbers from its align stage's last validation.
-type Row = { Method: string; PerToken: float; Implicit: float; Margin: float; Greedy: float; Sampled: float; Kl: float }
+type Row = { Method: string; PerToken: float; Implicit: float; Margin: float; Greedy: float; Sampled: float; Expected: float; Capped: float; Kl: float }
 /// The SFT model's row: every branch starts from it (its implicit reward is 0 on every pair: chance, 0.5).
 let sftRow =
     { Method = "SFT"; PerToken = metric "dpo" "val_ref_avg_logp_accuracy"; Implicit = 0.5; Margin = 0.0
-      Greedy = metric "dpo" "val_ref_gen_length"; Sampled = metric "dpo" "val_ref_sample_length"; Kl = 0.0 }
+      Greedy = metric "dpo" "val_ref_gen_length"; Sampled = metric "dpo" "val_ref_sample_length"
+      Expected = metric "dpo" "val_ref_expected_length"; Capped = metric "dpo" "val_ref_sample_capped"; Kl = 0.0 }
 let rows =
     [ for label, _ in methods ->
         let m = metric (label.ToLowerInvariant())
         { Method = label; PerToken = m "val_avg_logp_accuracy"; Implicit = m "val_pref_accuracy"; Margin = m "val_margin"
-          Greedy = m "val_gen_length"; Sampled = m "val_sample_length"; Kl = m "val_kl_ref" } ]
+          Greedy = m "val_gen_length"; Sampled = m "val_sample_length"
+          Expected = m "val_expected_length"; Capped = m "val_sample_capped"; Kl = m "val_kl_ref" } ]
 
 Figures.capabilityByStage "Held-out preference accuracy" "share of held-out pairs"
     ([ for r in sftRow :: rows -> "per-token likelihood accuracy", r.Method, r.PerToken ]
@@ -168,6 +170,7 @@ printfn "implicit-reward accuracy (SFT: 0.5, chance): %s -> %s" (rows |> List.ma
 printfn "secondary: per-token likelihood accuracy: SFT %.3f; %s -> %s" sftRow.PerToken (rows |> List.map (fun r -> $"{r.Method} {r.PerToken:F3}") |> String.concat ", ") (verdict perTokenRaised)
 printfn "claim (Hitchhiker's Guide to *PO): LN-DPO's mean response length is below DPO's on the same data"
 printfn "mean sampled length: SFT %.2f, DPO %.2f, LN-DPO %.2f -> %s" sftRow.Sampled dpo.Sampled lnDpo.Sampled (verdict lnShorter)
+printfn "expected length: SFT %.2f, DPO %.2f, LN-DPO %.2f, SimPO %.2f; capped share SFT %.3f DPO %.3f LN-DPO %.3f" sftRow.Expected dpo.Expected lnDpo.Expected simpo.Expected sftRow.Capped dpo.Capped lnDpo.Capped
 printfn "greedy length (a step function of the logits; not the verdict): SFT %.1f, DPO %.1f, LN-DPO %.1f" sftRow.Greedy dpo.Greedy lnDpo.Greedy
 printfn "secondary claim (SimPO, also length-normalised): SimPO's mean response length is below DPO's"
 printfn "mean sampled length: DPO %.2f, SimPO %.2f -> %s" dpo.Sampled simpo.Sampled (verdict (simpo.Sampled < dpo.Sampled))

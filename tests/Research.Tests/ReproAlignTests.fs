@@ -18,7 +18,7 @@ let tests =
                 AlignItem(AlignRow(Array.append prompt [| 65 |], prompt.Length), AlignRow(Array.append prompt [| 66 |], prompt.Length), 1.0, true, text)
             let items = [| item "Q: one?"; item "Q: two?"; item "Q: three?" |]
             let o = AlignOptions(Generations = 2, GenerationTokens = 8, SamplesPerPrompt = 3)
-            let sample seed = Align.Sample(model, items, o, tok, seed) |> Seq.map (fun (struct (_, s: int[][])) -> s |> Array.map Array.toList |> Array.toList) |> Seq.toList
+            let sample seed = Align.Sample(model, items, o, tok, seed) |> Seq.map (fun s -> s.Samples |> Array.map Array.toList |> Array.toList) |> Seq.toList
             let a, b, c = sample 5L, sample 5L, sample 6L
             Expect.equal a.Length 2 "the first Generations prompts"
             Expect.isTrue (a |> List.forall (fun s -> s.Length = 3 && s |> List.forall (fun t -> t.Length <= 8 && not (List.contains tok.EosId t)))) "3 samples each, at most GenerationTokens, EOS not counted"
