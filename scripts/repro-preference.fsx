@@ -8,20 +8,21 @@
 //   research run scripts/repro-preference.fsx [--tiny] [--out DIR] [--seed 7] [--data length-biased|world]
 //                                            [--sft-data questions|all] [--sft-closing 0.5] [--general-docs 1500]
 //                                            [--pretrain-steps 200] [--tune-steps 200] [--tune-lr 1e-3] [--align-steps 40]
-//                                            [--align-lr 1e-4] [--beta 0.1] [--generations 24] [--generation-tokens 64] [--samples 8] [--top-p 1]
+//                                            [--align-lr 1e-4] [--beta 0.1] [--generations 32] [--generation-tokens 64] [--samples 16] [--top-p 1]
 // SFT model: tuned on the world's question instructions (--sft-data all: every instruction) with the closing line
 // " I hope this helps." on a seeded share (--sft-closing) of the answers, so it has a real stop-or-continue choice after
 // an answer. --data length-biased (default): every chosen answer ends with the closing line, the rejected answer is a
 // short bad one (see pairsFile); --data world: the world's pairs as they are (chosen answers are the concise ones).
 // KTO trains on the same pairs as unpaired labels (chosen desirable, rejected undesirable: the world's unpaired.jsonl);
 // held-out pairs stay pairs, so every method is scored on the same held-out pairs. Same beta (0.1), LR and steps for all.
-// Length = mean tokens of --samples answers sampled at temperature 1 per held-out prompt (sample j of prompt i uses the
-// same seed for every model: common random numbers); greedy length is printed too, but it is a step function of the
-// logits. Writes DIR/preference-accuracy.{html,png,svg,pdf}, DIR/preference-length.{html,png,svg,pdf}, DIR/preference.{tex,md}.
+// Length = mean tokens of --samples answers sampled at temperature 1 per held-out prompt (up to --generations prompts; sample j
+// of prompt i uses the same seed for every model: common random numbers), taken as its expectation along each sampled path
+// (the stop decisions integrated out exactly: the same mean, less noisy; ResponseLength in the runtime); the plain sampled
+// mean, the share of samples that ran to the token cap and the greedy length (a step function of the logits) are printed too. Writes DIR/preference-accuracy.{html,png,svg,pdf}, DIR/preference-length.{html,png,svg,pdf}, DIR/preference.{tex,md}.
 // Preference accuracy is the implicit reward's (beta (dc - dr) > 0 on held-out pairs, as TRL's rewards/accuracies); the SFT
 // model is its own reference, so its implicit reward is 0 on every pair: chance, 0.5. The per-token likelihood accuracy
 // (mean log-prob of chosen above rejected's), where the SFT model has a value of its own, is printed as a secondary check.
-// Exit code 0 when the primary claims held (accuracy up for every method; LN-DPO's sampled answers shorter than DPO's), 3 when not.
+// Exit code 0 when the primary claims held (accuracy up for every method; LN-DPO's expected sampled length below DPO's), 3 when not.
 #if !RESEARCH_HOST
 #load "research.fsx"
 #endif
@@ -40,7 +41,7 @@ let dataKind = arg "data" "length-biased"
 let beta = arg "beta" 0.1
 let alignSteps = arg "align-steps" (if tiny then 15 else 40)
 let sftClosing = arg "sft-closing" 0.5
-let samples = arg "samples" (if tiny then 4 else 8)
+let samples = arg "samples" 16
 let topP = arg "top-p" 1.0
 
 let world = World.create (arg "general-docs" (if tiny then 600 else 1500)) seed
@@ -107,7 +108,7 @@ let method (name: string) (mode: AlignMode) (loss: PreferenceLoss) =
     |> Step.config "Mode" (box mode)
     |> Step.config "Preference" (box pref)
     |> Step.config "ValidationFraction" (box 0.2)
-    |> Step.config "Generations" (box (arg "generations" (if tiny then 8 else 24)))
+    |> Step.config "Generations" (box (arg "generations" 32))
     |> Step.config "GenerationTokens" (box (arg "generation-tokens" (if tiny then 48 else 64)))
     |> Step.config "SamplesPerPrompt" (box samples)
     |> Step.config "SampleTopP" (box topP)
@@ -131,45 +132,49 @@ let result =
 let run = result.Runs[0]
 let metric (node: string) (key: string) = run.Node(node).Metrics.TryGetValue key |> function | true, v -> v | _ -> nan
 /// One method's held-out numbers from its align stage's last validation.
-type Row = { Method: string; PerToken: float; Implicit: float; Margin: float; Greedy: float; Sampled: float; Kl: float }
+type Row = { Method: string; PerToken: float; Implicit: float; Margin: float; Greedy: float; Sampled: float; Expected: float; Capped: float; Kl: float }
 /// The SFT model's row: every branch starts from it (its implicit reward is 0 on every pair: chance, 0.5).
 let sftRow =
     { Method = "SFT"; PerToken = metric "dpo" "val_ref_avg_logp_accuracy"; Implicit = 0.5; Margin = 0.0
-      Greedy = metric "dpo" "val_ref_gen_length"; Sampled = metric "dpo" "val_ref_sample_length"; Kl = 0.0 }
+      Greedy = metric "dpo" "val_ref_gen_length"; Sampled = metric "dpo" "val_ref_sample_length"
+      Expected = metric "dpo" "val_ref_expected_length"; Capped = metric "dpo" "val_ref_sample_capped"; Kl = 0.0 }
 let rows =
     [ for label, _ in methods ->
         let m = metric (label.ToLowerInvariant())
         { Method = label; PerToken = m "val_avg_logp_accuracy"; Implicit = m "val_pref_accuracy"; Margin = m "val_margin"
-          Greedy = m "val_gen_length"; Sampled = m "val_sample_length"; Kl = m "val_kl_ref" } ]
+          Greedy = m "val_gen_length"; Sampled = m "val_sample_length"
+          Expected = m "val_expected_length"; Capped = m "val_sample_capped"; Kl = m "val_kl_ref" } ]
 
 Figures.capabilityByStage "Held-out preference accuracy" "share of held-out pairs"
     ([ for r in sftRow :: rows -> "per-token likelihood accuracy", r.Method, r.PerToken ]
      @ [ for r in rows -> "implicit-reward accuracy", r.Method, r.Implicit ])
 |> Figures.save outDir "preference-accuracy" |> ignore
-Figures.capabilityByStage $"Mean length of answers to held-out prompts ({samples} samples at temperature 1 per prompt; greedy)" "tokens (bytes) before EOS"
-    ([ for r in sftRow :: rows -> "sampled", r.Method, r.Sampled ] @ [ for r in sftRow :: rows -> "greedy", r.Method, r.Greedy ])
+Figures.capabilityByStage $"Mean length of answers to held-out prompts ({samples} samples at temperature 1 per prompt: expected, as drawn; greedy)" "tokens (bytes) before EOS"
+    ([ for r in sftRow :: rows -> "expected (sampled paths)", r.Method, r.Expected ] @ [ for r in sftRow :: rows -> "sampled", r.Method, r.Sampled ]
+     @ [ for r in sftRow :: rows -> "greedy", r.Method, r.Greedy ])
 |> Figures.save outDir "preference-length" |> ignore
 
 let table =
-    { Header = [ "method"; "per-token accuracy"; "implicit-reward accuracy"; "reward margin"; "sampled length"; "greedy length"; "KL estimate" ]
-      Rows = [ for r in sftRow :: rows -> [ box r.Method; box r.PerToken; box r.Implicit; box r.Margin; box r.Sampled; box r.Greedy; box r.Kl ] ] }
-Tables.save outDir "preference" $"Preference methods from one SFT model ({dataKind} pairs, beta {beta}, {alignSteps} steps): held-out per-token likelihood accuracy, implicit-reward accuracy and margin, mean length of sampled ({samples} per prompt, temperature 1) and greedy answers, per-token KL estimate to the SFT model" "tab:preference" table |> ignore
+    { Header = [ "method"; "per-token accuracy"; "implicit-reward accuracy"; "reward margin"; "expected length"; "sampled length"; "share at cap"; "greedy length"; "KL estimate" ]
+      Rows = [ for r in sftRow :: rows -> [ box r.Method; box r.PerToken; box r.Implicit; box r.Margin; box r.Expected; box r.Sampled; box r.Capped; box r.Greedy; box r.Kl ] ] }
+Tables.save outDir "preference" $"Preference methods from one SFT model ({dataKind} pairs, beta {beta}, {alignSteps} steps): held-out per-token likelihood accuracy, implicit-reward accuracy and margin, mean length of sampled answers ({samples} per prompt, temperature 1: expected along each path, as drawn, share at the token cap) and of greedy answers, per-token KL estimate to the SFT model" "tab:preference" table |> ignore
 printfn "%s" (Tables.markdown table)
 
 let get name = rows |> List.find (fun r -> r.Method = name)
 let dpo, lnDpo, simpo = get "DPO", get "LN-DPO", get "SimPO"
 let raised = rows |> List.forall (fun r -> r.Implicit > 0.5)
 let perTokenRaised = rows |> List.forall (fun r -> r.PerToken > sftRow.PerToken)
-let lnShorter = lnDpo.Sampled < dpo.Sampled
+let lnShorter = lnDpo.Expected < dpo.Expected
 let verdict b = if b then "HELD" else "DID NOT HOLD"
 printfn "data: %s pairs; SFT answers with the closing line: %g; beta %g; %d align steps from one SFT model" dataKind sftClosing beta alignSteps
 printfn "claim (DPO, LN-DPO, SimPO, KTO papers): every method raises held-out preference accuracy over the SFT model"
 printfn "implicit-reward accuracy (SFT: 0.5, chance): %s -> %s" (rows |> List.map (fun r -> $"{r.Method} {r.Implicit:F3}") |> String.concat ", ") (verdict raised)
 printfn "secondary: per-token likelihood accuracy: SFT %.3f; %s -> %s" sftRow.PerToken (rows |> List.map (fun r -> $"{r.Method} {r.PerToken:F3}") |> String.concat ", ") (verdict perTokenRaised)
 printfn "claim (Hitchhiker's Guide to *PO): LN-DPO's mean response length is below DPO's on the same data"
-printfn "mean sampled length: SFT %.2f, DPO %.2f, LN-DPO %.2f -> %s" sftRow.Sampled dpo.Sampled lnDpo.Sampled (verdict lnShorter)
+printfn "mean expected length of sampled answers: SFT %.2f, DPO %.2f, LN-DPO %.2f -> %s" sftRow.Expected dpo.Expected lnDpo.Expected (verdict lnShorter)
+printfn "as drawn (not the verdict): SFT %.2f, DPO %.2f, LN-DPO %.2f; share at the cap: SFT %.3f, DPO %.3f, LN-DPO %.3f" sftRow.Sampled dpo.Sampled lnDpo.Sampled sftRow.Capped dpo.Capped lnDpo.Capped
 printfn "greedy length (a step function of the logits; not the verdict): SFT %.1f, DPO %.1f, LN-DPO %.1f" sftRow.Greedy dpo.Greedy lnDpo.Greedy
 printfn "secondary claim (SimPO, also length-normalised): SimPO's mean response length is below DPO's"
-printfn "mean sampled length: DPO %.2f, SimPO %.2f -> %s" dpo.Sampled simpo.Sampled (verdict (simpo.Sampled < dpo.Sampled))
+printfn "mean expected length of sampled answers: DPO %.2f, SimPO %.2f -> %s" dpo.Expected simpo.Expected (verdict (simpo.Expected < dpo.Expected))
 printfn "figures and table in %s" (Path.GetFullPath outDir)
 if not (raised && lnShorter) then exit 3

@@ -2,6 +2,7 @@ module Research.Tests.ReproAlignTests
 
 open System.IO
 open Expecto
+open TorchSharp
 open Research.Data
 open Research.Runs
 open Research.Stages
@@ -18,7 +19,7 @@ let tests =
                 AlignItem(AlignRow(Array.append prompt [| 65 |], prompt.Length), AlignRow(Array.append prompt [| 66 |], prompt.Length), 1.0, true, text)
             let items = [| item "Q: one?"; item "Q: two?"; item "Q: three?" |]
             let o = AlignOptions(Generations = 2, GenerationTokens = 8, SamplesPerPrompt = 3)
-            let sample seed = Align.Sample(model, items, o, tok, seed) |> Seq.map (fun (struct (_, s: int[][])) -> s |> Array.map Array.toList |> Array.toList) |> Seq.toList
+            let sample seed = Align.Sample(model, items, o, tok, seed) |> Seq.map (fun s -> s.Samples |> Array.map Array.toList |> Array.toList) |> Seq.toList
             let a, b, c = sample 5L, sample 5L, sample 6L
             Expect.equal a.Length 2 "the first Generations prompts"
             Expect.isTrue (a |> List.forall (fun s -> s.Length = 3 && s |> List.forall (fun t -> t.Length <= 8 && not (List.contains tok.EosId t)))) "3 samples each, at most GenerationTokens, EOS not counted"
@@ -27,7 +28,40 @@ let tests =
             Expect.isGreaterThan (a |> List.concat |> List.distinct |> List.length) 1 "samples of one prompt differ (temperature 1)"
             Expect.throws (fun () -> AlignOptions(SampleTemperature = 0.0).Validate() |> ignore) "temperature must be > 0"
 
-        testCase "preference methods (--tiny): every method ranks held-out pairs above chance; DPO lengthens sampled answers; exit code tells the LN-DPO length verdict; figure and table written" <| fun _ ->
+        testCase "expected length along sampled paths equals the exact mean length of sampled answers (2-token cap, every path enumerated)" <| fun _ ->
+            use model = microModel 4L
+            let tok = ByteTokenizer.Instance
+            let prompt = Array.append [| tok.BosId |] (tok.Encode "Q: one?")
+            let item = AlignItem(AlignRow(Array.append prompt [| 65 |], prompt.Length), AlignRow(Array.append prompt [| 66 |], prompt.Length), 1.0, true, "Q: one?")
+            let probsAt (temperature: float) (rows: int[][]) =
+                use _ = torch.no_grad()
+                use x = torch.tensor(Array.concat rows |> Array.map int64, dtype = torch.int64).view(int64 rows.Length, int64 rows[0].Length)
+                use p = (model.Forward(x).select(1, -1L) / temperature).softmax(-1).``to``(torch.float64)
+                let v = int p.shape[1]
+                let flat = p.data<float>().ToArray()
+                Array.init rows.Length (fun r -> flat[r * v .. r * v + v - 1])
+            model.eval()
+            // A randomly initialised model is near uniform: the first temperature that makes one token likely.
+            let temperature = [ 0.3; 0.1; 0.05; 0.03; 0.02; 0.01 ] |> List.find (fun t -> Array.max (probsAt t [| prompt |]).[0] > 0.3)
+            let probs = probsAt temperature
+            let p1 = (probs [| prompt |])[0]
+            // The stop token: the most probable first token, so that stopping at step 1 or 2 both carry real mass.
+            let eos = p1 |> Array.indexed |> Array.maxBy snd |> fst
+            let others = [| for y in 0 .. p1.Length - 1 do if y <> eos then y |]
+            let p2 = probs [| for y in others -> Array.append prompt [| y |] |]
+            // E[min(L, 2)] = P(L >= 1) + P(L >= 2) = (1 - s1) + sum over non-stop y of p1(y) (1 - s2(y)).
+            let exact = (1.0 - p1[eos]) + Array.sum [| for k, y in Array.indexed others -> p1[y] * (1.0 - p2[k][eos]) |]
+            Expect.isTrue (p1[eos] > 0.2 && exact > 0.3 && exact < 1.7) $"a case where stopping matters (s1 {p1[eos]}, exact {exact})"
+            let r = ResponseLength.Sample(model, item, 3000, 2, temperature, 1.0, eos, fun j -> 1000L + int64 j)
+            let expected = Array.average r.Expected
+            let sampled = r.Samples |> Array.averageBy (fun s -> float s.Length)
+            Expect.floatClose Accuracy.medium (ResponseLength.Sample(model, item, 3000, 2, temperature, 1.0, eos, fun j -> 1000L + int64 j).Expected |> Array.average) expected "same seeds, same result"
+            Expect.isLessThan (abs (expected - exact)) 0.03 $"the path estimate is unbiased and tight ({expected} vs exact {exact})"
+            Expect.isLessThan (abs (sampled - exact)) 0.06 $"plain samples from the same random numbers are unbiased too ({sampled} vs exact {exact})"
+            Expect.isTrue (Array.forall2 (fun (s: int[]) c -> c = (s.Length = 2) && not (Array.contains eos s)) r.Samples r.Capped) "capped = ran to the cap; the stop token is never counted"
+            Expect.isTrue (r.Expected |> Array.forall (fun e -> e >= 0.0 && e <= 2.0)) "each path's expectation lies in [0, cap]"
+
+        testCase "preference methods (--tiny): every method ranks held-out pairs above chance; DPO lengthens sampled answers; exit code tells the LN-DPO length verdict (expected length along sampled paths); figure and table written" <| fun _ ->
             let ws = tempDir "repro-preference"
             let out = Path.Combine(ws, "out")
             let script = Path.Combine(repoRoot, "scripts", "repro-preference.fsx")
@@ -38,6 +72,7 @@ let tests =
             expectFiles out [ "preference-accuracy.png"; "preference-accuracy.html"; "preference-length.png"; "preference.tex"; "preference.md" ]
             Expect.stringContains (File.ReadAllText(Path.Combine(out, "preference.tex"))) @"\toprule" "booktabs table"
             Expect.stringContains (File.ReadAllText(Path.Combine(out, "preference.md"))) "sampled length" "the table has the sampled length"
+            Expect.stringContains (File.ReadAllText(Path.Combine(out, "preference.md"))) "expected length" "the table has the expected length"
             // The directions again, from the run store rather than the script's own arithmetic.
             use store = new RunStore(ws)
             let run = store.Runs() |> Seq.exactlyOne
@@ -50,10 +85,10 @@ let tests =
             let report (name: string) =
                 let n = nodes |> Seq.find (fun n -> n.Name = name)
                 System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(ws, "nodes", $"{n.Kind}-{n.Key}", AlignExecutor.ReportFile))).RootElement
-            let len (m: string) = (report m).GetProperty("sample_mean_tokens").GetDouble()
-            let dpo, lnDpo, sft = len "dpo", len "ln-dpo", (report "dpo").GetProperty("reference_sample_mean_tokens").GetDouble()
+            let len (m: string) = (report m).GetProperty("expected_mean_tokens").GetDouble()
+            let dpo, lnDpo, sft = len "dpo", len "ln-dpo", (report "dpo").GetProperty("reference_expected_mean_tokens").GetDouble()
             Expect.isGreaterThan dpo sft $"DPO on length-biased pairs lengthens the SFT model's sampled answers ({sft} -> {dpo})"
-            // LN-DPO shorter than DPO held at seeds 0 and 2 but not 1 (docs/methods/align.md): not asserted, but the exit
+            // LN-DPO shorter than DPO held at seeds 0 and 2 but not 3 (docs/methods/align.md): not asserted, but the exit
             // code must say truthfully what the stored lengths say.
             Expect.equal code (if lnDpo < dpo then 0 else 3) $"exit code agrees with the stored sampled lengths (DPO {dpo}, LN-DPO {lnDpo})"
     ]

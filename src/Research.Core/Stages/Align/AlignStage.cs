@@ -421,32 +421,32 @@ public static class Align
     }
 
     /// <summary>
-    /// <c>SamplesPerPrompt</c> sampled answers (EOS stops, not counted) to each of the first <c>Generations</c> held-out prompts;
-    /// sample j of prompt i draws from its own generator seeded by (seed, i, j), whatever the model.
+    /// <c>SamplesPerPrompt</c> sampled answers (EOS stops, not counted) to each of the first <c>Generations</c> held-out prompts,
+    /// with each answer's expected length given its path (<see cref="ResponseLength"/>); sample j of prompt i draws from its own
+    /// generator seeded by (seed, i, j), whatever the model.
     /// </summary>
-    public static List<(AlignItem Item, int[][] Samples)> Sample(LlamaForCausalLM model, IReadOnlyList<AlignItem> val, AlignOptions o, ITokenizer tokenizer, long seed)
+    public static List<SampledAnswers> Sample(LlamaForCausalLM model, IReadOnlyList<AlignItem> val, AlignOptions o, ITokenizer tokenizer, long seed)
     {
-        var result = new List<(AlignItem, int[][])>();
+        var result = new List<SampledAnswers>();
         if (o.SamplesPerPrompt == 0) return result;
         foreach (var (it, i) in val.Take(o.Generations).Select((it, i) => (it, i)))
         {
-            var prompt = it.First.Tokens[..it.First.PromptLength];
-            var room = Math.Min(o.GenerationTokens, model.Config.MaxPositionEmbeddings - prompt.Length);
+            var room = Math.Min(o.GenerationTokens, model.Config.MaxPositionEmbeddings - it.First.PromptLength);
             if (room < 1) continue;
-            var samples = new int[o.SamplesPerPrompt][];
-            for (int j = 0; j < samples.Length; j++)
-            {
-                var s = new SamplingOptions { MaxNewTokens = room, Temperature = o.SampleTemperature, TopP = o.SampleTopP, StopToken = tokenizer.EosId, Seed = (long)Rng.Derive(seed, 0x5A3E, i, j) };
-                var tokens = Generation.Generate(model, prompt, s);
-                samples[j] = tokens.Length > 0 && tokens[^1] == tokenizer.EosId ? tokens[..^1] : tokens;
-            }
-            result.Add((it, samples));
+            result.Add(ResponseLength.Sample(model, it, o.SamplesPerPrompt, room, o.SampleTemperature, o.SampleTopP, tokenizer.EosId,
+                j => (long)Rng.Derive(seed, 0x5A3E, i, j)));
         }
         return result;
     }
 
     /// <summary>Mean tokens per sampled answer.</summary>
-    public static double MeanLength(IReadOnlyList<(AlignItem Item, int[][] Samples)> samples) => samples.SelectMany(s => s.Samples).Average(t => t.Length);
+    public static double MeanLength(IReadOnlyList<SampledAnswers> samples) => samples.SelectMany(s => s.Samples).Average(t => t.Length);
+
+    /// <summary>Mean expected length of a sampled answer (the stop decisions integrated out along each path): the same expectation as <see cref="MeanLength"/>, less noisy.</summary>
+    public static double MeanExpectedLength(IReadOnlyList<SampledAnswers> samples) => samples.SelectMany(s => s.Expected).Average();
+
+    /// <summary>Share of sampled answers that ran to the token cap without EOS.</summary>
+    public static double CappedShare(IReadOnlyList<SampledAnswers> samples) => samples.SelectMany(s => s.Capped).Average(c => c ? 1.0 : 0.0);
 }
 
 /// <summary>
@@ -483,10 +483,20 @@ public sealed class AlignExecutor : IStageExecutor
             var result = Trainer.Run(model, tokenizer, objective, train, ctx.Directory, Align.Validation(data.Validation, o, tokenizer, rows), ctx.Log, parent);
             var metrics = new Dictionary<string, double>(result.LastMetrics);
             if (refGens.Count > 0) metrics["val_ref_gen_length"] = refGens.Average(g => g.Tokens.Length);
-            if (refSamples.Count > 0) metrics["val_ref_sample_length"] = Align.MeanLength(refSamples);
+            if (refSamples.Count > 0)
+            {
+                metrics["val_ref_sample_length"] = Align.MeanLength(refSamples);
+                metrics["val_ref_expected_length"] = Align.MeanExpectedLength(refSamples);
+                metrics["val_ref_sample_capped"] = Align.CappedShare(refSamples);
+            }
             var gens = Align.Generate(model, data.Validation, o, tokenizer);
             var samples = Align.Sample(model, data.Validation, o, tokenizer, ctx.Seed);
-            if (samples.Count > 0) metrics["val_sample_length"] = Align.MeanLength(samples);
+            if (samples.Count > 0)
+            {
+                metrics["val_sample_length"] = Align.MeanLength(samples);
+                metrics["val_expected_length"] = Align.MeanExpectedLength(samples);
+                metrics["val_sample_capped"] = Align.CappedShare(samples);
+            }
             var lines = gens.Select((g, i) => JsonSerializer.Serialize(new
             {
                 prompt = g.Item.Prompt,
@@ -495,6 +505,7 @@ public sealed class AlignExecutor : IStageExecutor
                 generation = tokenizer.Decode(g.Tokens),
                 tokens = g.Tokens.Length,
                 samples = i < samples.Count ? samples[i].Samples.Select(tokenizer.Decode).ToArray() : null,
+                expected_tokens = i < samples.Count ? samples[i].Expected : null,
             }));
             AtomicFile.WriteAllText(Path.Combine(ctx.Directory, GenerationsFile), string.Concat(lines.Select(l => l + "\n")));
             var report = new
@@ -513,6 +524,10 @@ public sealed class AlignExecutor : IStageExecutor
                 reference_generation_mean_tokens = refGens.Count > 0 ? refGens.Average(g => g.Tokens.Length) : 0,
                 sample_mean_tokens = samples.Count > 0 ? Align.MeanLength(samples) : 0,
                 reference_sample_mean_tokens = refSamples.Count > 0 ? Align.MeanLength(refSamples) : 0,
+                expected_mean_tokens = samples.Count > 0 ? Align.MeanExpectedLength(samples) : 0,
+                reference_expected_mean_tokens = refSamples.Count > 0 ? Align.MeanExpectedLength(refSamples) : 0,
+                sample_capped_share = samples.Count > 0 ? Align.CappedShare(samples) : 0,
+                reference_sample_capped_share = refSamples.Count > 0 ? Align.CappedShare(refSamples) : 0,
                 metrics,
             };
             AtomicFile.WriteAllText(Path.Combine(ctx.Directory, ReportFile), JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
