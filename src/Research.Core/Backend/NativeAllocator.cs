@@ -41,16 +41,14 @@ public static class NativeAllocator
             Report = "glibc defaults (RESEARCH_MALLOC=system)";
             return;
         }
-        try
+        Native(() =>
         {
             lock (Gate)
             {
                 _retaining = SetRetaining();
                 Report = _retaining ? "retain freed memory (mmap threshold 256 MB, trim threshold 1 GB, top pad 64 MB)" : "mallopt refused a setting; glibc defaults";
             }
-        }
-        catch (DllNotFoundException) { _unavailable = true; }
-        catch (EntryPointNotFoundException) { _unavailable = true; }
+        });
     }
 
     static bool SetRetaining() =>
@@ -67,9 +65,7 @@ public static class NativeAllocator
         lock (Gate)
         {
             if (_eagerDepth++ == 0 && _retaining)
-                try { MallOpt(MmapThreshold, 128 << 10); MallOpt(TrimThreshold, 128 << 10); MallOpt(TopPad, 0); }
-                catch (DllNotFoundException) { _unavailable = true; }
-                catch (EntryPointNotFoundException) { _unavailable = true; }
+                Native(() => { MallOpt(MmapThreshold, 128 << 10); MallOpt(TrimThreshold, 128 << 10); MallOpt(TopPad, 0); });
         }
         return new Eager(true);
     }
@@ -88,10 +84,13 @@ public static class NativeAllocator
     }
 
     /// <summary>Returns the allocator's free pages to the kernel (malloc_trim).</summary>
-    public static void ReturnFreePages()
+    public static void ReturnFreePages() => Native(() => MallocTrim(0));
+
+    /// <summary>Calls into libc unless it is known to be missing; a missing library or entry point turns every later call off.</summary>
+    static void Native(Action call)
     {
         if (_unavailable) return;
-        try { MallocTrim(0); }
+        try { call(); }
         catch (DllNotFoundException) { _unavailable = true; }
         catch (EntryPointNotFoundException) { _unavailable = true; }
     }
