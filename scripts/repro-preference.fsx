@@ -5,16 +5,17 @@
 // Claimed directions: every method raises held-out preference accuracy over the SFT model; length-normalising DPO's
 // log-ratios (LN-DPO) removes DPO's incentive to lengthen, so its answers are shorter than DPO's when the preference
 // data carries a length bias (chosen answers longer than rejected ones, as in real preference data).
-//   research run scripts/repro-preference.fsx [--tiny] [--out DIR] [--seed 7] [--data length-biased|world]
+//   research run scripts/repro-preference.fsx [--tiny] [--out DIR] [--seed 7] [--data closings|length-biased|world]
 //                                            [--sft-data questions|all] [--sft-closing 0.5] [--general-docs 1500]
 //                                            [--pretrain-steps 200] [--tune-steps 200] [--tune-lr 1e-3] [--align-steps 40]
-//                                            [--align-lr 1e-4] [--beta 0.1] [--generations 32] [--generation-tokens 64] [--samples 16] [--top-p 1]
+//                                            [--align-lr 1e-4] [--beta 0.1] [--ln-beta B] [--generations 32] [--generation-tokens 64] [--samples 16] [--top-p 1]
 // SFT model: tuned on the world's question instructions (--sft-data all: every instruction) with the closing line
 // " I hope this helps." on a seeded share (--sft-closing) of the answers, so it has a real stop-or-continue choice after
-// an answer. --data length-biased (default): every chosen answer ends with the closing line, the rejected answer is a
-// short bad one (see pairsFile); --data world: the world's pairs as they are (chosen answers are the concise ones).
+// an answer. --data closings (default): every chosen answer ends with the closing line, the rejected answer is a
+// short bad one ending with a short sign-off (see pairsFile); --data world: the world's pairs as they are (chosen answers are the concise ones).
 // KTO trains on the same pairs as unpaired labels (chosen desirable, rejected undesirable: the world's unpaired.jsonl);
-// held-out pairs stay pairs, so every method is scored on the same held-out pairs. Same beta (0.1), LR and steps for all.
+// held-out pairs stay pairs, so every method is scored on the same held-out pairs. Same beta (0.1), LR and steps for all,
+// except LN-DPO's beta, on the per-token scale: beta x the pairs' mean response tokens (see lnBeta; --ln-beta sets it).
 // Length = mean tokens of --samples answers sampled at temperature 1 per held-out prompt (up to --generations prompts; sample j
 // of prompt i uses the same seed for every model: common random numbers), taken as its expectation along each sampled path
 // (the stop decisions integrated out exactly: the same mean, less noisy; ResponseLength in the runtime); the plain sampled
@@ -37,7 +38,7 @@ let tiny = Array.contains "--tiny" args
 let arg name fallback = Script.arg args name fallback
 let seed = arg "seed" 7
 let outDir = arg "out" "repro-preference"
-let dataKind = arg "data" "length-biased"
+let dataKind = arg "data" "closings"
 let beta = arg "beta" 0.1
 let alignSteps = arg "align-steps" (if tiny then 15 else 40)
 let sftClosing = arg "sft-closing" 0.5
@@ -48,25 +49,48 @@ let world = World.create (arg "general-docs" (if tiny then 600 else 1500)) seed
 
 /// The length-biased pairs: every chosen answer ends with a closing line; the rejected answer is the world's short bad
 /// answer (a wrong fact, the wrong format) and, for a "verbose" pair, the concise answer to the same question about the
-/// next company (a wrong fact). Chosen and rejected are two answers, never one the other's prefix: with a shared prefix
+/// next company (a wrong fact). --data closings (default): the rejected answer ends with a short sign-off (" Thanks.")
+/// where the chosen one ends with the long closing line, so both answers go on after the answer and stop after a
+/// sign-off, and the pairs differ in length by the sign-off (and by the answer); --data length-biased: the rejected answer
+/// stops right after the answer, so pushing it down also pushes down stopping there (at --tiny that makes LN-DPO, which
+/// weighs the shorter rejected answer's tokens more, the longer one at 3 of 5 seeds; docs/methods/align.md).
+/// Chosen and rejected are two answers, never one the other's prefix: with a shared prefix
 /// (the concise answer rejected against itself plus the closing line) LN-DPO's per-token averages push the shared answer
 /// down (1/|yc| - 1/|yr| < 0 on its tokens), which at this scale makes samples longer, not shorter.
 let closing = " I hope this helps."
 let pairsFile =
     match dataKind with
     | "world" -> world.Preferences
-    | "length-biased" ->
-        let path = Path.Combine(Path.GetDirectoryName world.Preferences, "preferences-length-biased.jsonl")
+    | "closings" | "length-biased" ->
+        let path = Path.Combine(Path.GetDirectoryName world.Preferences, $"preferences-{dataKind}.jsonl")
+        let shortClosing = if dataKind = "closings" then " Thanks." else ""
         let pairs = Seq.toArray world.World.Preferences
         // The world writes one pair per question of each company, in question order: i + questions is the same question, next company.
         let questions = Seq.length (Research.Data.Synthetic.WorldTasks.Questions(Seq.head world.World.Entities.TrainCompanies))
         let lines =
             [ for i, p in Array.indexed pairs ->
                 let rejected = if p.Kind = "verbose" then pairs[(i + questions) % pairs.Length].Chosen else p.Rejected
-                JsonSerializer.Serialize({| prompt = p.Prompt; chosen = p.Chosen + closing; rejected = rejected |}) ]
+                JsonSerializer.Serialize({| prompt = p.Prompt; chosen = p.Chosen + closing; rejected = rejected + shortClosing |}) ]
         Research.Runs.AtomicFile.WriteAllText(path, String.concat "\n" lines + "\n")
         path
-    | other -> failwithf "--data must be length-biased or world (got %s)" other
+    | other -> failwithf "--data must be closings, length-biased or world (got %s)" other
+
+/// Mean response length of the pairs in tokens (the tokenizer is byte-level: UTF-8 bytes, plus the EOS).
+let meanResponseTokens =
+    let lengths =
+        [ for line in File.ReadLines pairsFile do
+            if line.Trim() <> "" then
+                use doc = JsonDocument.Parse line
+                for field in [ "chosen"; "rejected" ] do
+                    match doc.RootElement.TryGetProperty field with
+                    | true, v when v.ValueKind = JsonValueKind.String -> float (System.Text.Encoding.UTF8.GetByteCount(v.GetString()) + 1)
+                    | _ -> () ]
+    if lengths.IsEmpty then failwithf "%s: no string chosen/rejected answers to measure" pairsFile
+    List.average lengths
+/// LN-DPO's log-ratios are per-token means, so at DPO's beta its loss barely leaves log 2 (the margin is |y| times
+/// smaller) and its implied KL pressure is |y| times weaker; beta x mean response tokens puts it on DPO's scale, as the
+/// *PO guide and SimPO tune length-normalised betas on their own grid. --ln-beta sets it directly.
+let lnBeta = arg "ln-beta" (System.Math.Round(beta * meanResponseTokens, 2))
 
 /// --tiny: a micro model (64 wide, 2 layers) so the whole comparison runs in seconds; otherwise the tiny default.
 let model =
@@ -102,7 +126,7 @@ let sft =
     |> Step.evalEvery 0 |> Step.named "sft"
 
 /// One align branch: the same data, steps, beta and held-out split; only the objective differs.
-let method (name: string) (mode: AlignMode) (loss: PreferenceLoss) =
+let method (name: string) (mode: AlignMode) (loss: PreferenceLoss) (beta: float) =
     let pref = PreferenceOptions(Beta = beta, Losses = [| WeightedPreferenceLoss(loss) |])
     align pairsFile
     |> Step.config "Mode" (box mode)
@@ -119,10 +143,10 @@ let method (name: string) (mode: AlignMode) (loss: PreferenceLoss) =
     |> Step.named name
 
 let methods =
-    [ "DPO", method "dpo" AlignMode.Paired PreferenceLoss.Sigmoid
-      "LN-DPO", method "ln-dpo" AlignMode.Paired PreferenceLoss.SigmoidNorm
-      "SimPO", method "simpo" AlignMode.SimPO PreferenceLoss.Sigmoid
-      "KTO", method "kto" AlignMode.Kto PreferenceLoss.Sigmoid ]
+    [ "DPO", method "dpo" AlignMode.Paired PreferenceLoss.Sigmoid beta
+      "LN-DPO", method "ln-dpo" AlignMode.Paired PreferenceLoss.SigmoidNorm lnBeta
+      "SimPO", method "simpo" AlignMode.SimPO PreferenceLoss.Sigmoid beta
+      "KTO", method "kto" AlignMode.Kto PreferenceLoss.Sigmoid beta ]
 
 let result =
     Experiment.createBranches "repro-preference" start (fun s -> branch (List.map snd methods) (sft s))
@@ -141,7 +165,9 @@ let sftRow =
 let rows =
     [ for label, _ in methods ->
         let m = metric (label.ToLowerInvariant())
-        { Method = label; PerToken = m "val_avg_logp_accuracy"; Implicit = m "val_pref_accuracy"; Margin = m "val_margin"
+        // val_margin is beta (dc - dr) with the branch's own beta: put LN-DPO's on the common beta so the column compares.
+        let margin = if label = "LN-DPO" then m "val_margin" * beta / lnBeta else m "val_margin"
+        { Method = label; PerToken = m "val_avg_logp_accuracy"; Implicit = m "val_pref_accuracy"; Margin = margin
           Greedy = m "val_gen_length"; Sampled = m "val_sample_length"
           Expected = m "val_expected_length"; Capped = m "val_sample_capped"; Kl = m "val_kl_ref" } ]
 
@@ -155,9 +181,9 @@ Figures.capabilityByStage $"Mean length of answers to held-out prompts ({samples
 |> Figures.save outDir "preference-length" |> ignore
 
 let table =
-    { Header = [ "method"; "per-token accuracy"; "implicit-reward accuracy"; "reward margin"; "expected length"; "sampled length"; "share at cap"; "greedy length"; "KL estimate" ]
+    { Header = [ "method"; "per-token accuracy"; "implicit-reward accuracy"; $"reward margin (beta {beta})"; "expected length"; "sampled length"; "share at cap"; "greedy length"; "KL estimate" ]
       Rows = [ for r in sftRow :: rows -> [ box r.Method; box r.PerToken; box r.Implicit; box r.Margin; box r.Expected; box r.Sampled; box r.Capped; box r.Greedy; box r.Kl ] ] }
-Tables.save outDir "preference" $"Preference methods from one SFT model ({dataKind} pairs, beta {beta}, {alignSteps} steps): held-out per-token likelihood accuracy, implicit-reward accuracy and margin, mean length of sampled answers ({samples} per prompt, temperature 1: expected along each path, as drawn, share at the token cap) and of greedy answers, per-token KL estimate to the SFT model" "tab:preference" table |> ignore
+Tables.save outDir "preference" $"Preference methods from one SFT model ({dataKind} pairs, beta {beta}, LN-DPO beta {lnBeta}, {alignSteps} steps): held-out per-token likelihood accuracy, implicit-reward accuracy and margin, mean length of sampled answers ({samples} per prompt, temperature 1: expected along each path, as drawn, share at the token cap) and of greedy answers, per-token KL estimate to the SFT model" "tab:preference" table |> ignore
 printfn "%s" (Tables.markdown table)
 
 let get name = rows |> List.find (fun r -> r.Method = name)
@@ -166,7 +192,7 @@ let raised = rows |> List.forall (fun r -> r.Implicit > 0.5)
 let perTokenRaised = rows |> List.forall (fun r -> r.PerToken > sftRow.PerToken)
 let lnShorter = lnDpo.Expected < dpo.Expected
 let verdict b = if b then "HELD" else "DID NOT HOLD"
-printfn "data: %s pairs; SFT answers with the closing line: %g; beta %g; %d align steps from one SFT model" dataKind sftClosing beta alignSteps
+printfn "data: %s pairs (mean response %.1f tokens); SFT answers with the closing line: %g; beta %g (LN-DPO %g); %d align steps from one SFT model" dataKind meanResponseTokens sftClosing beta lnBeta alignSteps
 printfn "claim (DPO, LN-DPO, SimPO, KTO papers): every method raises held-out preference accuracy over the SFT model"
 printfn "implicit-reward accuracy (SFT: 0.5, chance): %s -> %s" (rows |> List.map (fun r -> $"{r.Method} {r.Implicit:F3}") |> String.concat ", ") (verdict raised)
 printfn "secondary: per-token likelihood accuracy: SFT %.3f; %s -> %s" sftRow.PerToken (rows |> List.map (fun r -> $"{r.Method} {r.PerToken:F3}") |> String.concat ", ") (verdict perTokenRaised)
