@@ -88,8 +88,8 @@ let meanResponseTokens =
     if lengths.IsEmpty then failwithf "%s: no string chosen/rejected answers to measure" pairsFile
     List.average lengths
 /// LN-DPO's log-ratios are per-token means, so at DPO's beta its loss barely leaves log 2 (the margin is |y| times
-/// smaller) and its implied KL pressure is |y| times weaker; beta x mean response tokens puts it on DPO's scale, as the
-/// *PO guide and SimPO tune length-normalised betas on their own grid. --ln-beta sets it directly.
+/// smaller) and its implied KL pressure is |y| times weaker; beta x mean response tokens puts it on DPO's scale (the *PO
+/// guide sweeps each method's beta; SimPO's paper puts its length-normalised beta at 2 to 2.5). --ln-beta sets it directly.
 let lnBeta = arg "ln-beta" (System.Math.Round(beta * meanResponseTokens, 2))
 
 /// --tiny: a micro model (64 wide, 2 layers) so the whole comparison runs in seconds; otherwise the tiny default.
