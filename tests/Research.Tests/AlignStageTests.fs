@@ -79,6 +79,22 @@ let private tail (rng: Rng) (k: int) = String([| for _ in 1 .. k -> char (int 'a
 [<Tests>]
 let tests =
     testSequenced <| testList "AlignStage" [
+        testCase "length-normalised objectives at DPO's beta get a warning naming the beta on the per-token scale" <| fun _ ->
+            // Completions of 20 and 40 tokens after a 3-token prompt: mean 30, so beta 0.1 x 30 = 3.
+            let row n = AlignRow(Array.create (3 + n) 65, 3)
+            let train = [| for _ in 1 .. 4 -> AlignItem(row 40, row 20, 1.0, true, "p") |]
+            let opts mode (loss: PreferenceLoss) beta =
+                AlignOptions(Mode = mode, Preference = PreferenceOptions(Beta = beta, Losses = [| WeightedPreferenceLoss(loss) |]))
+            let hint = Align.BetaScaleHint(opts AlignMode.Paired PreferenceLoss.SigmoidNorm 0.1, train)
+            Expect.isNotNull hint "sigmoid_norm at beta 0.1 is warned about"
+            Expect.stringContains hint "sigmoid_norm" "names the loss"
+            Expect.stringContains hint "about 30x" "says how much smaller its margins are"
+            Expect.stringContains hint "beta 3 (beta x the mean completion tokens)" "gives the beta on DPO's scale"
+            Expect.isNotNull (Align.BetaScaleHint(opts AlignMode.SimPO PreferenceLoss.Sigmoid 0.1, train)) "SimPO at beta 0.1 too"
+            Expect.isNull (Align.BetaScaleHint(opts AlignMode.Paired PreferenceLoss.Sigmoid 0.1, train)) "DPO's own beta is not warned about"
+            Expect.isNull (Align.BetaScaleHint(opts AlignMode.Paired PreferenceLoss.SigmoidNorm 3.0, train)) "a per-token-scale beta is fine"
+            Expect.isNull (Align.BetaScaleHint(opts AlignMode.SimPO PreferenceLoss.Sigmoid 2.5, train)) "SimPO's paper beta is fine"
+
         testCase "paired and unpaired JSONL; messages rendered with the template" <| fun _ ->
             let dir = tempDir "align-jsonl"
             let paired =

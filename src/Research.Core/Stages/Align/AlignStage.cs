@@ -439,6 +439,22 @@ public static class Align
         return result;
     }
 
+    /// <summary>
+    /// A warning when a length-normalised objective (sigmoid_norm, SimPO) runs at a beta meant for summed log-ratios: its
+    /// margins are per-token means, |y| times smaller than DPO's, so below beta 0.5 its loss hardly leaves log 2. Says which
+    /// beta puts it on DPO's scale (beta x the mean completion tokens of the training items); null when nothing is amiss.
+    /// </summary>
+    public static string? BetaScaleHint(AlignOptions o, IReadOnlyList<AlignItem> train)
+    {
+        var normalised = o.Mode == AlignMode.SimPO ? "SimPO"
+            : o.Mode == AlignMode.Paired && o.Preference.Losses.Any(l => l.Kind == PreferenceLoss.SigmoidNorm) ? "sigmoid_norm (LN-DPO)" : null;
+        if (normalised is null || o.Preference.Beta >= 0.5 || train.Count == 0) return null;
+        var meanTokens = train.Average(it => (it.First.CompletionLength + it.Second.CompletionLength) / 2.0);
+        return $"align: warning: {normalised} compares per-token means, so beta {o.Preference.Beta:G4} puts its margins about {meanTokens:F0}x "
+            + $"below DPO's at the same beta and its loss stays near log 2; beta {o.Preference.Beta * meanTokens:G3} (beta x the mean "
+            + "completion tokens) puts it on DPO's scale (SimPO's paper uses 2 to 2.5)";
+    }
+
     /// <summary>Mean tokens per sampled answer.</summary>
     public static double MeanLength(IReadOnlyList<SampledAnswers> samples) => samples.SelectMany(s => s.Samples).Average(t => t.Length);
 
@@ -471,6 +487,7 @@ public sealed class AlignExecutor : IStageExecutor
         var train = o.Train with { Seed = ctx.Seed };
         var data = Align.Prepare(file, tokenizer, o, ctx.Seed, modelConfig.MaxPositionEmbeddings);
         var rows = 2 * train.BatchSize;
+        if (Align.BetaScaleHint(o, data.Train) is { } hint) ctx.Log.WriteLine(hint);
         (data, var computed) = ReferenceCache.Prepare(parent, ctx.Directory, data, ctx.Device, rows, ctx.Log);   // reference model gone after this
 
         var (model, _) = Checkpoint.Load(parent, ctx.Device);
