@@ -15,7 +15,8 @@
 // short bad one ending with a short sign-off (see pairsFile); --data world: the world's pairs as they are (chosen answers are the concise ones).
 // KTO trains on the same pairs as unpaired labels (chosen desirable, rejected undesirable: the world's unpaired.jsonl);
 // held-out pairs stay pairs, so every method is scored on the same held-out pairs. Same beta (0.1), LR and steps for all,
-// except LN-DPO's beta, on the per-token scale: beta x the pairs' mean response tokens (see lnBeta; --ln-beta sets it).
+// except the length-normalised LN-DPO and SimPO, whose beta is on the per-token scale: beta x the pairs' mean response
+// tokens (see lnBeta; --ln-beta sets it).
 // Length = mean tokens of --samples answers sampled at temperature 1 per held-out prompt (up to --generations prompts; sample j
 // of prompt i uses the same seed for every model: common random numbers), taken as its expectation along each sampled path
 // (the stop decisions integrated out exactly: the same mean, less noisy; ResponseLength in the runtime); the plain sampled
@@ -91,6 +92,8 @@ let meanResponseTokens =
 /// smaller) and its implied KL pressure is |y| times weaker; beta x mean response tokens puts it on DPO's scale (the *PO
 /// guide sweeps each method's beta; SimPO's paper puts its length-normalised beta at 2 to 2.5). --ln-beta sets it directly.
 let lnBeta = arg "ln-beta" (System.Math.Round(beta * meanResponseTokens, 2))
+/// The beta of each branch: the length-normalised objectives (LN-DPO, SimPO) on the per-token scale, the others DPO's.
+let branchBeta label = if label = "LN-DPO" || label = "SimPO" then lnBeta else beta
 
 /// --tiny: a micro model (64 wide, 2 layers) so the whole comparison runs in seconds; otherwise the tiny default.
 let model =
@@ -143,10 +146,10 @@ let method (name: string) (mode: AlignMode) (loss: PreferenceLoss) (beta: float)
     |> Step.named name
 
 let methods =
-    [ "DPO", method "dpo" AlignMode.Paired PreferenceLoss.Sigmoid beta
-      "LN-DPO", method "ln-dpo" AlignMode.Paired PreferenceLoss.SigmoidNorm lnBeta
-      "SimPO", method "simpo" AlignMode.SimPO PreferenceLoss.Sigmoid beta
-      "KTO", method "kto" AlignMode.Kto PreferenceLoss.Sigmoid beta ]
+    [ "DPO", method "dpo" AlignMode.Paired PreferenceLoss.Sigmoid (branchBeta "DPO")
+      "LN-DPO", method "ln-dpo" AlignMode.Paired PreferenceLoss.SigmoidNorm (branchBeta "LN-DPO")
+      "SimPO", method "simpo" AlignMode.SimPO PreferenceLoss.Sigmoid (branchBeta "SimPO")
+      "KTO", method "kto" AlignMode.Kto PreferenceLoss.Sigmoid (branchBeta "KTO") ]
 
 let result =
     Experiment.createBranches "repro-preference" start (fun s -> branch (List.map snd methods) (sft s))
@@ -165,8 +168,8 @@ let sftRow =
 let rows =
     [ for label, _ in methods ->
         let m = metric (label.ToLowerInvariant())
-        // val_margin is beta (dc - dr) with the branch's own beta: put LN-DPO's on the common beta so the column compares.
-        let margin = if label = "LN-DPO" then m "val_margin" * beta / lnBeta else m "val_margin"
+        // val_margin is beta (dc - dr) with the branch's own beta: put every one on the common beta so the column compares.
+        let margin = m "val_margin" * beta / branchBeta label
         { Method = label; PerToken = m "val_avg_logp_accuracy"; Implicit = m "val_pref_accuracy"; Margin = margin
           Greedy = m "val_gen_length"; Sampled = m "val_sample_length"
           Expected = m "val_expected_length"; Capped = m "val_sample_capped"; Kl = m "val_kl_ref" } ]
@@ -183,7 +186,7 @@ Figures.capabilityByStage $"Mean length of answers to held-out prompts ({samples
 let table =
     { Header = [ "method"; "per-token accuracy"; "implicit-reward accuracy"; $"reward margin (beta {beta})"; "expected length"; "sampled length"; "share at cap"; "greedy length"; "KL estimate" ]
       Rows = [ for r in sftRow :: rows -> [ box r.Method; box r.PerToken; box r.Implicit; box r.Margin; box r.Expected; box r.Sampled; box r.Capped; box r.Greedy; box r.Kl ] ] }
-Tables.save outDir "preference" $"Preference methods from one SFT model ({dataKind} pairs, beta {beta}, LN-DPO beta {lnBeta}, {alignSteps} steps): held-out per-token likelihood accuracy, implicit-reward accuracy and margin, mean length of sampled answers ({samples} per prompt, temperature 1: expected along each path, as drawn, share at the token cap) and of greedy answers, per-token KL estimate to the SFT model" "tab:preference" table |> ignore
+Tables.save outDir "preference" $"Preference methods from one SFT model ({dataKind} pairs, beta {beta}, LN-DPO and SimPO beta {lnBeta}, {alignSteps} steps): held-out per-token likelihood accuracy, implicit-reward accuracy and margin, mean length of sampled answers ({samples} per prompt, temperature 1: expected along each path, as drawn, share at the token cap) and of greedy answers, per-token KL estimate to the SFT model" "tab:preference" table |> ignore
 printfn "%s" (Tables.markdown table)
 
 let get name = rows |> List.find (fun r -> r.Method = name)
@@ -192,7 +195,7 @@ let raised = rows |> List.forall (fun r -> r.Implicit > 0.5)
 let perTokenRaised = rows |> List.forall (fun r -> r.PerToken > sftRow.PerToken)
 let lnShorter = lnDpo.Expected < dpo.Expected
 let verdict b = if b then "HELD" else "DID NOT HOLD"
-printfn "data: %s pairs (mean response %.1f tokens); SFT answers with the closing line: %g; beta %g (LN-DPO %g); %d align steps from one SFT model" dataKind meanResponseTokens sftClosing beta lnBeta alignSteps
+printfn "data: %s pairs (mean response %.1f tokens); SFT answers with the closing line: %g; beta %g (LN-DPO, SimPO %g); %d align steps from one SFT model" dataKind meanResponseTokens sftClosing beta lnBeta alignSteps
 printfn "claim (DPO, LN-DPO, SimPO, KTO papers): every method raises held-out preference accuracy over the SFT model"
 printfn "implicit-reward accuracy (SFT: 0.5, chance): %s -> %s" (rows |> List.map (fun r -> $"{r.Method} {r.Implicit:F3}") |> String.concat ", ") (verdict raised)
 printfn "secondary: per-token likelihood accuracy: SFT %.3f; %s -> %s" sftRow.PerToken (rows |> List.map (fun r -> $"{r.Method} {r.PerToken:F3}") |> String.concat ", ") (verdict perTokenRaised)
