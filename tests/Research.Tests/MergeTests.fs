@@ -436,5 +436,7 @@ let taskTests =
                     Expect.equal r.BoundBytes (int64 (1.5 * float (r.LargestTensorBytes + r.OutputShardBytes))) "bound"
                     Expect.floatClose Accuracy.high r.Ratio (float r.PeakAnonGrowthBytes / float (r.LargestTensorBytes + r.OutputShardBytes)) "ratio = anonymous growth / (tensor + shard)"
                     Expect.isGreaterThanOrEqual r.PeakRssBytes r.BaselineRssBytes "peak >= baseline"
+                    Expect.isFalse r.Judged $"a {r.BoundBytes} B bound is within RSS noise: no verdict printed"
+                    Expect.stringContains r.Verdict "not a verdict" "says so"
         ]
     ]
