@@ -24,7 +24,7 @@ public sealed record MergeMemoryResult(
     public bool WithinBound => PeakAnonGrowthBytes < BoundBytes;
 
     /// <summary>Below this bound the process's own resident-memory noise (a megabyte or so: the managed heap, thread stacks)
-    /// is a large share of it, so the ratio is printed but not judged (the quick and smallest benches' micro models).</summary>
+    /// is a large share of it, so the ratio is printed but not judged (the micro models of the smallest bench and the tests).</summary>
     public const long JudgedFromBytes = 16_000_000;
 
     /// <summary>Whether the bound is large enough for the ratio to be a verdict on the merge rather than on RSS noise.</summary>
