@@ -59,35 +59,31 @@ let world = World.create (arg "general-docs" (if tiny then 600 else 1500)) seed
 /// (the concise answer rejected against itself plus the closing line) LN-DPO's per-token averages push the shared answer
 /// down (1/|yc| - 1/|yr| < 0 on its tokens), which at this scale makes samples longer, not shorter.
 let closing = " I hope this helps."
-let pairsFile =
+/// The pairs as (prompt, chosen, rejected): the world's as they are, or rewritten as described above.
+let pairs =
+    let world' = Seq.toArray world.World.Preferences
     match dataKind with
-    | "world" -> world.Preferences
+    | "world" -> [ for p in world' -> p.Prompt, p.Chosen, p.Rejected ]
     | "closings" | "length-biased" ->
-        let path = Path.Combine(Path.GetDirectoryName world.Preferences, $"preferences-{dataKind}.jsonl")
         let shortClosing = if dataKind = "closings" then " Thanks." else ""
-        let pairs = Seq.toArray world.World.Preferences
         // The world writes one pair per question of each company, in question order: i + questions is the same question, next company.
         let questions = Seq.length (Research.Data.Synthetic.WorldTasks.Questions(Seq.head world.World.Entities.TrainCompanies))
-        let lines =
-            [ for i, p in Array.indexed pairs ->
-                let rejected = if p.Kind = "verbose" then pairs[(i + questions) % pairs.Length].Chosen else p.Rejected
-                JsonSerializer.Serialize({| prompt = p.Prompt; chosen = p.Chosen + closing; rejected = rejected + shortClosing |}) ]
+        [ for i, p in Array.indexed world' ->
+            let rejected = if p.Kind = "verbose" then world'[(i + questions) % world'.Length].Chosen else p.Rejected
+            p.Prompt, p.Chosen + closing, rejected + shortClosing ]
+    | other -> failwithf "--data must be closings, length-biased or world (got %s)" other
+let pairsFile =
+    if dataKind = "world" then world.Preferences   // the world's own file holds exactly these pairs
+    else
+        let path = Path.Combine(Path.GetDirectoryName world.Preferences, $"preferences-{dataKind}.jsonl")
+        let lines = [ for prompt, chosen, rejected in pairs -> JsonSerializer.Serialize({| prompt = prompt; chosen = chosen; rejected = rejected |}) ]
         Research.Runs.AtomicFile.WriteAllText(path, String.concat "\n" lines + "\n")
         path
-    | other -> failwithf "--data must be closings, length-biased or world (got %s)" other
 
 /// Mean response length of the pairs in tokens (the tokenizer is byte-level: UTF-8 bytes, plus the EOS).
 let meanResponseTokens =
-    let lengths =
-        [ for line in File.ReadLines pairsFile do
-            if line.Trim() <> "" then
-                use doc = JsonDocument.Parse line
-                for field in [ "chosen"; "rejected" ] do
-                    match doc.RootElement.TryGetProperty field with
-                    | true, v when v.ValueKind = JsonValueKind.String -> float (System.Text.Encoding.UTF8.GetByteCount(v.GetString()) + 1)
-                    | _ -> () ]
-    if lengths.IsEmpty then failwithf "%s: no string chosen/rejected answers to measure" pairsFile
-    List.average lengths
+    pairs |> List.collect (fun (_, chosen, rejected) -> [ chosen; rejected ])
+    |> List.averageBy (fun a -> float (System.Text.Encoding.UTF8.GetByteCount a + 1))
 /// LN-DPO's log-ratios are per-token means, so at DPO's beta its loss barely leaves log 2 (the margin is |y| times
 /// smaller) and its implied KL pressure is |y| times weaker; beta x mean response tokens puts it on DPO's scale (the *PO
 /// guide sweeps each method's beta; SimPO's paper puts its length-normalised beta at 2 to 2.5). --ln-beta sets it directly.
