@@ -161,8 +161,9 @@ public static class StreamingMerge
                     {
                         foreach (var t in held) Closed(t);
                     }
-                    // glibc keeps freed blocks below its (self-raising) mmap threshold in the heap; handing them back after each
-                    // name keeps resident memory at one name's working set instead of the high-water mark of every name so far.
+                    // Freed blocks inside the heap (below the mmap threshold, which glibc raises by itself under RESEARCH_MALLOC=system)
+                    // stay resident until trimmed; handing them back after each name keeps resident memory at one name's working set
+                    // instead of the high-water mark of every name so far.
                     Backend.NativeAllocator.ReturnFreePages();
                 }
                 writer.Finish();
