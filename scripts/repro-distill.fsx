@@ -62,9 +62,9 @@ let config steps batch lr =
     TrainConfig(Steps = steps, BatchSize = batch, LearningRate = lr, WarmupSteps = (if tiny then 2 else 20), WeightDecay = 0.0,
                 LogEvery = 50, EvalEvery = 0, CheckpointEvery = 0)
 let ctx name parents = StageContext(name, Path.Combine(root, name), List.toArray parents, [||], int64 seed, torch.CPU, TextWriter.Null)
-let save name (cfg: LlamaConfig) =
+let save name (cfg: ModelConfig) =
     let dir = Path.Combine(root, name)
-    (use m = new LlamaForCausalLM(cfg, int64 seed) in Checkpoint.Save(dir, m, ByteTokenizer.Instance))
+    (use m = new CausalLM(cfg, int64 seed) in Checkpoint.Save(dir, m, ByteTokenizer.Instance))
     dir
 let parameters dir =
     let struct (m, _) = Checkpoint.Load dir
@@ -73,10 +73,10 @@ let parameters dir =
 
 let studentConfig, teacherConfig =
     if tiny then
-        LlamaConfig(VocabSize = 259, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64),
-        LlamaConfig(VocabSize = 259, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 3, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64)
+        ModelConfig(VocabSize = 259, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64),
+        ModelConfig(VocabSize = 259, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 3, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64)
     // Quick-start scale: the teacher is the quick start's tiny model (0.77M), the student a d 64 x 3 model (0.155M, 1/5).
-    else LlamaConfig(HiddenSize = 64, IntermediateSize = 176, NumHiddenLayers = 3, NumAttentionHeads = 4, NumKeyValueHeads = 2), LlamaConfig.Tiny()
+    else ModelConfig(HiddenSize = 64, IntermediateSize = 176, NumHiddenLayers = 3, NumAttentionHeads = 4, NumKeyValueHeads = 2), ModelConfig.Tiny()
 let student = save "student-init" studentConfig
 let teacherInit = save "teacher-init" teacherConfig
 let ratio = float (parameters teacherInit) / float (parameters student)

@@ -74,9 +74,9 @@ let lines (tag: char) (s: int64) (n: int) =
 let write name (xs: string list) = let p = Path.Combine(root, name) in File.WriteAllLines(p, xs); p
 
 let model =
-    if tiny then LlamaConfig(VocabSize = 259, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4,
+    if tiny then ModelConfig(VocabSize = 259, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4,
                              NumKeyValueHeads = 2, MaxPositionEmbeddings = 64)
-    else LlamaConfig.Tiny()
+    else ModelConfig.Tiny()
 let config steps lr batch =
     TrainConfig(Steps = steps, BatchSize = batch, LearningRate = lr, WarmupSteps = 20, WeightDecay = 0.0, LogEvery = 50, EvalEvery = 0, CheckpointEvery = 0)
 let tune name parent data steps lr batch =
@@ -85,7 +85,7 @@ let tune name parent data steps lr batch =
     c.FinalCheckpoint
 
 let init = Path.Combine(root, "init")
-(use m = new LlamaForCausalLM(model, int64 seed) in Checkpoint.Save(init, m, ByteTokenizer.Instance))
+(use m = new CausalLM(model, int64 seed) in Checkpoint.Save(init, m, ByteTokenizer.Instance))
 let examples = if tiny then 400 else 4000
 let baseDir = tune "base" init (write "copy.jsonl" (lines 'c' 1L examples)) (arg "base-steps" 400) (arg "base-lr" 3e-3) (if tiny then 16 else 32)
 let taskSteps, taskLr = arg "task-steps" 300, arg "task-lr" 2e-4

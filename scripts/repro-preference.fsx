@@ -93,7 +93,7 @@ let branchBeta label = if label = "LN-DPO" || label = "SimPO" then lnBeta else b
 
 /// --tiny: a micro model (64 wide, 2 layers) so the whole comparison runs in seconds; otherwise the tiny default.
 let model =
-    if tiny then LlamaConfig(HiddenSize = 64, IntermediateSize = 176, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 192)
+    if tiny then ModelConfig(HiddenSize = 64, IntermediateSize = 176, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 192)
     else tinyModel ()
 let start =
     pretrain world.General model |> Stage.steps (arg "pretrain-steps" (if tiny then 10 else 200)) |> Stage.evalEvery 0

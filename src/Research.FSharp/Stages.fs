@@ -24,10 +24,10 @@ module Dsl =
     let replay (general: DataSource) (share: float) (d: DataSource) = { Domain = d; General = Some general; Replay = share }
 
     /// The tiny byte-level Llama (0.77M parameters).
-    let tinyModel () = LlamaConfig.Tiny()
+    let tinyModel () = ModelConfig.Tiny()
 
     /// Pretrain a model from scratch on one corpus: the start of a pipeline.
-    let pretrain (corpus: DataSource) (model: LlamaConfig) : Stage =
+    let pretrain (corpus: DataSource) (model: ModelConfig) : Stage =
         Stage("pretrain", "pretrain", PretrainConfig(Model = model), [||], [| corpus |])
 
     /// Start from an existing checkpoint directory (Hugging Face layout).

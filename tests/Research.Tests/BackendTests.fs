@@ -67,7 +67,7 @@ let tests =
             use a = microModel 41L
             use b = microModel 41L
             use c = microModel 42L
-            let w (m: Research.Models.LlamaForCausalLM) = m.EmbeddingWeight
+            let w (m: Research.Models.CausalLM) = m.EmbeddingWeight
             Expect.isTrue (w(a).allclose(w(b), 0.0, 0.0)) "same seed"
             Expect.isFalse (w(a).allclose(w(c), 0.0, 0.0)) "different seed"
     ]

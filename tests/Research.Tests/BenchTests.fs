@@ -13,11 +13,11 @@ let private finitePositive (what: string) (x: float) =
 let tests =
     testSequenced <| testList "Bench" [
         testCase "FLOPs per token are nanoGPT's 6N + 12 L d T" <| fun _ ->
-            let c = LlamaConfig(VocabSize = 259, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 3,
+            let c = ModelConfig(VocabSize = 259, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 3,
                                 NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 128)
             // by hand: 6 * 100000 + 12 * 3 layers * 64 * 128 tokens = 600000 + 294912
             Expect.equal (Benchmarks.FlopsPerToken(c, 100000L, 128)) 894912.0 "flops per token"
-            use model = new LlamaForCausalLM(c, 1L)
+            use model = new CausalLM(c, 1L)
             // tied embedding: it is the LM head's matmul, so every parameter counts
             let perLayer = 64L * 64L + 2L * 64L * 32L + 64L * 64L + 3L * 64L * 128L + 2L * 64L
             Expect.equal (Benchmarks.MatmulParameters model) (259L * 64L + 3L * perLayer + 64L) "matmul parameters"

@@ -172,10 +172,10 @@ let private noisyTask (seed: int64) (n: int) =
 
 /// A teacher 4x the micro student's parameters (same byte tokenizer).
 let private teacherConfig =
-    LlamaConfig(VocabSize = 259, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 3,
+    ModelConfig(VocabSize = 259, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 3,
                 NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64)
 
-let private paramCount (m: LlamaForCausalLM) = m.parameters() |> Seq.sumBy (fun p -> p.numel())
+let private paramCount (m: CausalLM) = m.parameters() |> Seq.sumBy (fun p -> p.numel())
 
 let private quick steps lr =
     TrainConfig(Steps = steps, BatchSize = 8, LearningRate = lr, WarmupSteps = 2, WeightDecay = 0.0, LogEvery = 5, EvalEvery = 0, CheckpointEvery = 0)
@@ -193,7 +193,7 @@ let private workspace =
         let student = Path.Combine(dir, "student")
         (use m = microModel 3L in Checkpoint.Save(student, m, ByteTokenizer.Instance))
         let teacherBase = Path.Combine(dir, "teacher-base")
-        (use m = new LlamaForCausalLM(teacherConfig, 4L) in Checkpoint.Save(teacherBase, m, ByteTokenizer.Instance))
+        (use m = new CausalLM(teacherConfig, 4L) in Checkpoint.Save(teacherBase, m, ByteTokenizer.Instance))
         let big = write "big.jsonl" (noisyTask 1L 400)
         let tune = TuneOptions(DataPath = big, BlockLength = 8, Packing = false, ValidationFraction = 0.05, Train = quick 100 1e-2)
         let c = stageCtx dir "teacher" [ teacherBase ]
@@ -319,7 +319,7 @@ let stageTests =
             testCase "teacher and student with different vocabularies: an error naming both" <| fun _ ->
                 let ws = workspace.Force()
                 let other = Path.Combine(ws.Dir, "teacher-300")
-                (use m = new LlamaForCausalLM(LlamaConfig(VocabSize = 300, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 1, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64), 1L)
+                (use m = new CausalLM(ModelConfig(VocabSize = 300, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 1, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64), 1L)
                  Checkpoint.Save(other, m, ByteTokenizer.Instance))
                 let c = stageCtx ws.Dir "mismatch" [ ws.Student; other ]
                 throwsWith<InvalidDataException> (fun () -> DistillExecutor().Execute(c, distillOptions ws 2) |> ignore)

@@ -9,7 +9,7 @@ open Research.Tests.TestUtil
 let private docs = [ Document("The otter swims.", "t", 1); Document("Q3 revenue rose 4.2% to $12.5M, and the long document goes on past one window of the model.", "t", 2) ]
 
 /// Log-likelihood of one document by the definition: each token given all earlier ones (EOS first), one forward.
-let private directLL (m: Research.Models.LlamaForCausalLM) (text: string) =
+let private directLL (m: Research.Models.CausalLM) (text: string) =
     use _ng = torch.no_grad ()
     let toks = Array.append [| int64 ByteTokenizer.Instance.EosId |] (ByteTokenizer.Instance.Encode text |> Array.map int64)
     use input = torch.tensor(toks[.. toks.Length - 2], dtype = torch.int64).unsqueeze(0L)

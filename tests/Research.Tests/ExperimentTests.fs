@@ -86,7 +86,7 @@ let start = pretrain w.General cfg |> Stage.steps 6 |> Stage.blockLength 32 |> S
 let step name = adapt (w.Finance |> replay w.General 0.25) |> Step.steps 4 |> Step.blockLength 32 |> Step.logEvery 2 |> Step.evalEvery 0 |> Step.checkpointEvery 0 |> Step.named name
 let r = Experiment.create "two" start (step "a" >=> step "b") |> Experiment.seed (int64 (Script.arg fsi.CommandLineArgs "seed" 1)) |> Experiment.run
 printfn "ok %d" r.Runs[0].RunId
-""".Replace("Research.Tests.Micro.config", "Research.Models.LlamaConfig(VocabSize = 259, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64)"))
+""".Replace("Research.Tests.Micro.config", "Research.Models.ModelConfig(VocabSize = 259, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64)"))
             let cli = Path.Combine(AppContext.BaseDirectory, "research.dll")
             let startRun seed =
                 let psi = ProcessStartInfo("dotnet", $"\"{cli}\" run --workspace \"{ws}\" \"{script}\" --seed {seed}", RedirectStandardOutput = true, RedirectStandardError = true)
@@ -119,7 +119,7 @@ printfn "ok %d" r.Runs[0].RunId
             Expect.isLessThan losses[losses.Length - 1] losses[0] "distillation loss falls"
             // a teacher whose tokenizer (GPT-2) differs from the student's (bytes)
             let gptDir = Path.Combine(tempDir "gpt2-teacher", "model")
-            use gpt = new Research.Models.LlamaForCausalLM(Research.Models.LlamaConfig(VocabSize = 50257, HiddenSize = 16, IntermediateSize = 32, NumHiddenLayers = 1, NumAttentionHeads = 2, NumKeyValueHeads = 1), 1L)
+            use gpt = new Research.Models.CausalLM(Research.Models.ModelConfig(VocabSize = 50257, HiddenSize = 16, IntermediateSize = 32, NumHiddenLayers = 1, NumAttentionHeads = 2, NumKeyValueHeads = 1), 1L)
             Research.Models.Checkpoint.Save(gptDir, gpt, Research.Data.Gpt2Tokenizer.Instance)
             let bad = Experiment.create "distill-bad" (small "student" 2) (distill (fromCheckpoint gptDir) world.General) |> Experiment.seed 3L
             throwsWith<InvalidDataException> (fun () -> quietRun ws bad |> ignore) [ "share a tokenizer"; "gpt2" ] "tokenizer mismatch"

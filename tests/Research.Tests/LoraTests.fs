@@ -20,22 +20,22 @@ let private all7 = [| "q_proj"; "k_proj"; "v_proj"; "o_proj"; "gate_proj"; "up_p
 let private tokens = ids [ 256L; 72L; 101L; 108L; 108L; 111L; 44L; 32L; 119L; 111L; 114L; 108L; 100L ]
 
 /// Logits of the fixed tokens in eval mode (no adapter dropout).
-let private logits (m: LlamaForCausalLM) =
+let private logits (m: CausalLM) =
     use _ = torch.no_grad()
     m.eval()
     m.Forward(tokens)
 
-let private snapshot (m: LlamaForCausalLM) =
+let private snapshot (m: CausalLM) =
     [ for struct (n, p) in m.named_parameters() -> n, p.detach().clone() ]
 
 /// Bit-exact equality of two tensors.
 let private same (a: torch.Tensor) (b: torch.Tensor) = a.shape = b.shape && maxAbsDiff a b = 0.0
 
-let private linear (m: LlamaForCausalLM) (name: string) =
+let private linear (m: CausalLM) (name: string) =
     m.named_modules() |> Seq.pick (fun struct (n, md) -> if n = name then Some (md :?> Linear) else None)
 
 /// A few AdamW steps of next-token loss on the fixed tokens, through the adapter only.
-let private trainAdapter (m: LlamaForCausalLM) (adapter: LoraAdapter) (steps: int) =
+let private trainAdapter (m: CausalLM) (adapter: LoraAdapter) (steps: int) =
     use opt = new AdamW(adapter.NamedParameters())
     let cfg = TrainConfig(WeightDecay = 0.0)
     m.train()

@@ -15,7 +15,7 @@ let private tok = ByteTokenizer.Instance :> ITokenizer
 let private item q (choices: string list) answer line = McItem(q, choices, answer, "mem", line)
 
 /// log P(continuation | context) by hand: one forward pass over the whole row, log-softmax, a loop over positions.
-let private directLL (m: Research.Models.LlamaForCausalLM) (context: string) (continuation: string) =
+let private directLL (m: Research.Models.CausalLM) (context: string) (continuation: string) =
     let struct (ctx, cont) = McScoring.EncodePair(tok, context, continuation)
     let all = Array.append ctx cont
     let maxLen = m.Config.MaxPositionEmbeddings

@@ -333,7 +333,7 @@ seed: 42
                     rewrite a (Path.Combine(root, "shaped")) (fun w ->
                         w |> Seq.map (fun p -> if p.Key = "model.norm.weight" then kv p.Key (torch.ones(16L)) else p))
                 let vocab = Path.Combine(root, "vocab")
-                (use m = new LlamaForCausalLM(LlamaConfig(VocabSize = 300, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2,
+                (use m = new CausalLM(ModelConfig(VocabSize = 300, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2,
                                                           NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64), 4L)
                  Checkpoint.Save(vocab, m, ByteTokenizer.Instance))
                 let run other =
@@ -426,7 +426,7 @@ let taskTests =
         ]
         testList "memory" [
             testCase "the merge peak-memory measurement: anonymous RSS growth sampled, bound = 1.5 x (largest tensor + shard), shards respected" <| fun _ ->
-                let cfg = LlamaConfig(VocabSize = 259, HiddenSize = 128, IntermediateSize = 352, NumHiddenLayers = 4, NumAttentionHeads = 4,
+                let cfg = ModelConfig(VocabSize = 259, HiddenSize = 128, IntermediateSize = 352, NumHiddenLayers = 4, NumAttentionHeads = 4,
                                       NumKeyValueHeads = 2, MaxPositionEmbeddings = 64, TieWordEmbeddings = false)
                 let results = MergeMemory.RunMany(cfg, 1_000_000L, lst [ MergeMethod.Ties; MergeMethod.DareLinear ], Console.Out)
                 for r in results do

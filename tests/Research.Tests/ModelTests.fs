@@ -23,8 +23,8 @@ let tests =
             Expect.isFalse (names.Contains "lm_head.weight") "tied model has no lm_head"
 
         testCase "untied model has lm_head; GQA k/v shapes; parameter count by hand" <| fun _ ->
-            let c = LlamaConfig(VocabSize = 259, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, TieWordEmbeddings = false)
-            use m = new LlamaForCausalLM(c)
+            let c = ModelConfig(VocabSize = 259, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, TieWordEmbeddings = false)
+            use m = new CausalLM(c)
             let p = m.named_parameters() |> Seq.map (fun struct (n, t) -> n, t.shape) |> Map.ofSeq
             Expect.equal p["lm_head.weight"] [| 259L; 32L |] "lm_head"
             Expect.equal p["model.layers.0.self_attn.k_proj.weight"] [| 16L; 32L |] "k_proj: 2 kv heads x 8"
@@ -142,10 +142,10 @@ let tests =
             let dir = tempDir "cfg"
             let p = Path.Combine(dir, "config.json")
             File.WriteAllText(p, """{"model_type":"llama","vocab_size":100,"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":4,"rms_norm_eps":1e-6,"tie_word_embeddings":false,"eos_token_id":[2,3],"transformers_version":"4.50"}""")
-            let c = LlamaConfig.Load p
+            let c = ModelConfig.Load p
             Expect.equal (c.VocabSize, c.HiddenSize, c.NumKeyValueHeads, c.TieWordEmbeddings, c.EosTokenId) (100, 64, 4, false, System.Nullable 2) "fields"
             File.WriteAllText(p, """{"model_type":"llama","hidden_size":64,"num_attention_heads":4,"num_key_value_heads":3}""")
-            throwsWith<InvalidDataException> (fun () -> LlamaConfig.Load p |> ignore) [ "num_key_value_heads"; "config.json" ] "kv heads"
+            throwsWith<InvalidDataException> (fun () -> ModelConfig.Load p |> ignore) [ "num_key_value_heads"; "config.json" ] "kv heads"
             File.WriteAllText(p, """{"model_type":"gpt2"}""")
-            throwsWith<InvalidDataException> (fun () -> LlamaConfig.Load p |> ignore) [ "model_type" ] "model type"
+            throwsWith<InvalidDataException> (fun () -> ModelConfig.Load p |> ignore) [ "model_type" ] "model type"
     ]

@@ -19,12 +19,12 @@ let private tok () = Tokenizers.ByName "byte"
 
 /// A model a little larger than the micro one, with room for the world's prompts (128 positions).
 let private smallConfig =
-    LlamaConfig(
+    ModelConfig(
         VocabSize = 259, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 2,
         NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 128)
 
 /// log p(completion + EOS | BOS + prompt), summed, by one forward of the whole row (no batching, no padding).
-let private handLogProb (model: LlamaForCausalLM) (prompt: string) (completion: string) =
+let private handLogProb (model: CausalLM) (prompt: string) (completion: string) =
     let t = tok ()
     let p = Array.append [| t.BosId |] (t.Encode prompt)
     let c = Array.append (t.Encode completion) [| t.EosId |]
@@ -95,7 +95,7 @@ let tests =
                           "Q: 2+2=", "4", "5"
                           "Name:", "Tam", "TAM"
                           "x", "a b c", "c" ]
-            use model = new LlamaForCausalLM(smallConfig, 11L)
+            use model = new CausalLM(smallConfig, 11L)
             let path = pairsFile dir pairs
             let m = PreferenceAccuracySuite("pref", path, 3).Evaluate(model, tok ())
             let diffs = [ for (p, c, r) in pairs -> handLogProb model p c - handLogProb model p r ]
@@ -113,7 +113,7 @@ let tests =
         testCase "scores do not depend on the batch size (1, 3, 8): multiple choice and preference accuracy" <| fun _ ->
             let w = World(120, 4)
             let f = w.Write(tempDir "batch-suite")
-            use model = new LlamaForCausalLM(smallConfig, 12L)
+            use model = new CausalLM(smallConfig, 12L)
             let mc b = McSuite("k", f.GeneralKnowledge, 1, null, 3L, b, Capability.ClozeTemplate).Score(model, tok ())
             let r1, r3, r8 = mc 1, mc 3, mc 8
             Expect.equal (r3.Acc, r3.AccNorm) (r1.Acc, r1.AccNorm) "MC at batch 3 = batch 1"
@@ -129,7 +129,7 @@ let tests =
 
         testCase "generation suites: an untrained model never ends its answer, so nothing counts" <| fun _ ->
             let f = World(60, 2).Write(tempDir "gen-suite")
-            use model = new LlamaForCausalLM(smallConfig, 13L)
+            use model = new CausalLM(smallConfig, 13L)
             let ifs = InstructionFollowingSuite("if", f.InstructionFollowing, maxNewTokens = 8).Evaluate(model, tok ())
             Expect.equal ifs["count"] 12.0 "3 test companies × 4 constraints"
             Expect.equal ifs["stopped"] 0.0 "no EOS within 8 tokens from random weights"

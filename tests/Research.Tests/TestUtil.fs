@@ -10,11 +10,11 @@ open Research.Models
 
 /// A model small enough that a training step takes milliseconds.
 let microConfig =
-    LlamaConfig(
+    ModelConfig(
         VocabSize = 259, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2,
         NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64)
 
-let microModel (seed: int64) = new LlamaForCausalLM(microConfig, seed)
+let microModel (seed: int64) = new CausalLM(microConfig, seed)
 
 let tempDir (name: string) =
     let d = Path.Combine(Path.GetTempPath(), "research-tests", $"{name}-{Guid.NewGuid():N}")

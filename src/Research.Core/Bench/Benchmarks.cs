@@ -13,7 +13,7 @@ using F = TorchSharp.torch.nn.functional;
 namespace Research.Bench;
 
 /// <summary>One model size to measure: the model, the micro-batch (sequences) and the context length.</summary>
-public sealed record BenchSize(string Name, LlamaConfig Model, int BatchSize, int BlockLength);
+public sealed record BenchSize(string Name, ModelConfig Model, int BatchSize, int BlockLength);
 
 /// <summary>How much to measure. Steps are per timed round; rounds interleave the hand-written loop and ours.</summary>
 public sealed record BenchOptions
@@ -32,7 +32,7 @@ public sealed record BenchOptions
     /// <summary>The model whose two checkpoints are merged.</summary>
     public BenchSize MergeSize { get; init; } = BenchSizes.Tiny;
     /// <summary>The model of the merge peak-memory measurement (two checkpoints of it are merged; &gt;= 50 MB each by default).</summary>
-    public LlamaConfig MergeMemoryModel { get; init; } = Bench.MergeMemory.Model50MB;
+    public ModelConfig MergeMemoryModel { get; init; } = Bench.MergeMemory.Model50MB;
     /// <summary>Output shard size of the merge peak-memory measurement: small shards make the bound 1.5 × (tensor + shard) tight.</summary>
     public long MergeMemoryShardBytes { get; init; } = 16_000_000;
     /// <summary>QuickWorld documents packed and evaluated.</summary>
@@ -64,28 +64,28 @@ public static class BenchSizes
     /// <summary>Byte-level vocabulary (ByteTokenizer).</summary>
     const int Vocab = 259;
 
-    public static BenchSize Micro => new("micro", new LlamaConfig
+    public static BenchSize Micro => new("micro", new ModelConfig
     {
         VocabSize = Vocab, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64,
     }, 2, 32);
 
     /// <summary>d_model 128, 4 layers (~0.8M parameters), batch 8 x 128.</summary>
-    public static BenchSize Tiny => new("tiny", new LlamaConfig { VocabSize = Vocab, MaxPositionEmbeddings = 256 }, 8, 128);
+    public static BenchSize Tiny => new("tiny", new ModelConfig { VocabSize = Vocab, MaxPositionEmbeddings = 256 }, 8, 128);
 
     /// <summary>d_model 384, 6 layers (~9.8M parameters), batch 8 x 256.</summary>
-    public static BenchSize Small => new("small", new LlamaConfig
+    public static BenchSize Small => new("small", new ModelConfig
     {
         VocabSize = Vocab, HiddenSize = 384, IntermediateSize = 1024, NumHiddenLayers = 6, NumAttentionHeads = 6, NumKeyValueHeads = 3, MaxPositionEmbeddings = 256,
     }, 8, 256);
 
     /// <summary>d_model 512, 4 layers, batch 8 x 256: the shape the platform notes measured by hand.</summary>
-    public static BenchSize D512 => new("d512", new LlamaConfig
+    public static BenchSize D512 => new("d512", new ModelConfig
     {
         VocabSize = Vocab, HiddenSize = 512, IntermediateSize = 1376, NumHiddenLayers = 4, NumAttentionHeads = 8, NumKeyValueHeads = 4, MaxPositionEmbeddings = 256,
     }, 8, 256);
 
     /// <summary>The resident-memory run: tiny model, batch 2 x 64, so 2,000 steps take well under a minute.</summary>
-    public static BenchSize Rss => new("rss", new LlamaConfig { VocabSize = Vocab, MaxPositionEmbeddings = 64 }, 2, 64);
+    public static BenchSize Rss => new("rss", new ModelConfig { VocabSize = Vocab, MaxPositionEmbeddings = 64 }, 2, 64);
 }
 
 /// <summary>Training-loop numbers of one model size.</summary>
@@ -153,11 +153,11 @@ public sealed record BenchReport(
 public static class Benchmarks
 {
     /// <summary>nanoGPT's estimate_mfu: 6N + 12·L·(heads·head_dim)·T FLOPs per token (forward + backward).</summary>
-    public static double FlopsPerToken(LlamaConfig c, long parameters, int blockLength) =>
+    public static double FlopsPerToken(ModelConfig c, long parameters, int blockLength) =>
         6.0 * parameters + 12.0 * c.NumHiddenLayers * c.NumAttentionHeads * c.HeadDim * blockLength;
 
     /// <summary>Parameters that do a matmul per token: all of them when the embedding is tied (it is the LM head), else all but the input embedding (a lookup).</summary>
-    public static long MatmulParameters(LlamaForCausalLM model) =>
+    public static long MatmulParameters(CausalLM model) =>
         model.ParameterCount() - (model.Config.TieWordEmbeddings ? 0 : model.EmbeddingWeight.numel());
 
     /// <summary>Runs everything in <paramref name="o"/>; <paramref name="log"/> gets one line per finished measurement.</summary>
@@ -209,7 +209,7 @@ public static class Benchmarks
     public static SizeResult Size(BenchSize s, BenchOptions o, IReadOnlyList<Document> docs, Device device)
     {
         var blocks = Blocks(docs, s);
-        using var model = new LlamaForCausalLM(s.Model, seed: 1);
+        using var model = new CausalLM(s.Model, seed: 1);
         model.to(device);
         var tokensPerStep = (double)s.BatchSize * s.BlockLength;
 
@@ -260,7 +260,7 @@ public static class Benchmarks
             var dir = Path.Combine(Path.GetTempPath(), "research-bench", Guid.NewGuid().ToString("N"));
             try
             {
-                using var model = new LlamaForCausalLM(s.Model, seed: 1);
+                using var model = new CausalLM(s.Model, seed: 1);
                 model.to(device);
                 var steps = o.Steps * o.Rounds;
                 var config = Config(s, o.WarmupSteps + steps + 1) with { Precision = precision, LogEvery = 1 };
@@ -291,7 +291,7 @@ public static class Benchmarks
 
     /// <summary>The hand-written loop: one dispose scope per step, mean cross-entropy, torch's clip_grad_norm_, our AdamW.
     /// Returns (seconds of all steps, seconds inside AdamW.Step), each step synced before and after the optimizer.</summary>
-    static (double Total, double Optimizer) HandSteps(LlamaForCausalLM model, AdamW optimizer, TokenBlocks blocks, BenchSize s, TrainConfig config, ref long step, int steps, Device device)
+    static (double Total, double Optimizer) HandSteps(CausalLM model, AdamW optimizer, TokenBlocks blocks, BenchSize s, TrainConfig config, ref long step, int steps, Device device)
     {
         model.train();
         var parameters = model.parameters().ToArray();
@@ -318,7 +318,7 @@ public static class Benchmarks
 
     /// <summary>Trainer.Run for warmup + steps + 1 steps on a temp dir (logging once, no eval, no intermediate checkpoint);
     /// returns the seconds between the start of step <c>warmup</c> and the start of step <c>warmup + steps</c>.</summary>
-    static double OurSteps(LlamaForCausalLM model, TokenBlocks blocks, BenchSize s, int warmup, int steps, Device device, Action<int>? atMark)
+    static double OurSteps(CausalLM model, TokenBlocks blocks, BenchSize s, int warmup, int steps, Device device, Action<int>? atMark)
     {
         var dir = Path.Combine(Path.GetTempPath(), "research-bench", Guid.NewGuid().ToString("N"));
         try
@@ -350,14 +350,14 @@ public static class Benchmarks
             return inner.Batch(step, micro, config, device);
         }
 
-        public Tensor Loss(LlamaForCausalLM model, LmBatch batch, MetricSink metrics) => inner.Loss(model, batch, metrics);
+        public Tensor Loss(CausalLM model, LmBatch batch, MetricSink metrics) => inner.Loss(model, batch, metrics);
     }
 
     /// <summary>
     /// The matrix multiplies of one forward, as the model runs them: q, k and v stacked into one (in → q + 2 kv),
     /// the output projection, gate and up stacked (in → 2 · intermediate), down, and the LM head.
     /// </summary>
-    public static IReadOnlyList<(int In, int Out, int Count)> LinearShapes(LlamaConfig c)
+    public static IReadOnlyList<(int In, int Out, int Count)> LinearShapes(ModelConfig c)
     {
         var kv = c.NumKeyValueHeads * c.HeadDim;
         var q = c.NumAttentionHeads * c.HeadDim;
@@ -402,7 +402,7 @@ public static class Benchmarks
     {
         double Time(ScalarType dtype)
         {
-            using var model = new LlamaForCausalLM(s.Model, seed: 1);
+            using var model = new CausalLM(s.Model, seed: 1);
             model.to(device).to(dtype);
             model.train();
             double seconds = 0;
@@ -429,7 +429,7 @@ public static class Benchmarks
     }
 
     /// <summary>Eval.Perplexity windows (of BlockLength) per second, batch BatchSize.</summary>
-    public static double EvalRate(LlamaForCausalLM model, IReadOnlyList<Document> docs, BenchSize s)
+    public static double EvalRate(CausalLM model, IReadOnlyList<Document> docs, BenchSize s)
     {
         var tok = ByteTokenizer.Instance;
         var subset = docs.Take(Math.Max(1, docs.Count / 10)).ToArray();
@@ -459,7 +459,7 @@ public static class Benchmarks
     public static RssResult Rss(BenchSize s, int steps, int warmup, IReadOnlyList<Document> docs, Device device)
     {
         var blocks = Blocks(docs, s);
-        using var model = new LlamaForCausalLM(s.Model, seed: 1);
+        using var model = new CausalLM(s.Model, seed: 1);
         model.to(device);
         var readings = new long[2];
         OurSteps(model, blocks, s, Math.Max(warmup, 5), steps, device, i => readings[i] = ResidentBytes());
@@ -485,7 +485,7 @@ public static class Benchmarks
             string[] inputs = [Path.Combine(root, "a"), Path.Combine(root, "b")];
             for (int i = 0; i < 2; i++)
             {
-                using var model = new LlamaForCausalLM(s.Model, seed: i + 1);
+                using var model = new CausalLM(s.Model, seed: i + 1);
                 Checkpoint.Save(inputs[i], model, ByteTokenizer.Instance);
             }
             var file = Path.Combine(inputs[0], Safetensors.SingleFileName);

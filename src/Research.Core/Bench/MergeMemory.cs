@@ -38,7 +38,7 @@ public sealed record MergeMemoryResult(
 public static class MergeMemory
 {
     /// <summary>d_model 512, intermediate 1376, 6 layers, byte vocabulary, untied head: 19.3M float32 parameters, 77 MB per checkpoint.</summary>
-    public static LlamaConfig Model50MB => new()
+    public static ModelConfig Model50MB => new()
     {
         VocabSize = 259, HiddenSize = 512, IntermediateSize = 1376, NumHiddenLayers = 6, NumAttentionHeads = 8, NumKeyValueHeads = 4,
         MaxPositionEmbeddings = 256, TieWordEmbeddings = false,
@@ -51,18 +51,18 @@ public static class MergeMemory
     /// Writes a base and one fine-tune-like model (base + seeded noise) of <paramref name="model"/> to a temp directory, stream-merges
     /// them (TIES by default; output shards of at most <paramref name="maxShardBytes"/>, by default the one shard `research merge` writes) and samples the resident memory meanwhile.
     /// </summary>
-    public static MergeMemoryResult Run(LlamaConfig? model = null, long maxShardBytes = StreamingMerge.DefaultShardBytes, MergeMethod method = MergeMethod.Ties, TextWriter? log = null) =>
+    public static MergeMemoryResult Run(ModelConfig? model = null, long maxShardBytes = StreamingMerge.DefaultShardBytes, MergeMethod method = MergeMethod.Ties, TextWriter? log = null) =>
         RunMany(model, maxShardBytes, [method], log)[0];
 
     /// <summary>As <see cref="Run"/>, for several methods on the same two input models (written once), one result per method.</summary>
-    public static IReadOnlyList<MergeMemoryResult> RunMany(LlamaConfig? model, long maxShardBytes, IReadOnlyList<MergeMethod> methods, TextWriter? log = null)
+    public static IReadOnlyList<MergeMemoryResult> RunMany(ModelConfig? model, long maxShardBytes, IReadOnlyList<MergeMethod> methods, TextWriter? log = null)
     {
         model ??= Model50MB;
         var root = Path.Combine(Path.GetTempPath(), "research-bench", "merge-memory-" + Guid.NewGuid().ToString("N"));
         try
         {
             string[] inputs = [Path.Combine(root, "base"), Path.Combine(root, "tuned")];
-            using (var m = new LlamaForCausalLM(model, seed: 1))
+            using (var m = new CausalLM(model, seed: 1))
             {
                 Checkpoint.Save(inputs[0], m, ByteTokenizer.Instance);
                 using (no_grad())

@@ -17,7 +17,7 @@ public static class CompletionAccuracy
     /// Renders each example with <paramref name="template"/> (truncated to <paramref name="maxTokens"/>, the completion
     /// kept), runs one teacher-forced forward over the batch and scores the completion tokens. Deterministic.
     /// </summary>
-    public static CompletionScore Score(LlamaForCausalLM model, ITokenizer tokenizer, IReadOnlyList<SftExample> examples, int maxTokens,
+    public static CompletionScore Score(CausalLM model, ITokenizer tokenizer, IReadOnlyList<SftExample> examples, int maxTokens,
         ChatTemplate? template = null)
     {
         if (examples.Count == 0) throw new ArgumentException("completion accuracy: no examples to score");
@@ -43,7 +43,7 @@ public static class CompletionAccuracy
         }
     }
 
-    /// <summary><see cref="Score(LlamaForCausalLM, ITokenizer, IReadOnlyList{SftExample}, int, ChatTemplate?)"/> of a checkpoint folder.</summary>
+    /// <summary><see cref="Score(CausalLM, ITokenizer, IReadOnlyList{SftExample}, int, ChatTemplate?)"/> of a checkpoint folder.</summary>
     public static CompletionScore Score(string checkpointDir, IReadOnlyList<SftExample> examples, int maxTokens, ChatTemplate? template = null)
     {
         var (model, tokenizer) = Checkpoint.Load(checkpointDir);

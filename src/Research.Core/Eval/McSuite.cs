@@ -55,9 +55,9 @@ public sealed class McSuite : ISuite
     public string Fingerprint =>
         $"mc|{_itemsHash}|k={_options.FewShot}|fewshot={_fewShotHash}|seed={_options.Seed}|template={_options.Template.Replace("\n", "\\n")}";
 
-    public IReadOnlyDictionary<string, double> Evaluate(LlamaForCausalLM model, ITokenizer tokenizer) => Score(model, tokenizer).ToMetrics();
+    public IReadOnlyDictionary<string, double> Evaluate(CausalLM model, ITokenizer tokenizer) => Score(model, tokenizer).ToMetrics();
 
     /// <summary>The full result, with each question's log-likelihoods and decisions.</summary>
-    public McResult Score(LlamaForCausalLM model, ITokenizer tokenizer) =>
+    public McResult Score(CausalLM model, ITokenizer tokenizer) =>
         McScoring.Evaluate(model, tokenizer, _items(), _options, _fewShot?.Invoke());
 }

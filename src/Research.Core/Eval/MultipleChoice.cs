@@ -143,7 +143,7 @@ public static class McScoring
     /// cannot change the logits of its real positions, and each row is scored on its own positions, in float64:
     /// the scores do not depend on the batch size beyond float rounding of the forward pass.
     /// </summary>
-    public static double[] LogLikelihoods(LlamaForCausalLM model, ITokenizer tokenizer, IReadOnlyList<(string Context, string Continuation)> pairs, int batchSize = 8)
+    public static double[] LogLikelihoods(CausalLM model, ITokenizer tokenizer, IReadOnlyList<(string Context, string Continuation)> pairs, int batchSize = 8)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
         var maxLength = model.Config.MaxPositionEmbeddings;
@@ -198,7 +198,7 @@ public static class McScoring
     /// the items themselves when null, never the item itself), scores each choice as " " + choice, and counts
     /// acc and acc_norm.
     /// </summary>
-    public static McResult Evaluate(LlamaForCausalLM model, ITokenizer tokenizer, IReadOnlyList<McItem> items, McOptions? options = null, IReadOnlyList<McItem>? fewShotPool = null)
+    public static McResult Evaluate(CausalLM model, ITokenizer tokenizer, IReadOnlyList<McItem> items, McOptions? options = null, IReadOnlyList<McItem>? fewShotPool = null)
     {
         options ??= new McOptions();
         if (items.Count == 0) throw new ArgumentException("multiple choice: no items to score");

@@ -29,7 +29,7 @@ public sealed record PerplexityResult(string Corpus, double LogLikelihood, long 
 /// </summary>
 public static class Perplexity
 {
-    public static PerplexityResult Evaluate(LlamaForCausalLM model, ITokenizer tokenizer, IReadOnlyList<Document> documents, string name, int maxLength, int batchSize = 8)
+    public static PerplexityResult Evaluate(CausalLM model, ITokenizer tokenizer, IReadOnlyList<Document> documents, string name, int maxLength, int batchSize = 8)
     {
         if (documents.Count == 0) throw new ArgumentException($"perplexity: corpus '{name}' has no documents");
         var windows = new List<(long[] Input, long[] Target)>();

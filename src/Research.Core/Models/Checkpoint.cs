@@ -16,7 +16,7 @@ public static class Checkpoint
     public const string ConfigFile = "config.json";
 
     /// <summary>Writes the directory atomically; <paramref name="extra"/> may add files (optimizer and trainer state) to the same directory before it appears.</summary>
-    public static void Save(string dir, LlamaForCausalLM model, ITokenizer tokenizer, Action<string>? extra = null) =>
+    public static void Save(string dir, CausalLM model, ITokenizer tokenizer, Action<string>? extra = null) =>
         AtomicFile.WriteDirectory(dir, tmp =>
         {
             Safetensors.Save(Path.Combine(tmp, WeightsFile), Weights(model), new Dictionary<string, string> { ["format"] = "pt" });
@@ -26,7 +26,7 @@ public static class Checkpoint
         });
 
     /// <summary>HF-named weights; lm_head.weight omitted when tied (as HF writes it).</summary>
-    public static IEnumerable<KeyValuePair<string, Tensor>> Weights(LlamaForCausalLM model) =>
+    public static IEnumerable<KeyValuePair<string, Tensor>> Weights(CausalLM model) =>
         model.named_parameters().Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter));
 
     public static bool Exists(string dir) =>
@@ -34,19 +34,19 @@ public static class Checkpoint
         (File.Exists(Path.Combine(dir, WeightsFile)) || File.Exists(Path.Combine(dir, WeightsFile + ".index.json")));
 
     /// <summary>Loads config, weights (fp32/fp16/bf16 converted to the model's dtype) and tokenizer.</summary>
-    public static (LlamaForCausalLM Model, ITokenizer Tokenizer) Load(string dir, Device? device = null)
+    public static (CausalLM Model, ITokenizer Tokenizer) Load(string dir, Device? device = null)
     {
         if (!Directory.Exists(dir))
             throw new DirectoryNotFoundException($"{dir}: no such checkpoint directory (expected {WeightsFile} + {ConfigFile} + tokenizer files)");
-        var config = LlamaConfig.Load(Path.Combine(dir, ConfigFile));
-        var model = new LlamaForCausalLM(config);
+        var config = ModelConfig.Load(Path.Combine(dir, ConfigFile));
+        var model = new CausalLM(config);
         LoadWeights(model, dir);
         if (device is not null) model.to(device);
         return (model, Tokenizers.Load(dir));
     }
 
     /// <summary>Copies every tensor of the checkpoint into the model, checking names and shapes strictly.</summary>
-    public static void LoadWeights(LlamaForCausalLM model, string dir)
+    public static void LoadWeights(CausalLM model, string dir)
     {
         var tensors = Safetensors.LoadDirectory(dir);
         try

@@ -21,7 +21,7 @@ public sealed record SamplingOptions
 public static class Generation
 {
     /// <summary>New token ids (prompt excluded) for one prompt.</summary>
-    public static int[] Generate(LlamaForCausalLM model, IReadOnlyList<int> prompt, SamplingOptions options)
+    public static int[] Generate(CausalLM model, IReadOnlyList<int> prompt, SamplingOptions options)
     {
         if (prompt.Count == 0) throw new ArgumentException("prompt is empty: give at least one token (e.g. BOS)", nameof(prompt));
         var device = model.EmbeddingWeight.device;
@@ -56,7 +56,7 @@ public static class Generation
     }
 
     /// <summary>Same result as <see cref="Generate"/> for greedy decoding, recomputing the whole prefix each step (no cache): the reference the cache is tested against.</summary>
-    public static int[] GenerateWithoutCache(LlamaForCausalLM model, IReadOnlyList<int> prompt, SamplingOptions options)
+    public static int[] GenerateWithoutCache(CausalLM model, IReadOnlyList<int> prompt, SamplingOptions options)
     {
         var device = model.EmbeddingWeight.device;
         model.eval();

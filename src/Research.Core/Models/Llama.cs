@@ -72,7 +72,7 @@ public sealed class KvCache : IDisposable
     public int Length { get; private set; }
     public int Capacity { get; }
 
-    public KvCache(LlamaConfig c, int batch, int capacity, ScalarType dtype, Device device)
+    public KvCache(ModelConfig c, int batch, int capacity, ScalarType dtype, Device device)
     {
         Capacity = capacity;
         _k = new Tensor[c.NumHiddenLayers];
@@ -111,7 +111,7 @@ public sealed class LlamaAttention : nn.Module
     readonly Linear q_proj, k_proj, v_proj, o_proj;
     readonly int nHeads, nKv, headDim;
 
-    public LlamaAttention(LlamaConfig c) : base("LlamaAttention")
+    public LlamaAttention(ModelConfig c) : base("LlamaAttention")
     {
         nHeads = c.NumAttentionHeads; nKv = c.NumKeyValueHeads; headDim = c.HeadDim;
         q_proj = nn.Linear(c.HiddenSize, nHeads * headDim, hasBias: c.AttentionBias);
@@ -155,7 +155,7 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
 {
     readonly Linear gate_proj, up_proj, down_proj;
 
-    public LlamaMlp(LlamaConfig c) : base("LlamaMlp")
+    public LlamaMlp(ModelConfig c) : base("LlamaMlp")
     {
         gate_proj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: c.MlpBias);
         up_proj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: c.MlpBias);
@@ -177,7 +177,7 @@ public sealed class LlamaDecoderLayer : nn.Module
     readonly LlamaMlp mlp;
     readonly RmsNorm input_layernorm, post_attention_layernorm;
 
-    public LlamaDecoderLayer(LlamaConfig c) : base("LlamaDecoderLayer")
+    public LlamaDecoderLayer(ModelConfig c) : base("LlamaDecoderLayer")
     {
         self_attn = new LlamaAttention(c);
         mlp = new LlamaMlp(c);
@@ -200,7 +200,7 @@ public sealed class LlamaModel : nn.Module
     readonly ModuleList<LlamaDecoderLayer> layers;
     readonly RmsNorm norm;
 
-    public LlamaModel(LlamaConfig c) : base("LlamaModel")
+    public LlamaModel(ModelConfig c) : base("LlamaModel")
     {
         embed_tokens = nn.Embedding(c.VocabSize, c.HiddenSize);
         layers = nn.ModuleList(Enumerable.Range(0, c.NumHiddenLayers).Select(_ => new LlamaDecoderLayer(c)).ToArray());
@@ -217,15 +217,15 @@ public sealed class LlamaModel : nn.Module
 }
 
 /// <summary>The causal language model: token ids (B, T) to logits (B, T, V).</summary>
-public sealed class LlamaForCausalLM : nn.Module
+public sealed class CausalLM : nn.Module
 {
     readonly LlamaModel model;
     readonly Linear? lm_head;
-    public LlamaConfig Config { get; }
+    public ModelConfig Config { get; }
 
     /// <param name="seed">Seed of the initial weights, drawn from a generator of their own, so the same seed
     /// gives the same model whatever else uses torch's global generator. Null: the global generator.</param>
-    public LlamaForCausalLM(LlamaConfig config, long? seed = null) : base("LlamaForCausalLM")
+    public CausalLM(ModelConfig config, long? seed = null) : base("CausalLM")
     {
         Config = config.Validate();
         model = new LlamaModel(config);

@@ -85,7 +85,7 @@ public sealed class LoraAdapter : IDisposable
     public const string ConfigFile = "adapter_config.json";
     const string Prefix = "base_model.model.";
 
-    readonly LlamaForCausalLM _model;
+    readonly CausalLM _model;
     readonly List<(Linear Linear, LoraLayer Layer)> _layers = [];
     readonly Dictionary<Parameter, bool> _wasTrainable = [];
     bool _attached;
@@ -93,7 +93,7 @@ public sealed class LoraAdapter : IDisposable
     public LoraOptions Options { get; }
     public IReadOnlyList<LoraLayer> Layers => _layers.Select(l => l.Layer).ToArray();
 
-    LoraAdapter(LlamaForCausalLM model, LoraOptions options)
+    LoraAdapter(CausalLM model, LoraOptions options)
     {
         _model = model;
         Options = options.Validate();
@@ -101,7 +101,7 @@ public sealed class LoraAdapter : IDisposable
 
     /// <summary>Attaches fresh adapters to every linear named in <see cref="LoraOptions.TargetModules"/> and freezes the
     /// model. A is drawn from a generator seeded by <paramref name="seed"/> (module order), B is zero.</summary>
-    public static LoraAdapter Attach(LlamaForCausalLM model, LoraOptions options, long seed)
+    public static LoraAdapter Attach(CausalLM model, LoraOptions options, long seed)
     {
         var adapter = new LoraAdapter(model, options);
         using var gen = new Generator(Rng.Derive(seed, 0x10AA));
@@ -121,7 +121,7 @@ public sealed class LoraAdapter : IDisposable
     }
 
     /// <summary>Loads a PEFT adapter directory (adapter_config.json + adapter_model.safetensors) onto the model.</summary>
-    public static LoraAdapter Load(LlamaForCausalLM model, string dir)
+    public static LoraAdapter Load(CausalLM model, string dir)
     {
         var options = ReadConfig(Path.Combine(dir, ConfigFile));
         var adapter = Attach(model, options, seed: 0);

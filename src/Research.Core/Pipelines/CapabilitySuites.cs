@@ -12,7 +12,7 @@ namespace Research.Pipelines;
 /// </summary>
 public interface IReferenceSuite : ISuite
 {
-    IReadOnlyDictionary<string, double> Evaluate(LlamaForCausalLM model, ITokenizer tokenizer, string? parentCheckpoint);
+    IReadOnlyDictionary<string, double> Evaluate(CausalLM model, ITokenizer tokenizer, string? parentCheckpoint);
 }
 
 /// <summary>
@@ -26,7 +26,7 @@ public sealed class ReasoningSuite(string name, string path, string template = "
     public string Name => name;
     public string Fingerprint => $"exact-match|{SftData.FileFingerprint(path)}|{template}|{maxNewTokens}";
 
-    public IReadOnlyDictionary<string, double> Evaluate(LlamaForCausalLM model, ITokenizer tokenizer)
+    public IReadOnlyDictionary<string, double> Evaluate(CausalLM model, ITokenizer tokenizer)
     {
         var chat = ChatTemplates.ByName(template);
         var examples = SftData.Read(path);
@@ -50,7 +50,7 @@ public sealed class InstructionFollowingSuite(string name, string path, string t
     public string Name => name;
     public string Fingerprint => $"format|{SftData.FileFingerprint(path)}|{template}|{maxNewTokens}";
 
-    public IReadOnlyDictionary<string, double> Evaluate(LlamaForCausalLM model, ITokenizer tokenizer)
+    public IReadOnlyDictionary<string, double> Evaluate(CausalLM model, ITokenizer tokenizer)
     {
         var chat = ChatTemplates.ByName(template);
         var items = World.ReadFormatItems(path);
@@ -84,9 +84,9 @@ public sealed class PreferenceAccuracySuite(string name, string path, int batchR
     public string Name => name;
     public string Fingerprint => $"preference|{SftData.FileFingerprint(path)}";
 
-    public IReadOnlyDictionary<string, double> Evaluate(LlamaForCausalLM model, ITokenizer tokenizer) => Evaluate(model, tokenizer, null);
+    public IReadOnlyDictionary<string, double> Evaluate(CausalLM model, ITokenizer tokenizer) => Evaluate(model, tokenizer, null);
 
-    public IReadOnlyDictionary<string, double> Evaluate(LlamaForCausalLM model, ITokenizer tokenizer, string? parentCheckpoint)
+    public IReadOnlyDictionary<string, double> Evaluate(CausalLM model, ITokenizer tokenizer, string? parentCheckpoint)
     {
         var file = PreferenceData.Read(path);
         if (!file.Paired) throw new CorpusException($"{path}: preference accuracy needs prompt/chosen/rejected pairs");
@@ -113,7 +113,7 @@ public sealed class PreferenceAccuracySuite(string name, string path, int batchR
         return m;
     }
 
-    (float[] Chosen, float[] Rejected) Sums(LlamaForCausalLM model, AlignRow[] chosen, AlignRow[] rejected) =>
+    (float[] Chosen, float[] Rejected) Sums(CausalLM model, AlignRow[] chosen, AlignRow[] rejected) =>
         (ReferenceCache.SequenceSums(model, chosen, batchRows).Sum, ReferenceCache.SequenceSums(model, rejected, batchRows).Sum);
 }
 
@@ -123,7 +123,7 @@ public sealed class GeneralRetentionSuite(string name, McSuite knowledge, Perple
     public string Name => name;
     public string Fingerprint => $"retention|{knowledge.Fingerprint}|{perplexity.Fingerprint}";
 
-    public IReadOnlyDictionary<string, double> Evaluate(LlamaForCausalLM model, ITokenizer tokenizer)
+    public IReadOnlyDictionary<string, double> Evaluate(CausalLM model, ITokenizer tokenizer)
     {
         var m = new Dictionary<string, double>(knowledge.Evaluate(model, tokenizer));
         foreach (var (k, v) in perplexity.Evaluate(model, tokenizer)) m[k] = v;
@@ -154,7 +154,7 @@ public static class Capability
     ];
 
     /// <summary>Greedy continuation of <paramref name="prompt"/>: its text when the model ended it with EOS within <paramref name="maxNewTokens"/>, else null.</summary>
-    public static string? Generate(LlamaForCausalLM model, ITokenizer tokenizer, int[] prompt, int maxNewTokens)
+    public static string? Generate(CausalLM model, ITokenizer tokenizer, int[] prompt, int maxNewTokens)
     {
         var room = Math.Min(maxNewTokens, model.Config.MaxPositionEmbeddings - prompt.Length);
         if (room <= 0) return null;

@@ -180,7 +180,7 @@ public sealed class Executor
     {
         var result = new Dictionary<string, IReadOnlyDictionary<string, double>>();
         if (e.EvaluateAfter is not null && !e.EvaluateAfter.Contains(stage.Name)) return result;
-        (LlamaForCausalLM Model, Data.ITokenizer Tokenizer)? loaded = null;
+        (CausalLM Model, Data.ITokenizer Tokenizer)? loaded = null;
         try
         {
             foreach (var suite in e.Suites)

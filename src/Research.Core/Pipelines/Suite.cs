@@ -10,7 +10,7 @@ public interface ISuite
     string Name { get; }
     /// <summary>Enters the evaluation's cache key: same suite, same node, same scores.</summary>
     string Fingerprint { get; }
-    IReadOnlyDictionary<string, double> Evaluate(LlamaForCausalLM model, ITokenizer tokenizer);
+    IReadOnlyDictionary<string, double> Evaluate(CausalLM model, ITokenizer tokenizer);
 }
 
 /// <summary>Perplexity and bits per byte on the held-out split of a corpus (the split the stages hold out).</summary>
@@ -19,7 +19,7 @@ public sealed class PerplexitySuite(string name, DataSource source, double valid
     public string Name => name;
     public string Fingerprint => $"perplexity|{source.Fingerprint}|{validationFraction:R}|{seed}|{maxLength}";
 
-    public IReadOnlyDictionary<string, double> Evaluate(LlamaForCausalLM model, ITokenizer tokenizer)
+    public IReadOnlyDictionary<string, double> Evaluate(CausalLM model, ITokenizer tokenizer)
     {
         var docs = validationFraction > 0 ? source.Validation(validationFraction, (int)seed).Documents : source.Corpus.Documents;
         var r = Perplexity.Evaluate(model, tokenizer, docs, name, maxLength);

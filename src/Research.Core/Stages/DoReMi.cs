@@ -19,7 +19,7 @@ public sealed record DoReMiOptions
     public double Smoothing { get; init; } = 1e-3;
     public int BlockLength { get; init; } = 128;
     /// <summary>The proxy's architecture; null = the reference's.</summary>
-    public LlamaConfig? Proxy { get; init; }
+    public ModelConfig? Proxy { get; init; }
     /// <summary>Batch size should be a multiple of the number of domains, so every domain is in every batch (sampling is uniform over domains).</summary>
     public TrainConfig Train { get; init; } = new() { Steps = 200, LearningRate = 1e-3, WarmupSteps = 10, EvalEvery = 200, CheckpointEvery = 200 };
 }
@@ -50,14 +50,14 @@ public sealed record DomainLmBatch(Tensor Input, Tensor Target, Tensor Domain, l
 /// </summary>
 public sealed class DoReMiObjective : IObjective<DomainLmBatch>, IStatefulObjective, IDisposable
 {
-    readonly LlamaForCausalLM _reference;
+    readonly CausalLM _reference;
     readonly TokenBlocks[] _domains;
     readonly string[] _names;
     readonly Mixture _uniform;
     readonly DoReMiOptions _options;
     readonly Tensor _alpha, _alphaSum, _lambda, _updates;   // (k), (k), (k) last excess per domain, (1) number of updates
 
-    public DoReMiObjective(LlamaForCausalLM reference, IReadOnlyList<TokenBlocks> domains, IReadOnlyList<string> names, DoReMiOptions options, int seed, string fingerprint)
+    public DoReMiObjective(CausalLM reference, IReadOnlyList<TokenBlocks> domains, IReadOnlyList<string> names, DoReMiOptions options, int seed, string fingerprint)
     {
         if (domains.Count < 2) throw new ArgumentException($"doremi: needs at least two domains (got {domains.Count})");
         _reference = reference;
@@ -107,7 +107,7 @@ public sealed class DoReMiObjective : IObjective<DomainLmBatch>, IStatefulObject
     }
 
     /// <summary>Per-token cross-entropy (B, T) of a model on a batch.</summary>
-    static Tensor TokenLosses(LlamaForCausalLM model, Tensor input, Tensor target)
+    static Tensor TokenLosses(CausalLM model, Tensor input, Tensor target)
     {
         var logits = model.Forward(input);                                              // (B, T, V)
         return F.cross_entropy(logits.reshape(-1, logits.shape[^1]).to(float32), target.reshape(-1), reduction: nn.Reduction.None)
@@ -133,7 +133,7 @@ public sealed class DoReMiObjective : IObjective<DomainLmBatch>, IStatefulObject
         return normalised * (1 - smoothing) + smoothing / alpha.shape[0];
     }
 
-    public Tensor Loss(LlamaForCausalLM model, DomainLmBatch batch, MetricSink metrics)
+    public Tensor Loss(CausalLM model, DomainLmBatch batch, MetricSink metrics)
     {
         var proxy = TokenLosses(model, batch.Input, batch.Target);                         // (B, T)
         Tensor reference;
@@ -207,7 +207,7 @@ public sealed class DoReMiExecutor : IStageExecutor
             var names = ctx.Data.Select(c => c.Name).ToArray();
             if (names.Distinct().Count() != names.Length) throw new ArgumentException($"stage '{ctx.Name}': doremi domains need distinct names (got {string.Join(", ", names)})");
             var proxyConfig = (o.Proxy ?? reference.Config) with { VocabSize = reference.Config.VocabSize, MaxPositionEmbeddings = Math.Max((o.Proxy ?? reference.Config).MaxPositionEmbeddings, o.BlockLength) };
-            using var proxy = new LlamaForCausalLM(proxyConfig, ctx.Seed);
+            using var proxy = new CausalLM(proxyConfig, ctx.Seed);
             proxy.to(ctx.Device);
             var train = o.Train with { Seed = ctx.Seed };
             using var objective = new DoReMiObjective(reference, blocks, names, o, seed, string.Join(",", ctx.Data.Select(c => c.Fingerprint)));

@@ -63,6 +63,6 @@ public sealed class MixtureLmObjective(string kind, IMixture mixture, IReadOnlyL
         return LanguageModeling.FromBlocks(blocks, device);
     }
 
-    public Tensor Loss(LlamaForCausalLM model, LmBatch batch, MetricSink metrics) =>
+    public Tensor Loss(CausalLM model, LmBatch batch, MetricSink metrics) =>
         LanguageModeling.SummedCrossEntropy(model.Forward(batch.Input), batch.Target);
 }

@@ -8,7 +8,7 @@ namespace Research.Stages;
 /// <summary>pretrain: a model from scratch, language modelling on one corpus.</summary>
 public sealed record PretrainConfig
 {
-    public LlamaConfig Model { get; init; } = LlamaConfig.Tiny();
+    public ModelConfig Model { get; init; } = ModelConfig.Tiny();
     /// <summary>"byte" (default for tiny models) or "gpt2".</summary>
     public string Tokenizer { get; init; } = "byte";
     public int BlockLength { get; init; } = 128;
@@ -33,7 +33,7 @@ public sealed class PretrainExecutor : IStageExecutor
             VocabSize = tokenizer.VocabSize, BosTokenId = tokenizer.BosId, EosTokenId = tokenizer.EosId, PadTokenId = tokenizer.PadId,
             MaxPositionEmbeddings = Math.Max(c.Model.MaxPositionEmbeddings, c.BlockLength),
         };
-        using var model = new LlamaForCausalLM(modelConfig, ctx.Seed);
+        using var model = new CausalLM(modelConfig, ctx.Seed);
         model.to(ctx.Device);
         ctx.Log.WriteLine($"{ctx.Name}: {model.ParameterCount():N0} parameters; {blocks}");
         var train_ = c.Train with { Seed = ctx.Seed };

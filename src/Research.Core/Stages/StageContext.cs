@@ -47,7 +47,7 @@ public interface IReadsFiles
 /// <summary>Validation that every LM-like stage shares: perplexity and bits per byte on held-out documents.</summary>
 public static class LmValidation
 {
-    public static Func<LlamaForCausalLM, IReadOnlyDictionary<string, double>> On(ITokenizer tokenizer, int maxLength, params (string Name, Corpus Corpus)[] sets) =>
+    public static Func<CausalLM, IReadOnlyDictionary<string, double>> On(ITokenizer tokenizer, int maxLength, params (string Name, Corpus Corpus)[] sets) =>
         model => sets.Where(s => s.Corpus.Documents.Count > 0)
             .SelectMany(s => Eval.Perplexity.Evaluate(model, tokenizer, s.Corpus.Documents, s.Name, maxLength).ToMetrics($"val_{s.Name}_"))
             .ToDictionary();

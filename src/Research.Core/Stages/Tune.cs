@@ -110,7 +110,7 @@ public sealed class TuneObjective : IObjective<SftBatch>
         return _perm.Order;
     }
 
-    public Tensor Loss(LlamaForCausalLM model, SftBatch batch, MetricSink metrics) =>
+    public Tensor Loss(CausalLM model, SftBatch batch, MetricSink metrics) =>
         LanguageModeling.SummedCrossEntropy(Tune.Logits(model, batch, model.training ? _o.NeftuneAlpha : 0, _o.Train.Seed), batch.Target);
 }
 
@@ -171,7 +171,7 @@ public static class Tune
 
     /// <summary>Logits (B, T, V) of a batch; with <paramref name="neftuneAlpha"/> &gt; 0, NEFTune noise on the embeddings
     /// from a generator seeded by (seed, step, micro), so a step sees the same noise when it is run again.</summary>
-    public static Tensor Logits(LlamaForCausalLM model, SftBatch batch, double neftuneAlpha, long seed)
+    public static Tensor Logits(CausalLM model, SftBatch batch, double neftuneAlpha, long seed)
     {
         using var scope = NewDisposeScope();
         var emb = model.Embed(batch.Input);                                                    // (B, T, C)
@@ -185,7 +185,7 @@ public static class Tune
     }
 
     /// <summary>Held-out loss: summed cross-entropy over trained tokens / their count (no packing, no noise).</summary>
-    public static IReadOnlyDictionary<string, double> Validate(LlamaForCausalLM model, IReadOnlyList<SftTokens> sequences, int batchSize, int padId = 0)
+    public static IReadOnlyDictionary<string, double> Validate(CausalLM model, IReadOnlyList<SftTokens> sequences, int batchSize, int padId = 0)
     {
         using var noGrad = no_grad();
         double sum = 0;
@@ -203,7 +203,7 @@ public static class Tune
     }
 
     /// <summary>Greedy answers to each example's prompt compared with its (first) answer, exactly.</summary>
-    public static (int Matched, int Total) ExactMatch(LlamaForCausalLM model, ITokenizer tokenizer, ChatTemplate template, IReadOnlyList<SftExample> examples, int maxNewTokens)
+    public static (int Matched, int Total) ExactMatch(CausalLM model, ITokenizer tokenizer, ChatTemplate template, IReadOnlyList<SftExample> examples, int maxNewTokens)
     {
         var matched = 0;
         foreach (var ex in examples)
@@ -253,7 +253,7 @@ public sealed class TuneExecutor : IStageExecutor
             AtomicFile.WriteAllText(Path.Combine(ctx.Directory, ReportFile), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             ctx.Log.WriteLine($"{ctx.Name}: {train.Sequences.Count} train / {val.Sequences.Count} validation examples, {train.Truncated + val.Truncated} truncated, " +
                               $"{train.Dropped + val.Dropped} dropped; {objective.Rows.Count} rows, packing efficiency {objective.PackingEfficiency:P1}");
-            Func<LlamaForCausalLM, IReadOnlyDictionary<string, double>>? validate =
+            Func<CausalLM, IReadOnlyDictionary<string, double>>? validate =
                 val.Sequences.Count > 0 ? m => Tune.Validate(m, val.Sequences, trainConfig.BatchSize, tokenizer.PadId) : null;
             return Trainer.Run(model, tokenizer, objective, trainConfig, ctx.Directory, validate, ctx.Log, ctx.ParentAt(0)).LastMetrics;
         }

@@ -24,7 +24,7 @@ public interface IObjective<TBatch> where TBatch : IBatch
     /// <summary>Micro-batch <paramref name="micro"/> of optimizer step <paramref name="step"/> (0-based).</summary>
     TBatch Batch(long step, int micro, TrainConfig config, Device device);
     /// <summary>Scalar SUM of the per-unit losses of the batch; extra diagnostics go to <paramref name="metrics"/>.</summary>
-    Tensor Loss(LlamaForCausalLM model, TBatch batch, MetricSink metrics);
+    Tensor Loss(CausalLM model, TBatch batch, MetricSink metrics);
 }
 
 /// <summary>

@@ -20,7 +20,7 @@ public static class MixedPrecision
     };
 
     /// <summary>Float32 copies of every parameter, by name; then the model is cast to <paramref name="precision"/>.</summary>
-    public static IReadOnlyDictionary<string, Tensor> Begin(LlamaForCausalLM model, Precision precision)
+    public static IReadOnlyDictionary<string, Tensor> Begin(CausalLM model, Precision precision)
     {
         var dtype = DType(precision);
         if (model.EmbeddingWeight.dtype != float32)
@@ -32,7 +32,7 @@ public static class MixedPrecision
     }
 
     /// <summary>Back to float32: trainable parameters from the optimizer's master weights, frozen ones from their kept copies.</summary>
-    public static void End(LlamaForCausalLM model, AdamW optimizer, IReadOnlyDictionary<string, Tensor> copies)
+    public static void End(CausalLM model, AdamW optimizer, IReadOnlyDictionary<string, Tensor> copies)
     {
         var master = optimizer.MasterWeights();
         try

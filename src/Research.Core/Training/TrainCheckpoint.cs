@@ -30,7 +30,7 @@ public static class TrainCheckpoint
     public const string ObjectiveFile = "objective.safetensors";
     static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
-    public static void Save(string dir, LlamaForCausalLM model, ITokenizer tokenizer, AdamW optimizer, TrainerState state, LoraAdapter? adapter = null,
+    public static void Save(string dir, CausalLM model, ITokenizer tokenizer, AdamW optimizer, TrainerState state, LoraAdapter? adapter = null,
         IStatefulObjective? objective = null) =>
         Checkpoint.Save(dir, model, tokenizer, tmp =>
         {
@@ -46,7 +46,7 @@ public static class TrainCheckpoint
     public static bool Exists(string dir) => File.Exists(Path.Combine(dir, StateFile)) && Checkpoint.Exists(dir);
 
     /// <summary>Restores weights, optimizer moments and the RNG; returns the state to continue from.</summary>
-    public static TrainerState Restore(string dir, LlamaForCausalLM model, AdamW optimizer, string identity, LoraAdapter? adapter = null,
+    public static TrainerState Restore(string dir, CausalLM model, AdamW optimizer, string identity, LoraAdapter? adapter = null,
         IStatefulObjective? objective = null)
     {
         var statePath = Path.Combine(dir, StateFile);

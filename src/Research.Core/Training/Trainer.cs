@@ -31,12 +31,12 @@ public static class Trainer
 
     /// <param name="baseModel">With LoRA: what adapter_config.json names as base_model_name_or_path (the parent checkpoint).</param>
     public static TrainResult Run<TBatch>(
-        LlamaForCausalLM model,
+        CausalLM model,
         ITokenizer tokenizer,
         IObjective<TBatch> objective,
         TrainConfig config,
         string runDir,
-        Func<LlamaForCausalLM, IReadOnlyDictionary<string, double>>? validate = null,
+        Func<CausalLM, IReadOnlyDictionary<string, double>>? validate = null,
         TextWriter? log = null,
         string? baseModel = null) where TBatch : IBatch
     {
@@ -59,8 +59,8 @@ public static class Trainer
         }
     }
 
-    static TrainResult Loop<TBatch>(LlamaForCausalLM model, ITokenizer tokenizer, IObjective<TBatch> objective, TrainConfig config, string runDir,
-        Func<LlamaForCausalLM, IReadOnlyDictionary<string, double>>? validate, TextWriter log, string identity,
+    static TrainResult Loop<TBatch>(CausalLM model, ITokenizer tokenizer, IObjective<TBatch> objective, TrainConfig config, string runDir,
+        Func<CausalLM, IReadOnlyDictionary<string, double>>? validate, TextWriter log, string identity,
         IReadOnlyDictionary<string, Tensor>? fullPrecision, string? baseModel) where TBatch : IBatch
     {
         var device = model.EmbeddingWeight.device;
@@ -193,7 +193,7 @@ public static class Trainer
     }
 
     /// <summary>A digest of what makes two runs the same run: objective kind, train config, model shape.</summary>
-    static string Identity<TBatch>(IObjective<TBatch> objective, TrainConfig config, LlamaConfig model) where TBatch : IBatch
+    static string Identity<TBatch>(IObjective<TBatch> objective, TrainConfig config, ModelConfig model) where TBatch : IBatch
     {
         var text = objective.Kind + "\n" + objective.Fingerprint + "\n" + JsonSerializer.Serialize(config) + "\n" + model.ToJson();
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16].ToLowerInvariant();

@@ -9,7 +9,7 @@ namespace Research.Data.Selection;
 /// </summary>
 public static class PerplexityFilter
 {
-    public static double[] Scores(LlamaForCausalLM model, ITokenizer tokenizer, IReadOnlyList<Document> documents, int maxLength) =>
+    public static double[] Scores(CausalLM model, ITokenizer tokenizer, IReadOnlyList<Document> documents, int maxLength) =>
         documents.Select((d, i) => Eval.Perplexity.Evaluate(model, tokenizer, [d], $"document {i} ({d.Source}:{d.Line})", maxLength).Perplexity).ToArray();
 
     /// <summary>Indices of the ⌈keep·n⌉ lowest scores, ascending by index.</summary>

@@ -202,7 +202,7 @@ public sealed class AlignObjective : IObjective<PreferenceBatch>
         return PreferenceBatch.From(items, _o.Mode != AlignMode.Pointwise, _pad, device);
     }
 
-    public Tensor Loss(LlamaForCausalLM model, PreferenceBatch batch, MetricSink metrics)
+    public Tensor Loss(CausalLM model, PreferenceBatch batch, MetricSink metrics)
     {
         var b = batch.Normalizer;
         var lp = SequenceLogProbs.Compute(model.Forward(batch.Input), batch.Target);               // (R)
@@ -319,7 +319,7 @@ public static class ReferenceCache
     }
 
     /// <summary>Summed log-probs and counts of the completion tokens of each row, in eval mode under no_grad.</summary>
-    public static (float[] Sum, float[] Count) SequenceSums(LlamaForCausalLM model, IReadOnlyList<AlignRow> rows, int batchRows)
+    public static (float[] Sum, float[] Count) SequenceSums(CausalLM model, IReadOnlyList<AlignRow> rows, int batchRows)
     {
         var device = model.EmbeddingWeight.device;
         var wasTraining = model.training;
@@ -380,7 +380,7 @@ public static class Align
     /// val_gen_length = mean tokens generated greedily for the first <c>Generations</c> held-out prompts. (Sampled answers are
     /// drawn once, by the stage after training: val_sample_length.)
     /// </summary>
-    public static Func<LlamaForCausalLM, IReadOnlyDictionary<string, double>> Validation(IReadOnlyList<AlignItem> val, AlignOptions o, ITokenizer tokenizer, int batchRows) =>
+    public static Func<CausalLM, IReadOnlyDictionary<string, double>> Validation(IReadOnlyList<AlignItem> val, AlignOptions o, ITokenizer tokenizer, int batchRows) =>
         model =>
         {
             var m = new Dictionary<string, double>();
@@ -406,7 +406,7 @@ public static class Align
         };
 
     /// <summary>Greedy answers (EOS stops, not counted) to the first <c>Generations</c> held-out prompts.</summary>
-    public static List<(AlignItem Item, int[] Tokens)> Generate(LlamaForCausalLM model, IReadOnlyList<AlignItem> val, AlignOptions o, ITokenizer tokenizer)
+    public static List<(AlignItem Item, int[] Tokens)> Generate(CausalLM model, IReadOnlyList<AlignItem> val, AlignOptions o, ITokenizer tokenizer)
     {
         var result = new List<(AlignItem, int[])>();
         foreach (var it in val.Take(o.Generations))
@@ -425,7 +425,7 @@ public static class Align
     /// with each answer's expected length given its path (<see cref="ResponseLength"/>); sample j of prompt i draws from its own
     /// generator seeded by (seed, i, j), whatever the model.
     /// </summary>
-    public static List<SampledAnswers> Sample(LlamaForCausalLM model, IReadOnlyList<AlignItem> val, AlignOptions o, ITokenizer tokenizer, long seed)
+    public static List<SampledAnswers> Sample(CausalLM model, IReadOnlyList<AlignItem> val, AlignOptions o, ITokenizer tokenizer, long seed)
     {
         var result = new List<SampledAnswers>();
         if (o.SamplesPerPrompt == 0) return result;
@@ -483,7 +483,7 @@ public sealed class AlignExecutor : IStageExecutor
         var file = o.DataPath is { } path ? PreferenceData.Read(path)
             : PreferenceData.Parse(ctx.DataAt(0, "preference data (JSONL lines), or set DataPath").Documents, ctx.Data[0].Name);
         var tokenizer = Tokenizers.Load(parent);
-        var modelConfig = LlamaConfig.Load(Path.Combine(parent, Checkpoint.ConfigFile));
+        var modelConfig = ModelConfig.Load(Path.Combine(parent, Checkpoint.ConfigFile));
         var train = o.Train with { Seed = ctx.Seed };
         var data = Align.Prepare(file, tokenizer, o, ctx.Seed, modelConfig.MaxPositionEmbeddings);
         var rows = 2 * train.BatchSize;

@@ -25,7 +25,7 @@ public static class ResponseLength
     /// <summary>Survival below which a path that already stopped no longer changes the expectation (by at most N times this).</summary>
     public const double Negligible = 1e-9;
 
-    public static SampledAnswers Sample(LlamaForCausalLM model, AlignItem item, int paths, int maxNewTokens, double temperature, double topP, int eos, Func<int, long> seedOf)
+    public static SampledAnswers Sample(CausalLM model, AlignItem item, int paths, int maxNewTokens, double temperature, double topP, int eos, Func<int, long> seedOf)
     {
         if (paths < 1 || maxNewTokens < 1 || !(temperature > 0) || !(topP > 0 && topP <= 1))
             throw new ArgumentException($"response length: paths ({paths}) and max_new_tokens ({maxNewTokens}) must be >= 1, temperature ({temperature}) > 0, top_p ({topP}) in (0, 1]");

@@ -29,15 +29,15 @@ public sealed record DistillBatch(SftBatch Sft, long[] Rows, bool OnPolicy) : IB
 public sealed class DistillSftObjective : IObjective<DistillBatch>
 {
     readonly IReadOnlyList<SftTokens> _sequences;
-    readonly LlamaForCausalLM _student;
-    readonly LlamaForCausalLM? _teacher;
+    readonly CausalLM _student;
+    readonly CausalLM? _teacher;
     readonly TeacherTopKCache? _cache;
     readonly DistillStageOptions _o;
     readonly long _seed;
     readonly ITokenizer _tokenizer;
     (long Epoch, int[] Order) _perm = (-1, []);
 
-    public DistillSftObjective(IReadOnlyList<SftTokens> sequences, LlamaForCausalLM student, LlamaForCausalLM? teacher, TeacherTopKCache? cache,
+    public DistillSftObjective(IReadOnlyList<SftTokens> sequences, CausalLM student, CausalLM? teacher, TeacherTopKCache? cache,
                                DistillStageOptions options, long seed, ITokenizer tokenizer, string dataFingerprint)
     {
         if (sequences.Count == 0) throw new ArgumentException("distill: no training example");
@@ -99,7 +99,7 @@ public sealed class DistillSftObjective : IObjective<DistillBatch>
         return s.Ids[..(k < 0 ? s.Length : Math.Max(k, 1))];
     }
 
-    public Tensor Loss(LlamaForCausalLM model, DistillBatch batch, MetricSink metrics)
+    public Tensor Loss(CausalLM model, DistillBatch batch, MetricSink metrics)
     {
         var input = batch.Sft.Input;
         var target = batch.Sft.Target;

@@ -59,14 +59,14 @@ public sealed record DistillStageOptions : IReadsFiles
 }
 
 /// <summary>Language-model batches of the corpus, scored against the teacher's distribution.</summary>
-public sealed class DistillObjective(MixtureLmObjective batches, LlamaForCausalLM teacher, DistillOptions options) : IObjective<LmBatch>
+public sealed class DistillObjective(MixtureLmObjective batches, CausalLM teacher, DistillOptions options) : IObjective<LmBatch>
 {
     public string Kind => "distill";
     public string Fingerprint => $"{batches.Fingerprint}|{options}";
 
     public LmBatch Batch(long step, int micro, TrainConfig config, Device device) => batches.Batch(step, micro, config, device);
 
-    public Tensor Loss(LlamaForCausalLM model, LmBatch batch, MetricSink metrics)
+    public Tensor Loss(CausalLM model, LmBatch batch, MetricSink metrics)
     {
         Tensor teacherLogits;
         using (no_grad()) teacherLogits = teacher.Forward(batch.Input);                 // (B, T, V)
@@ -111,8 +111,8 @@ public sealed class DistillExecutor : IStageExecutor
     public static void CheckSameTokenizer(string stage, string studentDir, string teacherDir)
     {
         var (st, tt) = (Tokenizers.Load(studentDir), Tokenizers.Load(teacherDir));
-        var sc = LlamaConfig.Load(Path.Combine(studentDir, Checkpoint.ConfigFile));
-        var tc = LlamaConfig.Load(Path.Combine(teacherDir, Checkpoint.ConfigFile));
+        var sc = ModelConfig.Load(Path.Combine(studentDir, Checkpoint.ConfigFile));
+        var tc = ModelConfig.Load(Path.Combine(teacherDir, Checkpoint.ConfigFile));
         if (st.Name != tt.Name || st.VocabSize != tt.VocabSize || sc.VocabSize != tc.VocabSize)
             throw new InvalidDataException(
                 $"stage '{stage}': teacher and student must share a tokenizer; the teacher ({teacherDir}) uses '{tt.Name}' ({tt.VocabSize} tokens) " +
@@ -127,7 +127,7 @@ public sealed class DistillExecutor : IStageExecutor
         var data = SftPreparation.Load(o.DataPath, o.ValidationFraction, ctx.Seed, template, tokenizer, o.BlockLength, SftTruncation.KeepCompletion);
         var (sha, train, val) = (data.Sha256, data.Train, data.Validation);
         var trainConfig = o.Train with { Seed = ctx.Seed };
-        Func<LlamaForCausalLM, IReadOnlyDictionary<string, double>>? validate =
+        Func<CausalLM, IReadOnlyDictionary<string, double>>? validate =
             val.Sequences.Count > 0 ? m => Tune.Validate(m, val.Sequences, trainConfig.BatchSize, tokenizer.PadId) : null;
         Directory.CreateDirectory(ctx.Directory);
 
@@ -146,7 +146,7 @@ public sealed class DistillExecutor : IStageExecutor
             ? TeacherTopKCache.Prepare(ctx.Parents[1], ctx.Directory, train.Sequences, o.TeacherTopK, ctx.Device, trainConfig.BatchSize, tokenizer.PadId, ctx.Log)
             : null;
         var (student, _) = Checkpoint.Load(ctx.Parents[0], ctx.Device);
-        LlamaForCausalLM? teacher = null;
+        CausalLM? teacher = null;
         try
         {
             if (cache is null)

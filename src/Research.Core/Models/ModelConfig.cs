@@ -5,10 +5,10 @@ using Research.Runs;
 namespace Research.Models;
 
 /// <summary>
-/// A Llama-style decoder's shape, with Hugging Face <c>LlamaConfig</c> field names in config.json.
+/// A Llama-style decoder's shape, with Hugging Face <c>ModelConfig</c> field names in config.json.
 /// Defaults describe the tiny byte-level model the quick start trains in minutes on two cores.
 /// </summary>
-public sealed record LlamaConfig
+public sealed record ModelConfig
 {
     [JsonPropertyName("model_type")] public string ModelType { get; init; } = "llama";
     [JsonPropertyName("architectures")] public string[] Architectures { get; init; } = ["LlamaForCausalLM"];
@@ -42,7 +42,7 @@ public sealed record LlamaConfig
     [JsonIgnore] public int HeadDim => HeadDimOverride ?? HiddenSize / NumAttentionHeads;
 
     /// <summary>Throws with the field's name when the shape cannot work.</summary>
-    public LlamaConfig Validate(string? source = null)
+    public ModelConfig Validate(string? source = null)
     {
         string Where(string field) => source is null ? field : $"{source}: {field}";
         if (ModelType != "llama") throw new InvalidDataException($"{Where("model_type")} is '{ModelType}'; only 'llama' is supported");
@@ -64,10 +64,10 @@ public sealed record LlamaConfig
     public void Save(string path) => AtomicFile.WriteAllText(path, ToJson());
 
     /// <summary>Reads a Hugging Face config.json; keys this model does not use are ignored, bad values are named.</summary>
-    public static LlamaConfig Load(string path)
+    public static ModelConfig Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no config.json here; a checkpoint directory needs model.safetensors and config.json", path);
-        LlamaConfig? cfg;
+        ModelConfig? cfg;
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(path));
@@ -81,7 +81,7 @@ public sealed record LlamaConfig
                 node["eos_token_id"] = eos.GetArrayLength() > 0 ? eos[0].GetInt32() : null;
                 text = node.ToJsonString();
             }
-            cfg = JsonSerializer.Deserialize<LlamaConfig>(text);
+            cfg = JsonSerializer.Deserialize<ModelConfig>(text);
         }
         catch (JsonException e)
         {
@@ -91,5 +91,5 @@ public sealed record LlamaConfig
     }
 
     /// <summary>Named sizes are only numbers (torchtune style).</summary>
-    public static LlamaConfig Tiny(int vocabSize = 259) => new() { VocabSize = vocabSize };
+    public static ModelConfig Tiny(int vocabSize = 259) => new() { VocabSize = vocabSize };
 }
