@@ -146,6 +146,8 @@ let tests =
             Expect.equal (c.VocabSize, c.HiddenSize, c.NumKeyValueHeads, c.TieWordEmbeddings, c.EosTokenId) (100, 64, 4, false, System.Nullable 2) "fields"
             File.WriteAllText(p, """{"model_type":"llama","hidden_size":64,"num_attention_heads":4,"num_key_value_heads":3}""")
             throwsWith<InvalidDataException> (fun () -> ModelConfig.Load p |> ignore) [ "num_key_value_heads"; "config.json" ] "kv heads"
-            File.WriteAllText(p, """{"model_type":"gpt2"}""")
-            throwsWith<InvalidDataException> (fun () -> ModelConfig.Load p |> ignore) [ "model_type" ] "model type"
+            File.WriteAllText(p, """{"model_type":"bert"}""")
+            throwsWith<InvalidDataException> (fun () -> ModelConfig.Load p |> ignore) [ "model_type 'bert'"; "qwen3"; "gemma3_text"; "gpt2" ] "model type"
+            File.WriteAllText(p, """{"model_type":"llama","rope_scaling":{"rope_type":"longrope","factor":2.0}}""")
+            throwsWith<InvalidDataException> (fun () -> ModelConfig.Load p |> ignore) [ "rope type 'longrope'"; "yarn" ] "rope type"
     ]

@@ -34,7 +34,7 @@ public sealed record LoraOptions
         if (!(Alpha > 0) || !double.IsFinite(Alpha)) throw new ArgumentException($"lora: alpha must be a positive number (got {Alpha})");
         if (!(Dropout is >= 0 and < 1)) throw new ArgumentException($"lora: dropout must be in [0, 1) (got {Dropout})");
         if (TargetModules is null || TargetModules.Length == 0) throw new ArgumentException("lora: target_modules is empty; name at least one of " + string.Join(", ", Lora.LinearNames));
-        var unknown = TargetModules.Where(t => !Lora.LinearNames.Contains(t)).ToArray();
+        var unknown = TargetModules.Where(t => t != Lora.AllLinear && !Lora.LinearNames.Contains(t)).ToArray();
         if (unknown.Length > 0)
             throw new ArgumentException($"lora: unknown target module(s) {string.Join(", ", unknown)}; the model's linear modules are {string.Join(", ", Lora.LinearNames)}");
         return this;
@@ -61,7 +61,8 @@ public sealed class LoraLayer : IDisposable
     internal Tensor Update(Linear linear, Tensor x)
     {
         var h = _dropout > 0 && linear.training ? F.dropout(x, _dropout, training: true) : x;
-        return F.linear(F.linear(h, A), B) * _scaling;
+        if (h.dtype == A.dtype) return F.linear(F.linear(h, A), B) * _scaling;
+        return (F.linear(F.linear(h.to(A.dtype), A), B) * _scaling).to(x.dtype);
     }
 
     /// <summary>scaling · B A, the update merging adds to W (out, in), in fp32.</summary>
@@ -112,8 +113,9 @@ public sealed class LoraAdapter : IDisposable
             var (outF, inF) = (w.shape[0], w.shape[1]);
             var bound = 1.0 / Math.Sqrt(inF);                                              // kaiming_uniform(a = sqrt 5) on (r, in)
             using var u = rand([options.Rank, inF], generator: gen, dtype: float32);
-            var a = nn.Parameter((u * (2 * bound) - bound).to(w.dtype).to(w.device).DetachFromDisposeScope());
-            var b = nn.Parameter(zeros(outF, options.Rank, dtype: w.dtype, device: w.device).DetachFromDisposeScope());
+            // Adapters train in fp32 whatever the base's dtype (a frozen bf16 base keeps its memory, the update its precision).
+            var a = nn.Parameter((u * (2 * bound) - bound).to(w.device).DetachFromDisposeScope());
+            var b = nn.Parameter(zeros(outF, options.Rank, dtype: float32, device: w.device).DetachFromDisposeScope());
             adapter._layers.Add((linear, new LoraLayer(name, a, b, options.Scaling, options.Dropout)));
         }
         adapter.Connect();
@@ -165,7 +167,8 @@ public sealed class LoraAdapter : IDisposable
         {
             if (module is not Linear linear) continue;
             var last = name[(name.LastIndexOf('.') + 1)..];
-            if (!Options.TargetModules.Contains(last)) continue;
+            if (Options.TargetModules.Contains(Lora.AllLinear)) { if (name == "lm_head") continue; found.Add(Lora.AllLinear); }
+            else if (!Options.TargetModules.Contains(last)) continue;
             found.Add(last);
             yield return (name, linear);
         }
@@ -211,7 +214,7 @@ public sealed class LoraAdapter : IDisposable
         {
             ["peft_type"] = "LORA", ["task_type"] = "CAUSAL_LM", ["base_model_name_or_path"] = baseModel,
             ["r"] = Options.Rank, ["lora_alpha"] = Options.Alpha, ["lora_dropout"] = Options.Dropout,
-            ["target_modules"] = targets, ["bias"] = "none", ["fan_in_fan_out"] = false, ["inference_mode"] = true,
+            ["target_modules"] = Options.TargetModules.Contains(Lora.AllLinear) ? JsonValue.Create(Lora.AllLinear) : targets, ["bias"] = "none", ["fan_in_fan_out"] = false, ["inference_mode"] = true,
             ["init_lora_weights"] = true, ["use_rslora"] = false, ["use_dora"] = false, ["modules_to_save"] = null,
             ["layers_to_transform"] = null, ["layers_pattern"] = null, ["rank_pattern"] = new JsonObject(), ["alpha_pattern"] = new JsonObject(),
             ["revision"] = null,
@@ -236,7 +239,7 @@ public sealed class LoraAdapter : IDisposable
         var targets = json["target_modules"] switch
         {
             JsonArray a => a.Select(n => n!.GetValue<string>()).ToArray(),
-            JsonValue v when v.GetValue<string>() == "all-linear" => Lora.LinearNames.ToArray(),
+            JsonValue v when v.GetValue<string>() == Lora.AllLinear => [Lora.AllLinear],
             var other => throw new InvalidDataException($"{path}: target_modules {other!.ToJsonString()} is not a list of module names"),
         };
         return new LoraOptions
@@ -282,7 +285,12 @@ public sealed class LoraAdapter : IDisposable
 public static class Lora
 {
     /// <summary>The Llama linear modules an adapter may target (Hugging Face names).</summary>
-    public static IReadOnlyList<string> LinearNames { get; } = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+    /// <summary>The linear modules an adapter may target (Hugging Face names, over every family: fused Phi-3 qkv_proj and
+    /// gate_up_proj, GPT-2's c_attn, c_proj and c_fc), or "all-linear" for every linear but lm_head (as PEFT).</summary>
+    public static IReadOnlyList<string> LinearNames { get; } =
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "qkv_proj", "gate_up_proj", "c_attn", "c_proj", "c_fc"];
+
+    public const string AllLinear = "all-linear";
 
     static readonly ConditionalWeakTable<Linear, LoraLayer> Attached = new();
 

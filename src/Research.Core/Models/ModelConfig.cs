@@ -1,12 +1,14 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using Research.Runs;
 
 namespace Research.Models;
 
 /// <summary>
-/// A Llama-style decoder's shape, with Hugging Face <c>ModelConfig</c> field names in config.json.
-/// Defaults describe the tiny byte-level model the quick start trains in minutes on two cores.
+/// A decoder's shape, with Hugging Face config.json field names (Llama's names; other families' keys are read through
+/// their <see cref="Family"/>). Defaults describe the tiny byte-level model the quick start trains in minutes on two cores;
+/// a config.json that leaves a key out gets its family's HF default instead (<see cref="Load"/>).
 /// </summary>
 public sealed record ModelConfig
 {
@@ -24,11 +26,14 @@ public sealed record ModelConfig
     [JsonPropertyName("num_key_value_heads")] public int NumKeyValueHeads { get; init; } = 2;
     /// <summary>Longest sequence RoPE and the KV cache are sized for.</summary>
     [JsonPropertyName("max_position_embeddings")] public int MaxPositionEmbeddings { get; init; } = 256;
+    /// <summary>The norm's epsilon (GPT-2's layer_norm_epsilon is read into it).</summary>
     [JsonPropertyName("rms_norm_eps")] public double RmsNormEps { get; init; } = 1e-5;
     [JsonPropertyName("rope_theta")] public double RopeTheta { get; init; } = 10000.0;
     /// <summary>Tied: lm_head reuses embed_tokens (saves vocab x hidden parameters; HF omits lm_head.weight).</summary>
     [JsonPropertyName("tie_word_embeddings")] public bool TieWordEmbeddings { get; init; } = true;
     [JsonPropertyName("hidden_act")] public string HiddenAct { get; init; } = "silu";
+    /// <summary>Gemma's name for the MLP activation; wins over hidden_act when set.</summary>
+    [JsonPropertyName("hidden_activation")] public string? HiddenActivation { get; init; }
     [JsonPropertyName("initializer_range")] public double InitializerRange { get; init; } = 0.02;
     [JsonPropertyName("attention_bias")] public bool AttentionBias { get; init; }
     [JsonPropertyName("mlp_bias")] public bool MlpBias { get; init; }
@@ -39,55 +44,163 @@ public sealed record ModelConfig
     [JsonPropertyName("pad_token_id")] public int? PadTokenId { get; init; } = 258;
     [JsonPropertyName("torch_dtype")] public string TorchDtype { get; init; } = "float32";
 
+    /// <summary>Scaled RoPE (linear, dynamic, llama3, yarn); null = plain RoPE.</summary>
+    [JsonPropertyName("rope_scaling")] public RopeScaling? RopeScaling { get; init; }
+    /// <summary>Share of head_dim that RoPE rotates (the rest passes through); null = all.</summary>
+    [JsonPropertyName("partial_rotary_factor")] public double? PartialRotaryFactor { get; init; }
+    /// <summary>Keys a sliding-window layer sees: the last sliding_window positions, its own included.</summary>
+    [JsonPropertyName("sliding_window")] public int? SlidingWindow { get; init; }
+    [JsonPropertyName("use_sliding_window")] public bool? UseSlidingWindow { get; init; }
+    [JsonPropertyName("max_window_layers")] public int? MaxWindowLayers { get; init; }
+    [JsonPropertyName("sliding_window_pattern")] public int? SlidingWindowPattern { get; init; }
+    /// <summary>Per layer "sliding_attention" or "full_attention"; when present it decides over the family's rule.</summary>
+    [JsonPropertyName("layer_types")] public string[]? LayerTypes { get; init; }
+    /// <summary>Gemma 3: RoPE base of the sliding (local) layers.</summary>
+    [JsonPropertyName("rope_local_base_freq")] public double? RopeLocalBaseFreq { get; init; }
+    /// <summary>Gemma 2/3: attention scores scaled by query_pre_attn_scalar^-1/2 instead of head_dim^-1/2.</summary>
+    [JsonPropertyName("query_pre_attn_scalar")] public double? QueryPreAttnScalar { get; init; }
+    /// <summary>Gemma 2: scores become tanh(s / cap) · cap before the softmax.</summary>
+    [JsonPropertyName("attn_logit_softcapping")] public double? AttnLogitSoftcapping { get; init; }
+    /// <summary>Gemma 2/3: logits become tanh(z / cap) · cap.</summary>
+    [JsonPropertyName("final_logit_softcapping")] public double? FinalLogitSoftcapping { get; init; }
+
+    /// <summary>The config.json this was read from, kept whole so a save writes back every key (only changed ones updated).</summary>
+    [JsonIgnore] public JsonObject? Source { get; init; }
+
     [JsonIgnore] public int HeadDim => HeadDimOverride ?? HiddenSize / NumAttentionHeads;
+    [JsonIgnore] public Family Family => Families.Get(ModelType);
+    /// <summary>The MLP activation as the family's modeling code picks it.</summary>
+    [JsonIgnore] public string Activation => HiddenActivation ?? HiddenAct;
+    /// <summary>Head dimensions RoPE rotates.</summary>
+    [JsonIgnore] public int RotaryDim => (int)(HeadDim * (PartialRotaryFactor ?? 1.0));
+
+    /// <summary>Whether layer <paramref name="layer"/> attends through the sliding window.</summary>
+    public bool IsSlidingLayer(int layer) =>
+        LayerTypes is { } types && SlidingWindow is > 0 ? types[layer] == "sliding_attention" : Family.IsSliding(this, layer);
+
+    public static IReadOnlyList<string> Activations { get; } = ["silu", "gelu", "gelu_pytorch_tanh", "gelu_new", "gelu_fast", "relu"];
 
     /// <summary>Throws with the field's name when the shape cannot work.</summary>
     public ModelConfig Validate(string? source = null)
     {
         string Where(string field) => source is null ? field : $"{source}: {field}";
-        if (ModelType != "llama") throw new InvalidDataException($"{Where("model_type")} is '{ModelType}'; only 'llama' is supported");
-        if (HiddenAct != "silu") throw new InvalidDataException($"{Where("hidden_act")} is '{HiddenAct}'; only 'silu' (SwiGLU) is supported");
+        var family = Families.Get(ModelType, source);
+        if (!Activations.Contains(Activation))
+            throw new InvalidDataException($"{Where(HiddenActivation is null ? "hidden_act" : "hidden_activation")} is '{Activation}'; supported: {string.Join(", ", Activations)}");
         if (VocabSize <= 0 || HiddenSize <= 0 || IntermediateSize <= 0 || NumHiddenLayers <= 0 || NumAttentionHeads <= 0)
             throw new InvalidDataException($"{Where("config")}: sizes must be positive");
         if (HeadDimOverride is null && HiddenSize % NumAttentionHeads != 0)
             throw new InvalidDataException($"{Where("hidden_size")} {HiddenSize} is not a multiple of num_attention_heads {NumAttentionHeads}");
         if (NumKeyValueHeads <= 0 || NumAttentionHeads % NumKeyValueHeads != 0)
             throw new InvalidDataException($"{Where("num_key_value_heads")} {NumKeyValueHeads} must divide num_attention_heads {NumAttentionHeads}");
-        if (HeadDim % 2 != 0) throw new InvalidDataException($"{Where("head_dim")} {HeadDim} must be even for RoPE");
+        if (!family.LearnedPositions && (RotaryDim % 2 != 0 || RotaryDim <= 0 || RotaryDim > HeadDim))
+            throw new InvalidDataException($"{Where("head_dim")} {HeadDim} (rotary part {RotaryDim}) must be even and positive for RoPE");
+        if (LayerTypes is { } lt)
+        {
+            if (lt.Length != NumHiddenLayers)
+                throw new InvalidDataException($"{Where("layer_types")} has {lt.Length} entries for {NumHiddenLayers} layers");
+            var bad = lt.FirstOrDefault(t => t is not ("sliding_attention" or "full_attention"));
+            if (bad is not null) throw new InvalidDataException($"{Where("layer_types")} entry '{bad}' is neither sliding_attention nor full_attention");
+        }
+        RopeScaling?.Validate(Where("rope_scaling"));
+        if (family.LearnedPositions && RopeScaling is not null)
+            throw new InvalidDataException($"{Where("rope_scaling")}: {ModelType} has learned positions, not RoPE");
         return this;
     }
 
     static readonly JsonSerializerOptions Json = new() { WriteIndented = true, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
 
-    public string ToJson() => JsonSerializer.Serialize(this, Json);
+    /// <summary>config.json's text: the loaded file with only the keys whose values changed rewritten, or, for a model
+    /// built here, every field under the family's own key names.</summary>
+    public string ToJson() => ToJsonObject().ToJsonString(Json);
+
+    public JsonObject ToJsonObject()
+    {
+        var family = Family;
+        var mine = Internal(this);
+        if (Source is null) return Rename(mine, family);
+        var result = (JsonObject)Source.DeepClone();
+        var original = Internal(FromJson(Source, null));
+        foreach (var (key, value) in mine)
+        {
+            original.TryGetPropertyValue(key, out var was);
+            if (JsonNode.DeepEquals(was, value)) continue;
+            var name = family.KeyAliases.FirstOrDefault(kv => kv.Value == key).Key ?? key;
+            result[name] = value?.DeepClone();
+        }
+        return result;
+    }
+
+    static JsonObject Internal(ModelConfig c) => (JsonObject)JsonSerializer.SerializeToNode(c with { Source = null }, Json)!;
+
+    static JsonObject Rename(JsonObject o, Family family)
+    {
+        var result = new JsonObject();
+        foreach (var (key, value) in o)
+        {
+            var name = family.KeyAliases.FirstOrDefault(kv => kv.Value == key).Key ?? key;
+            result[name] = value?.DeepClone();
+        }
+        return result;
+    }
 
     public void Save(string path) => AtomicFile.WriteAllText(path, ToJson());
 
-    /// <summary>Reads a Hugging Face config.json; keys this model does not use are ignored, bad values are named.</summary>
+    /// <summary>Reads a Hugging Face config.json of any supported family; keys this model does not use are kept (for the save)
+    /// but ignored, bad values are named.</summary>
     public static ModelConfig Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no config.json here; a checkpoint directory needs model.safetensors and config.json", path);
-        ModelConfig? cfg;
+        JsonObject source;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(path));
-            if (doc.RootElement.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind != JsonValueKind.Null)
-                throw new InvalidDataException($"{path}: rope_scaling is set; scaled RoPE is not supported yet");
-            // HF writes eos_token_id as a list for some models: keep the first.
-            var text = File.ReadAllText(path);
-            if (doc.RootElement.TryGetProperty("eos_token_id", out var eos) && eos.ValueKind == JsonValueKind.Array)
-            {
-                var node = System.Text.Json.Nodes.JsonNode.Parse(text)!.AsObject();
-                node["eos_token_id"] = eos.GetArrayLength() > 0 ? eos[0].GetInt32() : null;
-                text = node.ToJsonString();
-            }
-            cfg = JsonSerializer.Deserialize<ModelConfig>(text);
+            source = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InvalidDataException($"{path}: config.json is not a JSON object");
         }
         catch (JsonException e)
         {
             throw new InvalidDataException($"{path}: not a valid config.json ({e.Message})", e);
         }
-        return (cfg ?? throw new InvalidDataException($"{path}: empty config.json")).Validate(path);
+        return FromJson(source, path);
+    }
+
+    /// <summary>The record a config.json object describes: the family's HF defaults fill absent keys, its key names are
+    /// mapped to Llama's, eos lists keep their first id, and token ids it lacks stay null (none is invented).</summary>
+    public static ModelConfig FromJson(JsonObject source, string? path)
+    {
+        var where = path ?? "config.json";
+        var modelType = source["model_type"] is JsonValue mt && mt.TryGetValue<string>(out var s) ? s
+            : throw new InvalidDataException($"{where}: model_type is missing (supported: {string.Join(", ", Families.All.Select(f => f.ModelType))})");
+        var family = Families.Get(modelType, where);
+        var work = (JsonObject)source.DeepClone();
+        foreach (var (key, value) in family.Defaults)
+            if (!work.ContainsKey(key)) work[key] = value?.DeepClone();
+        foreach (var (from, to) in family.KeyAliases)
+            if (work.ContainsKey(from)) { var v = work[from]?.DeepClone(); work.Remove(from); work[to] = v; }
+        // transformers 5 nests RoPE settings in rope_parameters (one dict, or one per layer kind for Gemma 3).
+        if (work["rope_parameters"] is JsonObject rp)
+        {
+            var global = rp["full_attention"] as JsonObject ?? rp;
+            if (global["rope_theta"] is { } theta) work["rope_theta"] = theta.DeepClone();
+            var type = (global["rope_type"] ?? global["type"])?.GetValue<string>();
+            if (type is not null and not "default") work["rope_scaling"] = global.DeepClone();
+            if (rp["sliding_attention"] is JsonObject local && local["rope_theta"] is { } lt) work["rope_local_base_freq"] = lt.DeepClone();
+        }
+        if (work["num_key_value_heads"] is null) work["num_key_value_heads"] = work["num_attention_heads"]?.DeepClone();
+        if (family.Mlp == MlpKind.Plain && work["intermediate_size"] is null && work["hidden_size"] is JsonValue h)
+            work["intermediate_size"] = 4 * h.GetValue<int>();
+        foreach (var key in new[] { "bos_token_id", "eos_token_id", "pad_token_id" })
+        {
+            if (!work.ContainsKey(key)) work[key] = null;
+            else if (work[key] is JsonArray a) work[key] = a.Count > 0 ? a[0]?.DeepClone() : null;
+        }
+        foreach (var key in new[] { "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size" })
+            if (work[key] is null) throw new InvalidDataException($"{where}: {key} is missing");
+        if (work["torch_dtype"] is null) work["torch_dtype"] = work["dtype"]?.DeepClone() ?? "float32";
+        if (work["architectures"] is null) work["architectures"] = new JsonArray(family.Architecture);
+        ModelConfig? cfg;
+        try { cfg = work.Deserialize<ModelConfig>(); }
+        catch (JsonException e) { throw new InvalidDataException($"{where}: {e.Path}: {e.Message}", e); }
+        return (cfg ?? throw new InvalidDataException($"{where}: empty config.json")).Validate(path) with { Source = (JsonObject)source.DeepClone() };
     }
 
     /// <summary>Named sizes are only numbers (torchtune style).</summary>
