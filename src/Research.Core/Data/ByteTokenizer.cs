@@ -27,6 +27,7 @@ public sealed class ByteTokenizer : ITokenizer
     public int BosId => Bos;
     public int EosId => Eos;
     public int PadId => Pad;
+    public bool AddsBos => true;
 
     public int[] Encode(string text)
     {

@@ -25,6 +25,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
     public int BosId => EndOfText;
     public int EosId => EndOfText;
     public int PadId => EndOfText;
+    public bool AddsBos => true;
 
     public int[] Encode(string text)
     {

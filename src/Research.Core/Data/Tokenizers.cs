@@ -29,7 +29,8 @@ public static class Tokenizers
 
     /// <summary>
     /// Reads <c>tokenizer_config.json</c> in <paramref name="directory"/>: its "research_tokenizer" field picks
-    /// the tokenizer; without one, a Hugging Face "tokenizer_class" of GPT2Tokenizer(Fast) means gpt2.
+    /// the tokenizer; without one, a directory that also holds <c>tokenizer.json</c> is a Hugging Face tokenizer
+    /// (<see cref="HfTokenizer"/>), and otherwise a "tokenizer_class" of GPT2Tokenizer(Fast) means gpt2.
     /// </summary>
     public static ITokenizer Load(string directory)
     {
@@ -44,6 +45,8 @@ public static class Tokenizers
             throw new TokenizerException($"{path}: expected a JSON object");
 
         var name = StringField(obj, "research_tokenizer");
+        if (name is null && File.Exists(Path.Combine(directory, JsonFile)))
+            return HfTokenizer.Load(directory);
         if (name is null)
         {
             var cls = StringField(obj, "tokenizer_class");
