@@ -36,7 +36,7 @@ internal static partial class Filters
         ["float"] = ToFloat,
         ["abs"] = (v, _) => v switch
         {
-            long l => Math.Abs(l),
+            long l => (object)Math.Abs(l),
             double d => Math.Abs(d),
             bool b => b ? 1L : 0L,
             _ => throw new JinjaError($"bad operand type for abs(): '{Py.TypeName(v)}'"),

@@ -249,8 +249,8 @@ internal sealed class Lexer
         }
         string text = src[s..pos].Replace("_", "");
         object value = isFloat
-            ? double.Parse(text, NumberStyles.Float, CultureInfo.InvariantCulture)
-            : long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var l) ? l : throw Error($"integer literal {text} is too large");
+            ? (object)double.Parse(text, NumberStyles.Float, CultureInfo.InvariantCulture)
+            : long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var l) ? (object)l : throw Error($"integer literal {text} is too large");
         tokens.Add(new Token(isFloat ? TokenKind.Float : TokenKind.Int, text, value, line));
     }
 

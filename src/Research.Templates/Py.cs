@@ -110,15 +110,15 @@ internal static partial class Py
             bool ints = IsInt(a) && IsInt(b);
             switch (op)
             {
-                case "+": return ints ? ToLong(a) + ToLong(b) : ToDouble(a) + ToDouble(b);
-                case "-": return ints ? ToLong(a) - ToLong(b) : ToDouble(a) - ToDouble(b);
-                case "*": return ints ? ToLong(a) * ToLong(b) : ToDouble(a) * ToDouble(b);
+                case "+": return ints ? (object)(ToLong(a) + ToLong(b)) : ToDouble(a) + ToDouble(b);
+                case "-": return ints ? (object)(ToLong(a) - ToLong(b)) : ToDouble(a) - ToDouble(b);
+                case "*": return ints ? (object)(ToLong(a) * ToLong(b)) : ToDouble(a) * ToDouble(b);
                 case "/":
                     if (ToDouble(b) == 0) throw new JinjaError("division by zero");
                     return ToDouble(a) / ToDouble(b);
                 case "//":
                     if (ToDouble(b) == 0) throw new JinjaError("integer division or modulo by zero");
-                    if (ints) { long x = ToLong(a), y = ToLong(b), q = x / y; return (x % y != 0 && (x < 0) != (y < 0)) ? q - 1 : q; }
+                    if (ints) { long x = ToLong(a), y = ToLong(b), q = x / y; return (x % y != 0 && (x < 0) != (y < 0)) ? (object)(q - 1) : q; }
                     return Math.Floor(ToDouble(a) / ToDouble(b));
                 case "%":
                     if (ToDouble(b) == 0) throw new JinjaError("integer division or modulo by zero");
@@ -160,8 +160,8 @@ internal static partial class Py
 
     public static object? Negate(object? v, bool minus) => v switch
     {
-        long l => minus ? -l : l,
-        bool b => minus ? -(b ? 1L : 0L) : (b ? 1L : 0L),
+        long l => (object)(minus ? -l : l),
+        bool b => (object)(minus ? -(b ? 1L : 0L) : (b ? 1L : 0L)),
         double d => minus ? -d : d,
         Undefined u => throw u.Fail(),
         _ => throw new JinjaError($"bad operand type for unary {(minus ? "-" : "+")}: '{TypeName(v)}'"),

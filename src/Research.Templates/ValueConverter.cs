@@ -57,7 +57,7 @@ internal static class ValueConverter
         JsonValueKind.True => true,
         JsonValueKind.False => false,
         JsonValueKind.Null or JsonValueKind.Undefined => null,
-        JsonValueKind.Number => j.TryGetInt64(out var l) ? l : j.GetDouble(),
+        JsonValueKind.Number => j.TryGetInt64(out var l) ? (object)l : j.GetDouble(),
         JsonValueKind.Array => j.EnumerateArray().Select(FromJson).ToList(),
         JsonValueKind.Object => JsonObject(j),
         _ => null,
