@@ -219,8 +219,9 @@ internal sealed class Lexer
             {
                 string? op = Operators.FirstOrDefault(o => string.CompareOrdinal(src, pos, o, 0, o.Length) == 0);
                 if (op is null) throw Error($"unexpected character '{c}'");
-                if (op is "{" or "[" or "(") depth++;
-                else if (op is "}" or "]" or ")") depth = Math.Max(0, depth - 1);
+                // Only braces nest here: "}}" closing a dict literal inside "{{ }}" is not the tag's end.
+                if (op == "{") depth++;
+                else if (op == "}") depth = Math.Max(0, depth - 1);
                 tokens.Add(new Token(TokenKind.Op, op, null, line));
                 pos += op.Length;
             }
