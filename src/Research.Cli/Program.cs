@@ -14,6 +14,9 @@ public static class Program
           show RUN [--json]       one run: stages, configs, metrics, evaluations
           compare RUN RUN         two runs' metrics side by side
           gc [--dry-run]          remove node checkpoints that no recorded run references
+          inspect DIR [--json]    a checkpoint's family, parameters, dtype, vocabulary, special tokens, chat template
+          generate DIR --prompt TEXT [--chat] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--max-new-tokens N] [--json]
+          eval DIR [--text FILE] [--mc FILE.jsonl] [--json]  perplexity, bits per byte, multiple-choice accuracy
           merge CONFIG [--out DIR] merge checkpoints (mergekit-like YAML or JSON config), streaming
           bench [--json] [--quick] measure our loop against a hand-written one, MFU, optimizer share, memory, merge bandwidth
           doctor                  show how torch was started (backend, device, threads)
@@ -42,6 +45,9 @@ public static class Program
                 "compare" => RunsCommand.Compare(CliArgs.Parse(args.Skip(1))),
                 "gc" => GcCommand.Execute(CliArgs.Parse(args.Skip(1), "dry-run")),
                 "merge" => MergeCommand.Execute(args),
+                "inspect" => ModelCommands.Inspect(CliArgs.Parse(args.Skip(1), "json")),
+                "generate" => ModelCommands.Generate(CliArgs.Parse(args.Skip(1), "json", "chat")),
+                "eval" => ModelCommands.Evaluate(CliArgs.Parse(args.Skip(1), "json")),
                 "bench" => BenchCommand.Execute(CliArgs.Parse(args.Skip(1), "json", "quick")),
                 "doctor" => Doctor(),
                 "report" => ReportCommand.Execute(CliArgs.Parse(args.Skip(1))),
@@ -56,7 +62,8 @@ public static class Program
             return 2;
         }
         catch (Exception e) when (e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException
-                                      or Research.Training.TrainingDivergedException or ArgumentException or InvalidOperationException)
+                                      or Research.Training.TrainingDivergedException or ArgumentException or InvalidOperationException
+                                      or Research.Models.SafetensorsException or IOException or Research.Templates.TemplateException or Research.Templates.TemplateRaisedException)
         {
             Console.Error.WriteLine($"research: {e.Message}");
             return 1;

@@ -161,7 +161,7 @@ public sealed class Attention : nn.Module
             register_module(n.KNorm, kNorm = new Norm(headDim, c.RmsNormEps, f.Norm));
         }
         scale = c.QueryPreAttnScalar is { } s ? 1.0 / Math.Sqrt(s) : 1.0 / Math.Sqrt(headDim);
-        softcap = c.AttnLogitSoftcapping;
+        softcap = f.AttentionSoftcap ? c.AttnLogitSoftcapping : null;
     }
 
     public Tensor Forward(Tensor x, LayerInputs inputs, KvCache? cache, int layer)
@@ -383,7 +383,8 @@ public sealed class CausalLM : nn.Module
         if (!config.TieWordEmbeddings) register_module("lm_head", lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false));
         if (!Family.LearnedPositions)
         {
-            globalRope = new RopeSpec(config.RopeTheta, config.RotaryDim, config.RopeScaling, config.MaxPositionEmbeddings);
+            var scaling = config.RopeScaling is { } rs && config.OriginalMaxPositionEmbeddings is { } om ? rs with { OriginalMaxPositionEmbeddings = om } : config.RopeScaling;
+            globalRope = new RopeSpec(config.RopeTheta, config.RotaryDim, scaling, config.MaxPositionEmbeddings);
             localRope = Family.LocalRopeBase
                 ? new RopeSpec(config.RopeLocalBaseFreq ?? 10000.0, config.RotaryDim, null, config.MaxPositionEmbeddings)
                 : globalRope;
@@ -447,7 +448,7 @@ public sealed class CausalLM : nn.Module
         var h = stack.Forward(x, i => Config.IsSlidingLayer(i) ? local : global, cache);             // (B, T, C)
         cache?.Advance((int)t);
         var logits = lm_head is null ? F.linear(h, stack.embed.weight!) : lm_head.forward(h);        // (B, T, V)
-        if (Config.FinalLogitSoftcapping is { } cap) logits = (logits / cap).tanh() * cap;
+        if (Family.FinalSoftcap && Config.FinalLogitSoftcapping is { } cap) logits = (logits / cap).tanh() * cap;
         return logits.MoveToOuterDisposeScope();
     }
 

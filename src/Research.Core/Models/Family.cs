@@ -77,6 +77,12 @@ public sealed record Family
     public Func<ModelConfig, int, bool> IsSliding { get; init; } = (_, _) => false;
     /// <summary>Gemma 3: sliding layers use RoPE at rope_local_base_freq without scaling.</summary>
     public bool LocalRopeBase { get; init; }
+    /// <summary>The MLP activation is read from hidden_activation (Gemma 2/3) rather than hidden_act (every other family, Gemma 1 too).</summary>
+    public bool ActivationFromHiddenActivation { get; init; }
+    /// <summary>attn_logit_softcapping is applied (Gemma 2; Gemma 3's config carries the key but its attention ignores it).</summary>
+    public bool AttentionSoftcap { get; init; }
+    /// <summary>final_logit_softcapping is applied (Gemma 2 and 3).</summary>
+    public bool FinalSoftcap { get; init; }
 
     public override string ToString() => ModelType;
 }
@@ -138,18 +144,20 @@ public static class Families
     public static Family Gemma2 { get; } = Gemma with
     {
         ModelType = "gemma2", Architecture = "Gemma2ForCausalLM", SandwichNorms = true,
+        ActivationFromHiddenActivation = true, AttentionSoftcap = true, FinalSoftcap = true,
         Defaults = Obj(("rms_norm_eps", 1e-6), ("rope_theta", 10000.0), ("tie_word_embeddings", true), ("max_position_embeddings", 8192),
-                       ("hidden_act", "gelu_pytorch_tanh"), ("head_dim", 256), ("query_pre_attn_scalar", 256), ("sliding_window", 4096),
-                       ("attn_logit_softcapping", 50.0), ("final_logit_softcapping", 30.0)),
+                       ("hidden_act", "gelu_pytorch_tanh"), ("hidden_activation", "gelu_pytorch_tanh"), ("head_dim", 256),
+                       ("query_pre_attn_scalar", 256), ("sliding_window", 4096), ("attn_logit_softcapping", 50.0), ("final_logit_softcapping", 30.0)),
         IsSliding = (c, i) => Window(c) && i % 2 == 0,
     };
 
     /// <summary>Gemma 3: every sliding_window_pattern-th layer (6th by default) is global, the rest slide, with their own RoPE base.</summary>
     public static Family Gemma3Text { get; } = Gemma2 with
     {
-        ModelType = "gemma3_text", Architecture = "Gemma3ForCausalLM", QkNorm = true, LocalRopeBase = true,
+        ModelType = "gemma3_text", Architecture = "Gemma3ForCausalLM", QkNorm = true, LocalRopeBase = true, AttentionSoftcap = false,
         Defaults = Obj(("rms_norm_eps", 1e-6), ("rope_theta", 1_000_000.0), ("rope_local_base_freq", 10000.0), ("tie_word_embeddings", true),
-                       ("max_position_embeddings", 131072), ("hidden_act", "gelu_pytorch_tanh"), ("head_dim", 256), ("query_pre_attn_scalar", 256),
+                       ("max_position_embeddings", 131072), ("hidden_act", "gelu_pytorch_tanh"), ("hidden_activation", "gelu_pytorch_tanh"),
+                       ("head_dim", 256), ("query_pre_attn_scalar", 256),
                        ("sliding_window", 4096), ("sliding_window_pattern", 6)),
         IsSliding = (c, i) => Window(c) && (i + 1) % (c.SlidingWindowPattern ?? 6) != 0,
     };

@@ -13,6 +13,10 @@ public sealed record SamplingOptions
     public long Seed { get; init; }
     /// <summary>Stop after emitting this token (usually EOS); null = run to MaxNewTokens.</summary>
     public int? StopToken { get; init; }
+    /// <summary>Further stop tokens (a chat model's end-of-turn ids from generation_config.json); any of these or <see cref="StopToken"/> stops.</summary>
+    public IReadOnlyList<int> StopTokens { get; init; } = [];
+
+    public bool Stops(int token) => token == StopToken || StopTokens.Contains(token);
 
     public static SamplingOptions Greedy(int maxNewTokens) => new() { MaxNewTokens = maxNewTokens };
 }
@@ -44,7 +48,7 @@ public static class Generation
                 var logits = model.Forward(ids, cache: cache)[0, -1];                      // (V)
                 var token = (int)Pick(logits, options, generator);
                 output.Add(token);
-                if (token == options.StopToken) break;
+                if (options.Stops(token)) break;
                 next = [token];
             }
         }
@@ -70,7 +74,7 @@ public static class Generation
             var logits = model.Forward(tensor(seq.ToArray(), dtype: int64, device: device).unsqueeze(0))[0, -1];
             var token = (int)Pick(logits, options, generator);
             output.Add(token);
-            if (token == options.StopToken) break;
+            if (options.Stops(token)) break;
             seq.Add(token);
         }
         return output.ToArray();

@@ -46,6 +46,8 @@ public sealed record ModelConfig
 
     /// <summary>Scaled RoPE (linear, dynamic, llama3, yarn); null = plain RoPE.</summary>
     [JsonPropertyName("rope_scaling")] public RopeScaling? RopeScaling { get; init; }
+    /// <summary>Phi-3 style top-level pretraining context; wins over rope_scaling's own for YaRN's correction range.</summary>
+    [JsonPropertyName("original_max_position_embeddings")] public int? OriginalMaxPositionEmbeddings { get; init; }
     /// <summary>Share of head_dim that RoPE rotates (the rest passes through); null = all.</summary>
     [JsonPropertyName("partial_rotary_factor")] public double? PartialRotaryFactor { get; init; }
     /// <summary>Keys a sliding-window layer sees: the last sliding_window positions, its own included.</summary>
@@ -69,8 +71,8 @@ public sealed record ModelConfig
 
     [JsonIgnore] public int HeadDim => HeadDimOverride ?? HiddenSize / NumAttentionHeads;
     [JsonIgnore] public Family Family => Families.Get(ModelType);
-    /// <summary>The MLP activation as the family's modeling code picks it.</summary>
-    [JsonIgnore] public string Activation => HiddenActivation ?? HiddenAct;
+    /// <summary>The MLP activation as the family's modeling code picks it: hidden_activation for Gemma 2/3, hidden_act otherwise.</summary>
+    [JsonIgnore] public string Activation => Family.ActivationFromHiddenActivation ? HiddenActivation ?? HiddenAct : HiddenAct;
     /// <summary>Head dimensions RoPE rotates.</summary>
     [JsonIgnore] public int RotaryDim => (int)(HeadDim * (PartialRotaryFactor ?? 1.0));
 
@@ -86,7 +88,7 @@ public sealed record ModelConfig
         string Where(string field) => source is null ? field : $"{source}: {field}";
         var family = Families.Get(ModelType, source);
         if (!Activations.Contains(Activation))
-            throw new InvalidDataException($"{Where(HiddenActivation is null ? "hidden_act" : "hidden_activation")} is '{Activation}'; supported: {string.Join(", ", Activations)}");
+            throw new InvalidDataException($"{Where(family.ActivationFromHiddenActivation && HiddenActivation is not null ? "hidden_activation" : "hidden_act")} is '{Activation}'; supported: {string.Join(", ", Activations)}");
         if (VocabSize <= 0 || HiddenSize <= 0 || IntermediateSize <= 0 || NumHiddenLayers <= 0 || NumAttentionHeads <= 0)
             throw new InvalidDataException($"{Where("config")}: sizes must be positive");
         if (HeadDimOverride is null && HiddenSize % NumAttentionHeads != 0)

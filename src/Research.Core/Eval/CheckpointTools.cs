@@ -1,0 +1,156 @@
+using System.Text.Json.Nodes;
+using Research.Data;
+using Research.Models;
+
+namespace Research.Eval;
+
+/// <summary>What <c>research inspect</c>, <c>generate</c> and <c>eval</c> compute on any checkpoint directory of a supported
+/// family, as JSON objects (the CLI prints them; scripts and notebooks may call these directly).</summary>
+public static class CheckpointTools
+{
+    /// <summary>Family, parameters, dtype, vocabulary, special tokens and chat template presence.</summary>
+    public static JsonObject Inspect(string dir)
+    {
+        var config = ModelConfig.Load(Path.Combine(dir, Checkpoint.ConfigFile));
+        using var model = new CausalLM(config);
+        var info = new JsonObject
+        {
+            ["directory"] = Path.GetFullPath(dir),
+            ["model_type"] = config.ModelType,
+            ["architecture"] = config.Architectures.FirstOrDefault(),
+            ["parameters"] = model.ParameterCount(),
+            ["dtype"] = config.TorchDtype,
+            ["layers"] = config.NumHiddenLayers, ["hidden_size"] = config.HiddenSize, ["heads"] = config.NumAttentionHeads,
+            ["kv_heads"] = config.NumKeyValueHeads, ["head_dim"] = config.HeadDim,
+            ["vocab_size"] = config.VocabSize, ["max_position_embeddings"] = config.MaxPositionEmbeddings,
+            ["tied_embeddings"] = config.TieWordEmbeddings,
+            ["rope_scaling"] = config.RopeScaling?.Type,
+            ["sliding_window"] = config.SlidingWindow is { } w && Enumerable.Range(0, config.NumHiddenLayers).Any(config.IsSlidingLayer) ? w : null,
+            ["sharded"] = File.Exists(Path.Combine(dir, Safetensors.IndexFileName)),
+        };
+        var hasTokenizer = File.Exists(Path.Combine(dir, Tokenizers.ConfigFile)) || File.Exists(Path.Combine(dir, Tokenizers.JsonFile));
+        if (hasTokenizer)
+        {
+            var tok = Tokenizers.Load(dir);
+            info["tokenizer"] = tok.Name;
+            info["tokenizer_vocab"] = tok.VocabSize;
+            info["bos"] = Special(tok, tok.BosId);
+            info["eos"] = Special(tok, tok.EosId);
+            info["pad"] = Special(tok, tok.PadId);
+            info["chat_template"] = ChatTemplateOf(dir) is not null;
+        }
+        else info["tokenizer"] = null;
+        return info;
+    }
+
+    static JsonNode? Special(ITokenizer tok, int id) =>
+        id < 0 ? null : new JsonObject { ["id"] = id, ["text"] = SafeDecode(tok, id) };
+
+    static string SafeDecode(ITokenizer tok, int id)
+    {
+        try { return tok.Decode([id]); } catch (Exception) { return "?"; }
+    }
+
+    /// <summary>tokenizer_config.json's chat_template (a string, or the "default" of a named list), if any.</summary>
+    public static string? ChatTemplateOf(string dir)
+    {
+        var path = Path.Combine(dir, Tokenizers.ConfigFile);
+        if (!File.Exists(path)) return null;
+        var node = JsonNode.Parse(File.ReadAllText(path))?["chat_template"];
+        return node switch
+        {
+            JsonValue v when v.TryGetValue<string>(out var s) => s,
+            JsonArray list => list.OfType<JsonObject>().FirstOrDefault(o => o["name"]?.GetValue<string>() == "default")?["template"]?.GetValue<string>(),
+            _ => null,
+        };
+    }
+
+    /// <summary>Greedy or sampled continuation with a KV cache, stopping at any eos id; the prompt rendered through the
+    /// model's chat template when <paramref name="chat"/>.</summary>
+    public static JsonObject Generate(string dir, string prompt, bool chat, string? system, SamplingOptions sampling)
+    {
+        var (model, tokenizer) = Checkpoint.Load(dir);
+        using (model)
+        {
+            var ids = chat ? ChatPrompt(dir, tokenizer, prompt, system) : PlainPrompt(tokenizer, prompt);
+            var options = sampling with
+            {
+                MaxNewTokens = Math.Min(sampling.MaxNewTokens, model.Config.MaxPositionEmbeddings - ids.Length),
+                StopTokens = StopIds(dir, model.Config, tokenizer),
+            };
+            if (options.MaxNewTokens <= 0)
+                throw new ArgumentException($"the prompt's {ids.Length} tokens leave no room under max_position_embeddings {model.Config.MaxPositionEmbeddings}");
+            var started = DateTime.UtcNow;
+            var output = Generation.Generate(model, ids, options);
+            var seconds = (DateTime.UtcNow - started).TotalSeconds;
+            var stopped = output.Length > 0 && options.Stops(output[^1]);
+            return new JsonObject
+            {
+                ["prompt_tokens"] = ids.Length, ["new_tokens"] = output.Length, ["stopped_at_eos"] = stopped,
+                ["text"] = tokenizer.Decode(stopped ? output[..^1] : output), ["ids"] = new JsonArray(output.Select(i => (JsonNode)i).ToArray()),
+                ["seconds"] = Math.Round(seconds, 3),
+            };
+        }
+    }
+
+    static int[] PlainPrompt(ITokenizer tokenizer, string prompt) =>
+        tokenizer is HfTokenizer hf ? hf.EncodeWithSpecial(prompt) : [tokenizer.BosId, .. tokenizer.Encode(prompt)];
+
+    static int[] ChatPrompt(string dir, ITokenizer tokenizer, string prompt, string? system)
+    {
+        var path = Path.Combine(dir, Tokenizers.ConfigFile);
+        if (ChatTemplateOf(dir) is null)
+            throw new ArgumentException($"{path} has no chat_template; drop --chat or add the model's template");
+        var config = Research.Templates.TokenizerChatConfig.FromJson(File.ReadAllText(path));
+        var messages = new List<Research.Templates.ChatMessage>();
+        if (system is not null) messages.Add(new("system", system));
+        messages.Add(new("user", prompt));
+        var text = Research.Templates.ChatTemplateRenderer.RenderChat(config, messages, addGenerationPrompt: true);
+        // The template writes the special tokens itself (apply_chat_template encodes without adding any).
+        return tokenizer.Encode(text);
+    }
+
+    /// <summary>eos ids from generation_config.json (int or list), config.json and the tokenizer.</summary>
+    static int[] StopIds(string dir, ModelConfig config, ITokenizer tokenizer)
+    {
+        var ids = new SortedSet<int>();
+        var gen = Path.Combine(dir, Checkpoint.GenerationConfigFile);
+        if (File.Exists(gen) && JsonNode.Parse(File.ReadAllText(gen))?["eos_token_id"] is { } e)
+        {
+            if (e is JsonArray arr) foreach (var x in arr) ids.Add(x!.GetValue<int>());
+            else ids.Add(e.GetValue<int>());
+        }
+        if (config.EosTokenId is { } c) ids.Add(c);
+        if (tokenizer is HfTokenizer hf) foreach (var id in hf.EosIds) ids.Add(id);
+        else if (tokenizer.EosId >= 0) ids.Add(tokenizer.EosId);
+        return ids.ToArray();
+    }
+
+    /// <summary>Perplexity and bits per byte on a text or JSONL corpus; multiple-choice accuracy from a JSONL file.</summary>
+    public static JsonObject Evaluate(string dir, string? textPath, string? mcPath, int fewShot = 0, int? maxLength = null, int batchSize = 4)
+    {
+        var (model, tokenizer) = Checkpoint.Load(dir);
+        var result = new JsonObject { ["checkpoint"] = Path.GetFullPath(dir) };
+        using (model)
+        {
+            var max = maxLength ?? Math.Min(model.Config.MaxPositionEmbeddings, 2048);
+            if (textPath is not null)
+            {
+                var corpus = Corpus.Load(textPath);
+                var ppl = Perplexity.Evaluate(model, tokenizer, corpus.Documents, corpus.Name, max, batchSize);
+                result["text"] = new JsonObject
+                {
+                    ["file"] = Path.GetFullPath(textPath), ["documents"] = corpus.Documents.Count, ["tokens"] = ppl.Tokens, ["bytes"] = ppl.Bytes,
+                    ["perplexity"] = ppl.Perplexity, ["bits_per_byte"] = ppl.BitsPerByte, ["word_perplexity"] = ppl.WordPerplexity,
+                };
+            }
+            if (mcPath is not null)
+            {
+                var items = McData.Read(mcPath);
+                var mc = McScoring.Evaluate(model, tokenizer, items, new McOptions { FewShot = fewShot, BatchSize = batchSize }, items);
+                result["mc"] = new JsonObject { ["file"] = Path.GetFullPath(mcPath), ["items"] = mc.Count, ["acc"] = mc.Acc, ["acc_norm"] = mc.AccNorm };
+            }
+        }
+        return result;
+    }
+}
