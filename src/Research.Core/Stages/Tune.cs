@@ -18,7 +18,8 @@ public sealed record TuneOptions : IReadsFiles
 
     /// <summary>The JSONL file of examples; its SHA-256 is part of the run's identity.</summary>
     public string DataPath { get; init; } = "";
-    /// <summary>Chat template for conversational examples: "plain" (tiny byte models) or "chatml"; see <see cref="ChatTemplates"/>.</summary>
+    /// <summary>Chat template for conversational examples: "plain" (tiny byte models), "chatml", or "model" (a Hugging Face
+    /// model's own chat_template, loss mask derived from the rendering); see <see cref="ChatTemplates"/>.</summary>
     public string Template { get; init; } = "plain";
     /// <summary>Positions per training row; an example may have BlockLength + 1 tokens (BOS .. EOS), its last one only a target.</summary>
     public int BlockLength { get; init; } = 128;
@@ -231,8 +232,8 @@ public sealed class TuneExecutor : IStageExecutor
     {
         var o = ((TuneOptions)config).Validate();
         if (string.IsNullOrWhiteSpace(o.DataPath)) throw new ArgumentException($"stage '{ctx.Name}': tune needs data_path (a JSONL file of prompt/completion or messages examples)");
-        var template = ChatTemplates.ByName(o.Template);
         var (model, tokenizer) = Checkpoint.Load(ctx.ParentAt(0), ctx.Device);
+        var template = ChatTemplates.Resolve(o.Template, tokenizer);
         using (model)
         {
             if (model.Config.MaxPositionEmbeddings < o.BlockLength)

@@ -122,8 +122,8 @@ public sealed class DistillExecutor : IStageExecutor
     /// <summary>Distillation on prompt/completion examples: token-level (live teacher or top-K cache, optionally on-policy) or sequence-level.</summary>
     static IReadOnlyDictionary<string, double> ExecuteOnExamples(StageContext ctx, DistillStageOptions o)
     {
-        var template = ChatTemplates.ByName(o.Template);
         var tokenizer = Tokenizers.Load(ctx.Parents[0]);
+        var template = ChatTemplates.Resolve(o.Template, tokenizer);
         var data = SftPreparation.Load(o.DataPath, o.ValidationFraction, ctx.Seed, template, tokenizer, o.BlockLength, SftTruncation.KeepCompletion);
         var (sha, train, val) = (data.Sha256, data.Train, data.Validation);
         var trainConfig = o.Train with { Seed = ctx.Seed };
