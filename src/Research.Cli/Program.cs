@@ -16,6 +16,7 @@ public static class Program
           gc [--dry-run]          remove node checkpoints that no recorded run references
           merge CONFIG [--out DIR] merge checkpoints (mergekit-like YAML or JSON config), streaming
           bench [--json] [--quick] measure our loop against a hand-written one, MFU, optimizer share, memory, merge bandwidth
+          bench --vocab-memory [--seq N] peak RSS of one SFT step of a Qwen3-0.6B-shaped model, full vs chunked loss
           doctor                  show how torch was started (backend, device, threads)
           report RUN|EXPERIMENT [--out DIR]  figures (HTML, PNG, SVG, PDF) and LaTeX/Markdown tables of runs
           watch SWEEP [--once]    follow a sweep submitted with `run --on slurm` (elements, job ids, states)
@@ -42,7 +43,7 @@ public static class Program
                 "compare" => RunsCommand.Compare(CliArgs.Parse(args.Skip(1))),
                 "gc" => GcCommand.Execute(CliArgs.Parse(args.Skip(1), "dry-run")),
                 "merge" => MergeCommand.Execute(args),
-                "bench" => BenchCommand.Execute(CliArgs.Parse(args.Skip(1), "json", "quick")),
+                "bench" => BenchCommand.Execute(CliArgs.Parse(args.Skip(1), "json", "quick", "vocab-memory")),
                 "doctor" => Doctor(),
                 "report" => ReportCommand.Execute(CliArgs.Parse(args.Skip(1))),
                 "watch" => ClusterCommand.Watch(CliArgs.Parse(args.Skip(1), "once")),
