@@ -19,6 +19,7 @@ public static class Program
           eval DIR [--text FILE] [--mc FILE.jsonl] [--json]  perplexity, bits per byte, multiple-choice accuracy
           merge CONFIG [--out DIR] merge checkpoints (mergekit-like YAML or JSON config), streaming
           bench [--json] [--quick] measure our loop against a hand-written one, MFU, optimizer share, memory, merge bandwidth
+          bench --vocab-memory [--seq N] peak RSS of one SFT step of a Qwen3-0.6B-shaped model, full vs chunked loss
           doctor                  show how torch was started (backend, device, threads)
           report RUN|EXPERIMENT [--out DIR]  figures (HTML, PNG, SVG, PDF) and LaTeX/Markdown tables of runs
           watch SWEEP [--once]    follow a sweep submitted with `run --on slurm` (elements, job ids, states)
@@ -48,7 +49,7 @@ public static class Program
                 "inspect" => ModelCommands.Inspect(CliArgs.Parse(args.Skip(1), "json")),
                 "generate" => ModelCommands.Generate(CliArgs.Parse(args.Skip(1), "json", "chat")),
                 "eval" => ModelCommands.Evaluate(CliArgs.Parse(args.Skip(1), "json")),
-                "bench" => BenchCommand.Execute(CliArgs.Parse(args.Skip(1), "json", "quick")),
+                "bench" => BenchCommand.Execute(CliArgs.Parse(args.Skip(1), "json", "quick", "vocab-memory")),
                 "doctor" => Doctor(),
                 "report" => ReportCommand.Execute(CliArgs.Parse(args.Skip(1))),
                 "watch" => ClusterCommand.Watch(CliArgs.Parse(args.Skip(1), "once")),

@@ -9,6 +9,7 @@ namespace Research.Cli.Commands;
 /// mfu, optimizer share, memory growth, merge bandwidth, bf16, packing and evaluation rates (see docs/benchmarks.md).
 /// --quick: the tiny model only, a few steps (about a minute). Default: tiny, small and d_model 512 (several minutes).
 /// --steps N overrides the timed steps per round, --rss-steps N the steps between the memory readings.
+/// --vocab-memory: the peak memory of a 150k-vocabulary loss instead (<see cref="VocabMemoryCommand"/>).
 /// </summary>
 public static class BenchCommand
 {
@@ -21,6 +22,7 @@ public static class BenchCommand
 
     public static int Execute(CliArgs a)
     {
+        if (a.Flags.Contains("vocab-memory")) return VocabMemoryCommand.Execute(a);
         var o = a.Flags.Contains("quick") ? BenchOptions.Quick : BenchOptions.Full;
         o = o with { Steps = a.GetInt("steps", o.Steps), RssSteps = a.GetInt("rss-steps", o.RssSteps) };
         if (o.Steps <= 0 || o.RssSteps <= 0) throw new CliException("--steps and --rss-steps must be positive");

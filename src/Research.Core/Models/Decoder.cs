@@ -420,6 +420,32 @@ public sealed class CausalLM : nn.Module
     public Tensor ForwardEmbeddings(Tensor embeddings, Tensor? positionIds = null, Tensor? attentionMask = null, KvCache? cache = null)
     {
         using var scope = NewDisposeScope();
+        return Head(HiddenEmbeddings(embeddings, positionIds, attentionMask, cache)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Final hidden states (B, T, C), after the final norm, without the head: losses over a large vocabulary
+    /// start here and apply <see cref="HeadWeight"/> a chunk of rows at a time (Training/ChunkedLoss).</summary>
+    public Tensor Hidden(Tensor inputIds, Tensor? positionIds = null, Tensor? attentionMask = null) =>
+        HiddenEmbeddings(Embed(inputIds), positionIds, attentionMask);
+
+    /// <summary>The head's weight (V, C): lm_head's, or the tied token embedding's.</summary>
+    public Tensor HeadWeight => lm_head?.weight ?? stack.embed.weight!;
+
+    /// <summary>The cap of the final logits, cap · tanh(z / cap) (Gemma 2's final_logit_softcapping); null = none.</summary>
+    public double? FinalLogitSoftcap => Family.FinalSoftcap ? Config.FinalLogitSoftcapping : null;
+
+    /// <summary>Logits (B, T, V) of final hidden states (B, T, C): the head, then the final softcap if the family has one.</summary>
+    public Tensor Head(Tensor hidden)
+    {
+        var logits = lm_head is null ? F.linear(hidden, stack.embed.weight!) : lm_head.forward(hidden);     // (B, T, V)
+        if (FinalLogitSoftcap is { } cap) logits = (logits / cap).tanh() * cap;
+        return logits;
+    }
+
+    /// <summary>Final hidden states (B, T, C) of embeddings (B, T, C); see <see cref="ForwardEmbeddings"/>.</summary>
+    public Tensor HiddenEmbeddings(Tensor embeddings, Tensor? positionIds = null, Tensor? attentionMask = null, KvCache? cache = null)
+    {
+        using var scope = NewDisposeScope();
         var t = embeddings.shape[1];
         var past = cache?.Length ?? 0;
         var pos = positionIds ?? arange(past, past + t, dtype: int64, device: embeddings.device);
@@ -447,9 +473,7 @@ public sealed class CausalLM : nn.Module
         }
         var h = stack.Forward(x, i => Config.IsSlidingLayer(i) ? local : global, cache);             // (B, T, C)
         cache?.Advance((int)t);
-        var logits = lm_head is null ? F.linear(h, stack.embed.weight!) : lm_head.forward(h);        // (B, T, V)
-        if (Family.FinalSoftcap && Config.FinalLogitSoftcapping is { } cap) logits = (logits / cap).tanh() * cap;
-        return logits.MoveToOuterDisposeScope();
+        return h.MoveToOuterDisposeScope();
     }
 
     public long ParameterCount() => parameters().Sum(p => p.numel());

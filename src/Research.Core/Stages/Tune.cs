@@ -112,7 +112,7 @@ public sealed class TuneObjective : IObjective<SftBatch>
     }
 
     public Tensor Loss(CausalLM model, SftBatch batch, MetricSink metrics) =>
-        LanguageModeling.SummedCrossEntropy(Tune.Logits(model, batch, model.training ? _o.NeftuneAlpha : 0, _o.Train.Seed), batch.Target);
+        LanguageModeling.SummedCrossEntropy(model, Tune.Embeddings(model, batch, model.training ? _o.NeftuneAlpha : 0, _o.Train.Seed), batch.Target, batch.Positions, batch.Mask);
 }
 
 public static class Tune
@@ -175,6 +175,13 @@ public static class Tune
     public static Tensor Logits(CausalLM model, SftBatch batch, double neftuneAlpha, long seed)
     {
         using var scope = NewDisposeScope();
+        return model.ForwardEmbeddings(Embeddings(model, batch, neftuneAlpha, seed), batch.Positions, batch.Mask).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Token embeddings (B, T, C) of a batch, with NEFTune noise as <see cref="Logits"/> describes.</summary>
+    public static Tensor Embeddings(CausalLM model, SftBatch batch, double neftuneAlpha, long seed)
+    {
+        using var scope = NewDisposeScope();
         var emb = model.Embed(batch.Input);                                                    // (B, T, C)
         if (neftuneAlpha > 0)
         {
@@ -182,7 +189,7 @@ public static class Tune
             var noise = rand(emb.shape, generator: gen, dtype: emb.dtype, device: emb.device) * 2 - 1;
             emb = emb + noise * batch.InvSqrtLength.to(emb.dtype) * (neftuneAlpha / Math.Sqrt(emb.shape[^1]));
         }
-        return model.ForwardEmbeddings(emb, batch.Positions, batch.Mask).MoveToOuterDisposeScope();
+        return emb.MoveToOuterDisposeScope();
     }
 
     /// <summary>Held-out loss: summed cross-entropy over trained tokens / their count (no packing, no noise).</summary>

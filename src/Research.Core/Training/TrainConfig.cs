@@ -65,6 +65,11 @@ public sealed record TrainConfig
     /// (PEFT layout) to <c>adapter/</c> and the merged model to <c>final/</c>, which the next stage starts from.</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]   // absent when off: keys of full fine-tuning runs stay as they were
     public Models.LoraOptions? Lora { get; init; }
+    /// <summary>Loss over the vocabulary a chunk of this many rows (of B·T) at a time, without full logits kept for backward
+    /// (<see cref="ChunkedLoss"/>); null = automatic (512 rows for vocabularies from 32k, see <see cref="LossChunking"/>),
+    /// 0 = off. Left out of the JSON when null, so existing configs and cache keys are unchanged.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? LossChunkRows { get; init; }
 
     public TrainConfig Validate()
     {
@@ -79,6 +84,7 @@ public sealed record TrainConfig
         Need(LogEvery > 0, $"log_every must be > 0 (got {LogEvery})");
         Need(EvalEvery >= 0 && CheckpointEvery >= 0, "eval_every and checkpoint_every must be >= 0");
         Need(Lora is null || Precision == Precision.Float32, "bf16 training with LoRA adapters is not supported yet; use precision Float32 with LoRA (or bf16 without it)");
+        Need(LossChunkRows is null or >= 0, $"loss_chunk_rows must be >= 0 (got {LossChunkRows}); 0 = off, null = automatic");
         Lora?.Validate();
         return this;
     }

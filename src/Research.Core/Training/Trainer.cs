@@ -89,6 +89,7 @@ public static class Trainer
         }
 
         using var _metrics = metrics;
+        using var _chunking = LossChunking.Use(config.LossChunkRows);
         using var sink = new MetricSink();
         using var firstBad = full(1, -1L, dtype: int64, device: device).DetachFromDisposeScope();   // first step with a non-finite loss
         var progress = new Progress(objective.Kind, config.Steps, ReferenceEquals(log, Console.Out) ? null : log);

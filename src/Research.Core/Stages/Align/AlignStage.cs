@@ -205,7 +205,7 @@ public sealed class AlignObjective : IObjective<PreferenceBatch>
     public Tensor Loss(CausalLM model, PreferenceBatch batch, MetricSink metrics)
     {
         var b = batch.Normalizer;
-        var lp = SequenceLogProbs.Compute(model.Forward(batch.Input), batch.Target);               // (R)
+        var lp = SequenceLogProbs.Compute(model, batch.Input, batch.Target);                      // (R)
         var first = new SequenceLogProbs(lp.Sum.narrow(0, 0, b), lp.Count.narrow(0, 0, b));        // (B)
         var refFirst = batch.Reference.narrow(0, 0, b);
         var p = _o.Preference;
@@ -333,7 +333,7 @@ public static class ReferenceCache
             {
                 using var scope = NewDisposeScope();
                 var (input, target) = PreferenceBatch.Rows(rows.Skip(s).Take(batchRows).ToArray(), model.Config.PadTokenId ?? 0, device);
-                var lp = SequenceLogProbs.Compute(model.Forward(input), target);
+                var lp = SequenceLogProbs.Compute(model, input, target);
                 sums.AddRange(lp.Sum.cpu().data<float>().ToArray());
                 counts.AddRange(lp.Count.cpu().data<float>().ToArray());
             }
