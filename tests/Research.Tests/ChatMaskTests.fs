@@ -2,6 +2,7 @@
 /// from the rendering and covers assistant turns only. Real tokenizer files (Qwen3, Mistral's SentencePiece).
 module Research.Tests.ChatMaskTests
 
+open System
 open System.IO
 open Expecto
 open Research.Data
@@ -62,4 +63,58 @@ let tests =
             let ex = conversation [ ChatRole.User, "Hi"; ChatRole.Assistant, "Hello."; ChatRole.User, "A bond?"; ChatRole.Assistant, "A loan." ]
             throwsWith<CorpusException> (fun () -> render tok ex |> ignore) [ "chat.jsonl:1"; "assistant turn 2"; "loss mask" ] "prefix-unstable template"
             throwsWith<TokenizerException> (fun () -> ChatTemplates.Resolve("model", ByteTokenizer.Instance) |> ignore) [ "model"; "byte"; "plain" ] "no template on the byte tokenizer"
+    ]
+
+/// research inspect / generate / eval on a tiny Qwen3-family model carrying Qwen3's real tokenizer files.
+[<Tests>]
+let checkpointTools =
+    testList "CheckpointTools" [
+        testCase "inspect, generate (plain and --chat, stops at eos) and eval on an HF directory; the CLI prints the same JSON" <| fun _ ->
+            let tokDir = HfTokenizerTests.dirOf "qwen3"
+            let vocab = (HfTokenizer.Load tokDir).VocabSize
+            let json =
+                $"""{{"model_type":"qwen3","vocab_size":{vocab},"hidden_size":32,"intermediate_size":48,"num_hidden_layers":1,"num_attention_heads":2,
+                    "num_key_value_heads":1,"head_dim":16,"max_position_embeddings":128,"rms_norm_eps":1e-6,"rope_theta":1000000.0,
+                    "tie_word_embeddings":true,"eos_token_id":151645}}"""
+            let dir = FamilyTests.writeRandomCheckpoint "qwen3-tools" (FamilyTests.parse json) 3L TorchSharp.torch.bfloat16 None
+            for f in Directory.GetFiles tokDir do File.Copy(f, Path.Combine(dir, Path.GetFileName f))
+            let info = Research.Eval.CheckpointTools.Inspect dir
+            Expect.equal (info["model_type"].GetValue<string>()) "qwen3" "family"
+            Expect.equal (info["dtype"].GetValue<string>()) "float32" "dtype as config.json says (none given: float32)"
+            Expect.equal (info["tokenizer"].GetValue<string>()) "hf" "HF tokenizer"
+            Expect.isTrue (info["chat_template"].GetValue<bool>()) "chat template present"
+            Expect.equal (info["eos"].["text"].GetValue<string>()) "<|im_end|>" "eos"
+            let greedy = Research.Models.SamplingOptions(MaxNewTokens = 6)
+            let a = Research.Eval.CheckpointTools.Generate(dir, "A bond is", false, null, greedy)
+            let b = Research.Eval.CheckpointTools.Generate(dir, "A bond is", false, null, greedy)
+            Expect.equal (a.ToJsonString()) (b.ToJsonString() |> fun s -> s.Replace(b["seconds"].ToJsonString(), a["seconds"].ToJsonString())) "greedy is deterministic"
+            Expect.isLessThanOrEqual (a["new_tokens"].GetValue<int>()) 6 "at most max-new-tokens"
+            let chat = Research.Eval.CheckpointTools.Generate(dir, "What is a bond?", true, "Be brief.", greedy)
+            let rendered = Research.Templates.ChatTemplateRenderer.RenderChat(
+                               Research.Templates.TokenizerChatConfig.FromJson(File.ReadAllText(Path.Combine(dir, Tokenizers.ConfigFile))),
+                               [| Research.Templates.ChatMessage("system", "Be brief."); Research.Templates.ChatMessage("user", "What is a bond?") |], true)
+            Expect.equal (chat["prompt_tokens"].GetValue<int>()) ((HfTokenizer.Load dir).Encode rendered).Length "the chat prompt is the rendered template"
+            let text = Path.Combine(dir, "finance.txt")
+            File.WriteAllText(text, "A bond pays a coupon.\fA share is a part of a company.")
+            let mc = Path.Combine(dir, "mc.jsonl")
+            File.WriteAllText(mc, """{"question":"A bond pays a","choices":["coupon","dividend"],"answer":0}""" + "\n" + """{"question":"A share is part of a","choices":["company","loan"],"answer":0}""" + "\n")
+            let ev = Research.Eval.CheckpointTools.Evaluate(dir, text, mc)
+            let ppl = ev["text"].["perplexity"].GetValue<float>()
+            Expect.isTrue (ppl > 1.0 && Double.IsFinite ppl) $"perplexity {ppl}"
+            Expect.equal (ev["mc"].["items"].GetValue<int>()) 2 "two items scored"
+            let cli = Path.Combine(AppContext.BaseDirectory, "research.dll")
+            let psi = Diagnostics.ProcessStartInfo("dotnet", $"\"{cli}\" inspect \"{dir}\" --json", RedirectStandardOutput = true, RedirectStandardError = true)
+            use p = Diagnostics.Process.Start psi
+            let stdout = p.StandardOutput.ReadToEnd()
+            p.WaitForExit()
+            Expect.equal p.ExitCode 0 "research inspect exits 0"
+            Expect.isTrue (Text.Json.Nodes.JsonNode.DeepEquals(Text.Json.Nodes.JsonNode.Parse stdout, info)) "the CLI prints CheckpointTools.Inspect's JSON"
+            File.Delete(Path.Combine(dir, Tokenizers.JsonFile))
+            File.Delete(Path.Combine(dir, Tokenizers.ConfigFile))
+            let psi2 = Diagnostics.ProcessStartInfo("dotnet", $"\"{cli}\" generate \"{dir}\" --prompt hi", RedirectStandardOutput = true, RedirectStandardError = true)
+            use p2 = Diagnostics.Process.Start psi2
+            let err = p2.StandardError.ReadToEnd()
+            p2.WaitForExit()
+            Expect.equal p2.ExitCode 1 "a weights-only directory: exit 1"
+            Expect.stringContains err "needs a tokenizer" "and it says why"
     ]

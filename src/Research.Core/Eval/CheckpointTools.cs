@@ -48,7 +48,7 @@ public static class CheckpointTools
 
     static string SafeDecode(ITokenizer tok, int id)
     {
-        try { return tok.Decode([id]); } catch (Exception) { return "?"; }
+        try { return tok is HfTokenizer hf ? hf.DecodeWithSpecial([id]) : tok.Decode([id]); } catch (Exception) { return "?"; }
     }
 
     /// <summary>tokenizer_config.json's chat_template (a string, or the "default" of a named list), if any.</summary>
