@@ -34,7 +34,8 @@ public sealed class ModelChatTemplate
         return new ModelChatTemplate(new TokenizerChatConfig(hf.ChatTemplate, specials), path);
     }
 
-    string Render(IEnumerable<ChatMessage> messages, bool addGenerationPrompt) =>
+    /// <summary>The messages rendered as transformers' apply_chat_template(tokenize=False) writes them.</summary>
+    public string RenderText(IEnumerable<ChatMessage> messages, bool addGenerationPrompt) =>
         ChatTemplateRenderer.RenderChat(_config,
             messages.Select(m => new Templates.ChatMessage(m.Role.ToString().ToLowerInvariant(), m.Content)).ToList(), addGenerationPrompt);
 
@@ -42,14 +43,14 @@ public sealed class ModelChatTemplate
     public IReadOnlyList<(string Text, bool Trained)> Pieces(SftExample example)
     {
         var messages = example.Messages!;
-        var whole = Render(messages, false);
+        var whole = RenderText(messages, false);
         var pieces = new List<(string, bool)>();
         var done = 0;
         for (var i = 0; i < messages.Count; i++)
         {
             if (messages[i].Role != ChatRole.Assistant || !messages[i].Trained) continue;
-            var prompt = Render(messages.Take(i), true);
-            var through = Render(messages.Take(i + 1), false);
+            var prompt = RenderText(messages.Take(i), true);
+            var through = RenderText(messages.Take(i + 1), false);
             if (!through.StartsWith(prompt, StringComparison.Ordinal) || !whole.StartsWith(through, StringComparison.Ordinal) || prompt.Length < done)
                 throw new CorpusException($"{example.Where}: {Source}'s chat_template does not render assistant turn {i + 1} as a continuation of the turns before it, so its loss mask cannot be derived from the rendering");
             pieces.Add((whole[done..prompt.Length], false));
@@ -92,7 +93,7 @@ public sealed class ModelChatTemplate
         var messages = example.Messages!;
         for (var i = 0; i < messages.Count; i++)
             if (messages[i].Role == ChatRole.Assistant && messages[i].Trained)
-                return (tokenizer.Encode(Render(messages.Take(i), true)), messages[i].Content);
+                return (tokenizer.Encode(RenderText(messages.Take(i), true)), messages[i].Content);
         throw new CorpusException($"{example.Where}: no trained assistant turn to answer");
     }
 }

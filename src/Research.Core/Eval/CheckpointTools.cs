@@ -37,7 +37,7 @@ public static class CheckpointTools
             info["bos"] = Special(tok, tok.BosId);
             info["eos"] = Special(tok, tok.EosId);
             info["pad"] = Special(tok, tok.PadId);
-            info["chat_template"] = ChatTemplateOf(dir) is not null;
+            info["chat_template"] = tok is HfTokenizer { ChatTemplate: not null };
         }
         else info["tokenizer"] = null;
         return info;
@@ -51,20 +51,6 @@ public static class CheckpointTools
         try { return tok is HfTokenizer hf ? hf.DecodeWithSpecial([id]) : tok.Decode([id]); } catch (Exception) { return "?"; }
     }
 
-    /// <summary>tokenizer_config.json's chat_template (a string, or the "default" of a named list), if any.</summary>
-    public static string? ChatTemplateOf(string dir)
-    {
-        var path = Path.Combine(dir, Tokenizers.ConfigFile);
-        if (!File.Exists(path)) return null;
-        var node = JsonNode.Parse(File.ReadAllText(path))?["chat_template"];
-        return node switch
-        {
-            JsonValue v when v.TryGetValue<string>(out var s) => s,
-            JsonArray list => list.OfType<JsonObject>().FirstOrDefault(o => o["name"]?.GetValue<string>() == "default")?["template"]?.GetValue<string>(),
-            _ => null,
-        };
-    }
-
     /// <summary>Greedy or sampled continuation with a KV cache, stopping at any eos id; the prompt rendered through the
     /// model's chat template when <paramref name="chat"/>.</summary>
     public static JsonObject Generate(string dir, string prompt, bool chat, string? system, SamplingOptions sampling)
@@ -72,7 +58,7 @@ public static class CheckpointTools
         var (model, tokenizer) = Checkpoint.Load(dir);
         using (model)
         {
-            var ids = chat ? ChatPrompt(dir, tokenizer, prompt, system) : PlainPrompt(tokenizer, prompt);
+            var ids = chat ? ChatPrompt(tokenizer, prompt, system) : PlainPrompt(tokenizer, prompt);
             var options = sampling with
             {
                 MaxNewTokens = Math.Min(sampling.MaxNewTokens, model.Config.MaxPositionEmbeddings - ids.Length),
@@ -96,18 +82,13 @@ public static class CheckpointTools
     static int[] PlainPrompt(ITokenizer tokenizer, string prompt) =>
         tokenizer is HfTokenizer hf ? hf.EncodeWithSpecial(prompt) : [tokenizer.BosId, .. tokenizer.Encode(prompt)];
 
-    static int[] ChatPrompt(string dir, ITokenizer tokenizer, string prompt, string? system)
+    static int[] ChatPrompt(ITokenizer tokenizer, string prompt, string? system)
     {
-        var path = Path.Combine(dir, Tokenizers.ConfigFile);
-        if (ChatTemplateOf(dir) is null)
-            throw new ArgumentException($"{path} has no chat_template; drop --chat or add the model's template");
-        var config = Research.Templates.TokenizerChatConfig.FromJson(File.ReadAllText(path));
-        var messages = new List<Research.Templates.ChatMessage>();
-        if (system is not null) messages.Add(new("system", system));
-        messages.Add(new("user", prompt));
-        var text = Research.Templates.ChatTemplateRenderer.RenderChat(config, messages, addGenerationPrompt: true);
+        var messages = new List<ChatMessage>();
+        if (system is not null) messages.Add(new(ChatRole.System, system, false));
+        messages.Add(new(ChatRole.User, prompt, false));
         // The template writes the special tokens itself (apply_chat_template encodes without adding any).
-        return tokenizer.Encode(text);
+        return tokenizer.Encode(ModelChatTemplate.Of(tokenizer).RenderText(messages, addGenerationPrompt: true));
     }
 
     /// <summary>eos ids from generation_config.json (int or list), config.json and the tokenizer.</summary>
