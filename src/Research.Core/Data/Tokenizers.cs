@@ -58,6 +58,27 @@ public static class Tokenizers
             $"{path}: unknown research_tokenizer \"{name}\" (known: {string.Join(", ", Names)})");
     }
 
+    /// <summary>
+    /// Null when two tokenizers give every text the same ids, else why not: a different kind or size for the built-in ones;
+    /// for Hugging Face ones, the first id below both vocabulary sizes that names different tokens (one may extend the other
+    /// with added tokens, as Qwen3's adds &lt;think&gt; to Qwen2.5's). What merge and distill check before reading weights.
+    /// </summary>
+    public static string? Mismatch(ITokenizer a, ITokenizer b)
+    {
+        if (a is HfTokenizer ha && b is HfTokenizer hb)
+        {
+            for (var id = 0; id < Math.Min(ha.VocabSize, hb.VocabSize); id++)
+                if (ha.IdToToken(id) is var ta && hb.IdToToken(id) is var tb && ta != tb)
+                    return $"token id {id} is \"{ta}\" in {Path.Combine(ha.Directory, JsonFile)} but \"{tb}\" in {Path.Combine(hb.Directory, JsonFile)}";
+            return null;
+        }
+        return a.Name == b.Name && a.VocabSize == b.VocabSize ? null
+            : $"one uses the {a.Name} tokenizer ({a.VocabSize} tokens), the other the {b.Name} tokenizer ({b.VocabSize} tokens)";
+    }
+
+    /// <summary>True when the directory holds tokenizer files (<see cref="ConfigFile"/>).</summary>
+    public static bool Exists(string directory) => File.Exists(Path.Combine(directory, ConfigFile));
+
     static string? StringField(JsonObject obj, string field) =>
         obj[field] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
 

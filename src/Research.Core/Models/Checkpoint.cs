@@ -57,15 +57,21 @@ public static class Checkpoint
     public static IEnumerable<KeyValuePair<string, Tensor>> Weights(CausalLM model)
     {
         var origin = Origin(model);
-        using var noGrad = no_grad();
         foreach (var (name, p) in model.named_parameters())
         {
             var key = origin is { Unprefixed: true } && name.StartsWith(model.Family.Names.Root + ".") ? name[(model.Family.Names.Root.Length + 1)..] : name;
-            Tensor t = IsConv(model.Family, name) ? p.t() : p.alias();
-            var dtype = origin?.Dtypes.GetValueOrDefault(key) ?? p.dtype;
-            if (t.dtype != dtype) { var c = t.to(dtype); t.Dispose(); t = c; }
-            yield return new KeyValuePair<string, Tensor>(key, t.contiguous());
-            t.Dispose();
+            // Grad mode is per thread and restored on dispose: a no_grad held across the yield would be undone out of order when two
+            // of these enumerations interleave (Seq.zip), leaving gradients off for the thread. So each tensor gets its own.
+            Tensor result;
+            using (no_grad())
+            {
+                using var t = IsConv(model.Family, name) ? p.t() : p.alias();
+                var dtype = origin?.Dtypes.GetValueOrDefault(key) ?? p.dtype;
+                using var typed = t.dtype != dtype ? t.to(dtype) : t.alias();
+                result = typed.contiguous();
+                if (ReferenceEquals(result, typed)) result = typed.alias();
+            }
+            yield return new KeyValuePair<string, Tensor>(key, result);
         }
     }
 

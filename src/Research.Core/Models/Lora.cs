@@ -88,7 +88,8 @@ public sealed class LoraAdapter : IDisposable
 
     readonly CausalLM _model;
     readonly List<(Linear Linear, LoraLayer Layer)> _layers = [];
-    readonly Dictionary<Parameter, bool> _wasTrainable = [];
+    // By name: a dtype change (mixed precision's model.to) replaces the Parameter objects while adapters are attached.
+    readonly Dictionary<string, bool> _wasTrainable = [];
     bool _attached;
 
     public LoraOptions Options { get; }
@@ -178,9 +179,9 @@ public sealed class LoraAdapter : IDisposable
 
     void Connect()
     {
-        foreach (var p in _model.parameters())
+        foreach (var (name, p) in _model.named_parameters())
         {
-            _wasTrainable[p] = p.requires_grad;
+            _wasTrainable[name] = p.requires_grad;
             p.requires_grad = false;
         }
         foreach (var (linear, layer) in _layers) Lora.Register(linear, layer);
@@ -254,7 +255,8 @@ public sealed class LoraAdapter : IDisposable
     {
         if (!_attached) return;
         foreach (var (linear, _) in _layers) Lora.Unregister(linear);
-        foreach (var (p, was) in _wasTrainable) p.requires_grad = was;
+        foreach (var (name, p) in _model.named_parameters())
+            if (_wasTrainable.TryGetValue(name, out var was)) p.requires_grad = was;
         _attached = false;
     }
 
@@ -284,7 +286,6 @@ public sealed class LoraAdapter : IDisposable
 
 public static class Lora
 {
-    /// <summary>The Llama linear modules an adapter may target (Hugging Face names).</summary>
     /// <summary>The linear modules an adapter may target (Hugging Face names, over every family: fused Phi-3 qkv_proj and
     /// gate_up_proj, GPT-2's c_attn, c_proj and c_fc), or "all-linear" for every linear but lm_head (as PEFT).</summary>
     public static IReadOnlyList<string> LinearNames { get; } =

@@ -56,7 +56,9 @@ public sealed record TrainConfig
     public long Seed { get; init; } = 1234;
     /// <summary>
     /// Float32 (default), or BFloat16: forward and backward in bf16 with float32 master weights and optimizer
-    /// state; the stage's output checkpoint holds the float32 master weights. Left out of the JSON when
+    /// state; the stage's output checkpoint holds the float32 master weights. With <see cref="Lora"/>, the frozen base
+    /// computes in bf16 and the adapters train (and are saved) in float32; the output is the float32 base plus their
+    /// update. Left out of the JSON when
     /// Float32, so configs (and cache keys) written before it existed are unchanged.
     /// </summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
@@ -83,7 +85,6 @@ public sealed record TrainConfig
         Need(DecayFraction is > 0 and <= 1, $"decay_fraction must be in (0, 1] (got {DecayFraction})");
         Need(LogEvery > 0, $"log_every must be > 0 (got {LogEvery})");
         Need(EvalEvery >= 0 && CheckpointEvery >= 0, "eval_every and checkpoint_every must be >= 0");
-        Need(Lora is null || Precision == Precision.Float32, "bf16 training with LoRA adapters is not supported yet; use precision Float32 with LoRA (or bf16 without it)");
         Need(LossChunkRows is null or >= 0, $"loss_chunk_rows must be >= 0 (got {LossChunkRows}); 0 = off, null = automatic");
         Lora?.Validate();
         return this;

@@ -37,6 +37,14 @@ public sealed record AlignOptions : IReadsFiles
     public AlignMode Mode { get; init; } = AlignMode.Paired;
     /// <summary>The preference JSONL; null = the stage's first data input, each document one JSONL line.</summary>
     public string? DataPath { get; init; }
+    /// <summary>
+    /// How records become tokens: null = <c>BOS prompt</c> then <c>completion EOS</c>, a messages prompt written as
+    /// <c>&lt;|role|&gt;\n...</c> text; "model" = the model's own chat_template (a Hugging Face model's tokenizer_config.json)
+    /// renders messages prompts as tune renders conversations (the prompt ends with the generation prompt, the completion is the
+    /// assistant turn with the template's end of turn); "plain" / "chatml" = built-ins. String prompts stay text under any template.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]   // absent when off: keys of existing align stages stay as they were
+    public string? Template { get; init; }
     /// <summary>Tokens of prompt + completion per row (capped at the model's max_position_embeddings).</summary>
     public int MaxLength { get; init; } = 256;
     /// <summary>A prompt is left-truncated to this many tokens when a row would not fit (TRL max_prompt_length 128... 512).</summary>
@@ -357,8 +365,9 @@ public static class Align
         var (train, val) = PreferenceData.Split(file.Records, o.ValidationFraction, seed);
         if (o.Mode is AlignMode.Kto or AlignMode.Pointwise && file.Paired)
             train = train.SelectMany(r => new[] { r with { Rejected = null, Label = 1 }, r with { Chosen = r.Rejected!, Rejected = null, Label = 0 } }).ToArray();
-        var tt = PreferenceData.Tokenize(train, tokenizer, maxLength, maxPrompt);
-        var tv = PreferenceData.Tokenize(val, tokenizer, maxLength, maxPrompt);
+        var template = o.Template is { } name ? ChatTemplates.Resolve(name, tokenizer) : null;
+        var tt = PreferenceData.Tokenize(train, tokenizer, maxLength, maxPrompt, template);
+        var tv = PreferenceData.Tokenize(val, tokenizer, maxLength, maxPrompt, template);
         return new AlignData(Items(tt.Examples, train, maxLength), Items(tv.Examples, val, maxLength), file,
             tt.PromptsTruncated + tv.PromptsTruncated, tt.CompletionsTruncated + tv.CompletionsTruncated);
     }

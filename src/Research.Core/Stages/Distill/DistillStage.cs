@@ -113,10 +113,12 @@ public sealed class DistillExecutor : IStageExecutor
         var (st, tt) = (Tokenizers.Load(studentDir), Tokenizers.Load(teacherDir));
         var sc = ModelConfig.Load(Path.Combine(studentDir, Checkpoint.ConfigFile));
         var tc = ModelConfig.Load(Path.Combine(teacherDir, Checkpoint.ConfigFile));
-        if (st.Name != tt.Name || st.VocabSize != tt.VocabSize || sc.VocabSize != tc.VocabSize)
+        if (Tokenizers.Mismatch(st, tt) is { } why)
+            throw new InvalidDataException($"stage '{stage}': teacher ({teacherDir}) and student ({studentDir}) must share a tokenizer: {why}");
+        if (sc.VocabSize != tc.VocabSize)
             throw new InvalidDataException(
-                $"stage '{stage}': teacher and student must share a tokenizer; the teacher ({teacherDir}) uses '{tt.Name}' ({tt.VocabSize} tokens) " +
-                $"with {tc.VocabSize} logits, the student ({studentDir}) '{st.Name}' ({st.VocabSize} tokens) with {sc.VocabSize}");
+                $"stage '{stage}': teacher and student must share a tokenizer and its logits; the teacher ({teacherDir}, {tc.ModelType}) has {tc.VocabSize} " +
+                $"logits but the student ({studentDir}, {sc.ModelType}) {sc.VocabSize} (config.json vocab_size), and distillation compares them token by token");
     }
 
     /// <summary>Distillation on prompt/completion examples: token-level (live teacher or top-K cache, optionally on-policy) or sequence-level.</summary>

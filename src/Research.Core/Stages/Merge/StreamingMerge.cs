@@ -252,6 +252,9 @@ public static class StreamingMerge
     {
         foreach (var o in others)
         {
+            if (Tokenizers.Exists(reference.Dir) && Tokenizers.Exists(o.Dir)
+                && Tokenizers.Mismatch(Tokenizers.Load(reference.Dir), Tokenizers.Load(o.Dir)) is { } why)
+                throw new InvalidDataException($"vocabularies differ between {reference.Dir} and {o.Dir}: {why}; merge models that share a tokenizer");
             foreach (var n in reference.Names)
                 if (!o.Contains(n))
                     throw new InvalidDataException($"tensor '{n}' is in {reference.Dir} but missing in {o.Dir}: the models have different architectures");
@@ -263,7 +266,7 @@ public static class StreamingMerge
                 var a = reference.Entry(n).Shape;
                 var b = o.Entry(n).Shape;
                 if (a.SequenceEqual(b)) continue;
-                if ((n.Contains("embed_tokens", StringComparison.Ordinal) || n.Contains("lm_head", StringComparison.Ordinal))
+                if ((n.Contains("embed_tokens", StringComparison.Ordinal) || n.Contains("lm_head", StringComparison.Ordinal) || n.EndsWith("wte.weight", StringComparison.Ordinal))
                     && a.Length == b.Length && a.Length > 0 && a.Skip(1).SequenceEqual(b.Skip(1)))
                     throw new InvalidDataException(
                         $"vocabularies differ: tensor '{n}' has {a[0]} rows in {reference.Dir} but {b[0]} in {o.Dir}; merge models that share a tokenizer");
