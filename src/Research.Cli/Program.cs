@@ -16,7 +16,7 @@ public static class Program
           gc [--dry-run]          remove node checkpoints that no recorded run references
           inspect DIR [--json]    a checkpoint's family, parameters, dtype, vocabulary, special tokens, chat template
           generate DIR --prompt TEXT [--chat] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--max-new-tokens N] [--json]
-          eval DIR [--text FILE] [--mc FILE.jsonl] [--json]  perplexity, bits per byte, multiple-choice accuracy
+          eval DIR [--text FILE] [--mc FILE.jsonl] [--capabilities] [--json]  perplexity, bits per byte, multiple choice, the capability suites
           merge CONFIG [--out DIR] merge checkpoints (mergekit-like YAML or JSON config), streaming
           bench [--json] [--quick] measure our loop against a hand-written one, MFU, optimizer share, memory, merge bandwidth
           bench --vocab-memory [--seq N] peak RSS of one SFT step of a Qwen3-0.6B-shaped model, full vs chunked loss
@@ -48,7 +48,7 @@ public static class Program
                 "merge" => MergeCommand.Execute(args),
                 "inspect" => ModelCommands.Inspect(CliArgs.Parse(args.Skip(1), "json")),
                 "generate" => ModelCommands.Generate(CliArgs.Parse(args.Skip(1), "json", "chat")),
-                "eval" => ModelCommands.Evaluate(CliArgs.Parse(args.Skip(1), "json")),
+                "eval" => ModelCommands.Evaluate(CliArgs.Parse(args.Skip(1), "json", "capabilities")),
                 "bench" => BenchCommand.Execute(CliArgs.Parse(args.Skip(1), "json", "quick", "vocab-memory")),
                 "doctor" => Doctor(),
                 "report" => ReportCommand.Execute(CliArgs.Parse(args.Skip(1))),

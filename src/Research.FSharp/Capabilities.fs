@@ -10,6 +10,10 @@ module Capabilities =
     let suites (w: World.DefaultWorld) : (int64 -> ISuite) list =
         [ for i in 0 .. 5 -> fun seed -> Capability.Suites(w.Files, w.General, seed).[i] ]
 
+    /// The six suites with the generation prompts rendered by the model's own chat_template (a Hugging Face tokenizer's).
+    let suitesWithModelTemplate (w: World.DefaultWorld) : (int64 -> ISuite) list =
+        [ for i in 0 .. 5 -> fun seed -> Capability.Suites(w.Files, w.General, seed, chatTemplate = "model").[i] ]
+
     /// The same with k seeded few-shot examples for the multiple-choice suites.
     let suitesFewShot (k: int) (w: World.DefaultWorld) : (int64 -> ISuite) list =
         [ for i in 0 .. 5 -> fun seed -> Capability.Suites(w.Files, w.General, seed, k).[i] ]

@@ -30,6 +30,22 @@ module Dsl =
     let pretrain (corpus: DataSource) (model: ModelConfig) : Stage =
         Stage("pretrain", "pretrain", PretrainConfig(Model = model), [||], [| corpus |])
 
+    /// A model of a Hugging Face family from config.json keys, e.g.
+    /// `familyModel """{"model_type": "qwen3", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, ...}"""`;
+    /// the family's defaults fill what is left out, and pretraining sets vocab_size and the special ids from its tokenizer.
+    let familyModel (configJson: string) : ModelConfig =
+        let o =
+            match System.Text.Json.Nodes.JsonNode.Parse configJson with
+            | :? System.Text.Json.Nodes.JsonObject as o -> o
+            | _ -> invalidArg "configJson" "familyModel: expected a JSON object of config.json keys"
+        if not (o.ContainsKey "vocab_size") then o["vocab_size"] <- System.Text.Json.Nodes.JsonValue.Create 1
+        ModelConfig.FromJson(o, null)
+
+    /// Pretrain from scratch with a Hugging Face tokenizer: `tokenizerDir` holds tokenizer.json and tokenizer_config.json
+    /// (a model's own files; their chat_template then travels with every checkpoint of the pipeline).
+    let pretrainWithTokenizer (tokenizerDir: string) (corpus: DataSource) (model: ModelConfig) : Stage =
+        Stage("pretrain", "pretrain", PretrainConfig(Model = model, Tokenizer = System.IO.Path.GetFullPath tokenizerDir), [||], [| corpus |])
+
     /// Start from an existing checkpoint directory (Hugging Face layout).
     let fromCheckpoint (dir: string) : Stage =
         Stage("checkpoint", "checkpoint", CheckpointSource.Of dir, [||], [||])

@@ -193,6 +193,36 @@ let tests =
                 [ "must share a tokenizer"; "token id"; qwenTeacher ] "the vocabularies' first difference is named"
             Directory.Delete(ws, true)
 
+        testCase "scripts/hf-model.fsx (docs/models.md's worked example): a real tokenizer to a merged checkpoint" <| fun _ ->
+            let tok = HfTokenizerTests.copyMistralWithTemplate (tempDir "example-tokenizer")
+            let ws = tempDir "hf-model-example"
+            let code, out = runScript ws (Path.Combine(repoRoot, "scripts", "hf-model.fsx")) $"-- --tokenizer \"{tok}\" --steps 4 --general-docs 120"
+            Expect.equal code 0 $"the script succeeds: {out}"
+            Expect.stringContains out "general_retention perplexity" "the capability table is printed"
+            let merged = out.Split('\n') |> Array.find (fun l -> l.StartsWith "merge ") |> fun l -> l.Substring(9).Trim()
+            let struct (model, tokenizer) = Checkpoint.Load merged
+            use _ = model
+            Expect.equal model.Config.ModelType "qwen3" "a qwen3 checkpoint"
+            Expect.isTrue (sameBytes (Path.Combine(tok, Tokenizers.ConfigFile)) (Path.Combine(merged, Tokenizers.ConfigFile))) "its tokenizer files, chat_template included"
+            Expect.equal tokenizer.VocabSize vocab "the tokenizer's vocabulary"
+
+        testCase "research eval --capabilities on a gemma2 directory: the six suites, generation through the model's template" <| fun _ ->
+            let dir = hubDir "gemma2" 12L
+            let cli = Path.Combine(AppContext.BaseDirectory, "research.dll")
+            let psi = Diagnostics.ProcessStartInfo("dotnet", $"\"{cli}\" eval \"{dir}\" --capabilities --world-size 120 --world-seed 3 --json",
+                                                   RedirectStandardOutput = true, RedirectStandardError = true)
+            use p = Diagnostics.Process.Start psi
+            let stdout = p.StandardOutput.ReadToEndAsync()
+            let stderr = p.StandardError.ReadToEnd()
+            p.WaitForExit()
+            Expect.equal p.ExitCode 0 $"research eval exits 0: {stderr}"
+            let c = (JsonNode.Parse stdout.Result)["capabilities"]
+            Expect.equal (c["template"].GetValue<string>()) "model" "prompts rendered by the model's chat_template"
+            for suite, metric in [ "domain_knowledge", "acc"; "domain_task", "acc"; "reasoning", "exact_match"; "instruction_following", "acc"
+                                   "preference", "acc"; "general_retention", "perplexity" ] do
+                let v = c[suite].[metric].GetValue<float>()
+                Expect.isTrue (Double.IsFinite v && v >= 0.0) $"{suite} {metric} = {v}"
+
         testCase "walking two models' weights side by side (Seq.zip) leaves gradients on for the thread" <| fun _ ->
             use a = Checkpoint.LoadModel(hubDir "phi3" 1L)
             use b = Checkpoint.LoadModel(hubDir "phi3" 2L)

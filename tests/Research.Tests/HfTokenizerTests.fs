@@ -227,8 +227,17 @@ let tests =
             Expect.equal (r.Ids[r.Length - 2]) 151645 "<|im_end|> ..."
             Expect.isTrue (r.Trained[r.Length - 2]) "... of the answer is trained"
             check (llama.Force()) [ "<s>[INST] What is 12+30? [/INST]", false; " It is 42.</s>", true; "<s>[INST] Twice? [/INST]", false; " 84</s>", true ] |> ignore
-            throwsWith<TokenizerException> (fun () -> q.EncodePieces [| struct ("Hel", false); struct ("lo", true) |] |> ignore)
-                [ "piece boundary at character 3"; "inside a token" ] "boundary inside a token"
+            // A token across the boundary counts for both sides, trained when either is (transformers' assistant mask).
+            let hello = q.EncodePieces [| struct ("Say: Hel", false); struct ("lo there", true) |]
+            Expect.sequenceEqual hello.Ids (q.Encode "Say: Hello there") "the ids of the whole text"
+            Expect.equal [ for i in 0 .. hello.Length - 1 -> q.DecodeWithSpecial [ hello.Ids[i] ], hello.Trained[i] ]
+                         [ "Say", false; ":", false; " Hello", true; " there", true ] "' Hello' spans the boundary: trained"
+            let l = llama.Force()
+            let json = l.EncodePieces [| struct ("<s>[INST] Sector? [/INST]", false); struct ("{\"sector\": 1}</s>", true) |]
+            Expect.sequenceEqual json.Ids (l.Encode "<s>[INST] Sector? [/INST]{\"sector\": 1}</s>") "Mistral: the ids of the whole text"
+            let firstTrained = Array.IndexOf(json.Trained, true)
+            Expect.stringContains (l.DecodeWithSpecial json.Ids[.. firstTrained - 1]) "[/INST" "the prompt before it is untrained"
+            Expect.isTrue (json.Trained |> Array.skip firstTrained |> Array.forall id) "from the straddling token on, the answer is trained"
             throwsWith<TokenizerException> (fun () -> q.EncodePieces [| struct ("<|im_", false); struct ("end|>", true) |] |> ignore)
                 [ "cuts the added token" ] "boundary inside an added token"
         }

@@ -60,17 +60,23 @@ public static class ModelCommands
             r => Console.WriteLine(r["text"]!.GetValue<string>()));
     }
 
-    public const string EvalUsage = "usage: research eval DIR [--text FILE(.txt|.jsonl)] [--mc FILE.jsonl] [--few-shot K] [--max-length N] [--batch-size B] [--json]";
+    public const string EvalUsage = "usage: research eval DIR [--text FILE(.txt|.jsonl)] [--mc FILE.jsonl] [--capabilities [--world-size N] [--world-seed S]] [--few-shot K] [--max-length N] [--batch-size B] [--json]";
 
     public static int Evaluate(CliArgs a)
     {
-        Reject(a, EvalUsage, "text", "mc", "few-shot", "max-length", "batch-size");
+        Reject(a, EvalUsage, "text", "mc", "few-shot", "max-length", "batch-size", "world-size", "world-seed");
         var dir = Dir(a, EvalUsage);
         var (text, mc) = (a.Get("text"), a.Get("mc"));
-        if (text is null && mc is null) throw new CliException($"give --text FILE and/or --mc FILE.jsonl\n{EvalUsage}");
+        var capabilities = a.Flags.Contains("capabilities") ? (a.GetInt("world-size", 3000), a.GetInt("world-seed", 1234)) : ((int, int)?)null;
+        if (text is null && mc is null && capabilities is null) throw new CliException($"give --text FILE, --mc FILE.jsonl and/or --capabilities\n{EvalUsage}");
         var max = a.Get("max-length") is null ? (int?)null : a.GetInt("max-length", 0);
-        return Print(a, CheckpointTools.Evaluate(dir, text, mc, a.GetInt("few-shot", 0), max, a.GetInt("batch-size", 4)), result =>
+        return Print(a, CheckpointTools.Evaluate(dir, text, mc, a.GetInt("few-shot", 0), max, a.GetInt("batch-size", 4), capabilities), result =>
         {
+            if (result["capabilities"] is JsonObject c)
+                foreach (var (suite, metrics) in c)
+                    if (metrics is JsonObject values)
+                        Console.WriteLine($"{suite,-22}" + string.Join(", ", values.Select(kv => kv.Value!.GetValue<double>() is var v && v == Math.Floor(v) && kv.Key == "count"
+                            ? $"{kv.Key} {v:F0}" : string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {v:F4}"))));
             if (result["text"] is JsonObject t)
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"text  {t["file"]}: perplexity {t["perplexity"]!.GetValue<double>():F4}, bits/byte {t["bits_per_byte"]!.GetValue<double>():F4} ({t["tokens"]} tokens, {t["documents"]} documents)"));

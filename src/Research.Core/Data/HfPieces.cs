@@ -6,9 +6,10 @@ namespace Research.Data;
 /// <para>The text is split at added tokens (leftmost, longest content first), which the tokenizer never merges with
 /// their neighbours: each becomes its id, flagged by the piece it lies in. A text segment between added tokens is
 /// encoded whole; where a piece boundary falls inside it, the segment's part up to the boundary is encoded as well and
-/// must be a prefix of the whole segment's ids (the tokens before the boundary take the earlier piece's flag).
-/// That holds at the usual template boundaries ("...assistant\n" | "answer"), but not where a token spans the boundary
-/// (a BPE merge across it, e.g. "Hel" | "lo"), nor for an added token cut by a boundary: those throw.</para>
+/// is normally a prefix of the whole segment's ids (the tokens before the boundary take the earlier piece's flag), as at
+/// the usual template boundaries ("...assistant\n" | "answer"). Where a token spans the boundary (a merge across it:
+/// "[/INST]" | "{...}" gives "]{" in SentencePiece), that one token counts for both sides and is trained when either is,
+/// as transformers' assistant-token mask marks it. An added token cut by a boundary throws.</para>
 /// <para>Finally the concatenated ids are checked against the encoding of the whole text (they can differ when an
 /// added token strips its neighbouring spaces, lstrip/rstrip, or is matched differently from the plain search here);
 /// a difference throws, so the result is always exactly <c>tokenizer.Encode(whole)</c>.</para>
@@ -46,11 +47,23 @@ public static class HfPieces
             foreach (var cut in cuts)
             {
                 var head = tokenizer.Encode(whole[start..cut]);
-                if (head.Length < from || head.Length > segment.Length || !segment.AsSpan(0, head.Length).SequenceEqual(head))
-                    throw new TokenizerException(
-                        $"piece boundary at character {cut} (between \"{Tail(whole[..cut])}\" and \"{Head(whole[cut..])}\") falls inside a token: the text before it does not encode to a prefix of the ids of \"{Head(whole[start..end])}\"");
-                Add(segment, from, head.Length, TrainedAt(regionStart));
-                from = head.Length;
+                if (head.Length >= from && head.Length <= segment.Length && segment.AsSpan(0, head.Length).SequenceEqual(head))
+                {
+                    Add(segment, from, head.Length, TrainedAt(regionStart));
+                    from = head.Length;
+                }
+                else
+                {
+                    // A token spans the boundary (SentencePiece merges "]{" in "[/INST]{..."): as transformers' assistant mask
+                    // (char_to_token at the span's ends), the token holding the boundary belongs to both sides, so it is
+                    // trained when either is. Where it lies is found from decoded lengths.
+                    var straddle = Straddling(tokenizer, segment, whole[start..end], cut - start, from)
+                        ?? throw new TokenizerException(
+                            $"piece boundary at character {cut} (between \"{Tail(whole[..cut])}\" and \"{Head(whole[cut..])}\") falls inside a token that could not be located: the text before it does not encode to a prefix of the ids of \"{Head(whole[start..end])}\"");
+                    Add(segment, from, straddle, TrainedAt(regionStart));
+                    Add(segment, straddle, straddle + 1, TrainedAt(regionStart) || TrainedAt(cut));
+                    from = straddle + 1;
+                }
                 regionStart = cut;
             }
             Add(segment, from, segment.Length, TrainedAt(regionStart));
@@ -70,6 +83,26 @@ public static class HfPieces
         {
             for (var i = from; i < to; i++) { ids.Add(segment[i]); trained.Add(train); }
         }
+    }
+
+    /// <summary>
+    /// The index (≥ <paramref name="from"/>) of the token of <paramref name="segment"/> (the ids of <paramref name="text"/>) that
+    /// covers character <paramref name="offset"/> − 1 and reaches past it: the first n whose prefix ids decode to at least
+    /// <paramref name="offset"/> characters (measured against the whole segment's decoding, which may differ from the text by
+    /// a leading space). Null when the lengths do not place one.
+    /// </summary>
+    static int? Straddling(HfTokenizer tokenizer, int[] segment, string text, int offset, int from)
+    {
+        var shift = tokenizer.DecodeWithSpecial(segment).Length - text.Length;
+        int Length(int n) => tokenizer.DecodeWithSpecial(segment[..n]).Length - shift;
+        int lo = from + 1, hi = segment.Length;
+        if (lo > hi || Length(hi) < offset) return null;
+        while (lo < hi)
+        {
+            var mid = (lo + hi) / 2;
+            if (Length(mid) >= offset) hi = mid; else lo = mid + 1;
+        }
+        return lo - 1;
     }
 
     /// <summary>The text cut into added tokens (with their id) and the plain runs between them.</summary>

@@ -20,6 +20,19 @@ public static class Tokenizers
             $"unknown tokenizer \"{name}\" (known: {string.Join(", ", Names)})");
     }
 
+    /// <summary>Whether <paramref name="nameOrDirectory"/> is a built-in tokenizer's name rather than a directory.</summary>
+    public static bool IsName(string nameOrDirectory) => TryByName(nameOrDirectory) is not null;
+
+    /// <summary>A built-in tokenizer by name ("byte", "gpt2"), or the Hugging Face tokenizer in a directory (tokenizer.json).</summary>
+    public static ITokenizer ByNameOrDirectory(string nameOrDirectory)
+    {
+        ArgumentNullException.ThrowIfNull(nameOrDirectory);
+        if (TryByName(nameOrDirectory) is { } t) return t;
+        if (Directory.Exists(nameOrDirectory)) return HfTokenizer.Load(nameOrDirectory);
+        throw new TokenizerException(
+            $"unknown tokenizer \"{nameOrDirectory}\": neither a built-in one ({string.Join(", ", Names)}) nor a directory holding {JsonFile} and {ConfigFile}");
+    }
+
     static ITokenizer? TryByName(string name) => name.Trim().ToLowerInvariant() switch
     {
         "byte" => ByteTokenizer.Instance,

@@ -107,8 +107,31 @@ public static class CheckpointTools
         return ids.ToArray();
     }
 
-    /// <summary>Perplexity and bits per byte on a text or JSONL corpus; multiple-choice accuracy from a JSONL file.</summary>
-    public static JsonObject Evaluate(string dir, string? textPath, string? mcPath, int fewShot = 0, int? maxLength = null, int batchSize = 4)
+    /// <summary>The world's capability suites on one model: {suite: {metric: value}}, plus the template the prompts used.</summary>
+    public static JsonObject Capabilities(CausalLM model, ITokenizer tokenizer, int size, int seed, int fewShot = 0, int batchSize = 4)
+    {
+        var world = new Data.Synthetic.World(size, seed);
+        var files = world.Write(Path.Combine(Path.GetTempPath(), "research-world", $"size{size}-seed{seed}"));
+        var general = Pipelines.DataSource.FromDocuments("general", () => world.General);
+        var template = tokenizer is HfTokenizer { ChatTemplate: not null } ? "model" : "plain";
+        var result = new JsonObject { ["world"] = files.Directory, ["template"] = template };
+        foreach (var suite in Pipelines.Capability.Suites(files, general, seed, fewShot, Math.Max(1, batchSize), template))
+        {
+            var metrics = suite is Pipelines.IReferenceSuite r ? r.Evaluate(model, tokenizer, null) : suite.Evaluate(model, tokenizer);
+            var o = new JsonObject();
+            foreach (var (k, v) in metrics) o[k] = v;
+            result[suite.Name] = o;
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Perplexity and bits per byte on a text or JSONL corpus; multiple-choice accuracy from a JSONL file; with
+    /// <paramref name="capabilities"/>, the six capability suites of the embedded world of that (size, seed) (written once to
+    /// the temp folder), generation prompts rendered by the model's own chat template when it has one, else "plain".
+    /// </summary>
+    public static JsonObject Evaluate(string dir, string? textPath, string? mcPath, int fewShot = 0, int? maxLength = null, int batchSize = 4,
+        (int Size, int Seed)? capabilities = null)
     {
         var (model, tokenizer) = Checkpoint.Load(dir);
         var result = new JsonObject { ["checkpoint"] = Path.GetFullPath(dir) };
@@ -131,6 +154,8 @@ public static class CheckpointTools
                 var mc = McScoring.Evaluate(model, tokenizer, items, new McOptions { FewShot = fewShot, BatchSize = batchSize }, items);
                 result["mc"] = new JsonObject { ["file"] = Path.GetFullPath(mcPath), ["items"] = mc.Count, ["acc"] = mc.Acc, ["acc_norm"] = mc.AccNorm };
             }
+            if (capabilities is { } world)
+                result["capabilities"] = Capabilities(model, tokenizer, world.Size, world.Seed, fewShot, batchSize);
         }
         return result;
     }

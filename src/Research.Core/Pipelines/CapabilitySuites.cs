@@ -28,7 +28,7 @@ public sealed class ReasoningSuite(string name, string path, string template = "
 
     public IReadOnlyDictionary<string, double> Evaluate(CausalLM model, ITokenizer tokenizer)
     {
-        var chat = ChatTemplates.ByName(template);
+        var chat = ChatTemplates.Resolve(template, tokenizer);
         var examples = SftData.Read(path);
         var matched = 0;
         foreach (var ex in examples)
@@ -52,7 +52,7 @@ public sealed class InstructionFollowingSuite(string name, string path, string t
 
     public IReadOnlyDictionary<string, double> Evaluate(CausalLM model, ITokenizer tokenizer)
     {
-        var chat = ChatTemplates.ByName(template);
+        var chat = ChatTemplates.Resolve(template, tokenizer);
         var items = World.ReadFormatItems(path);
         var passed = new Dictionary<string, (int Ok, int N)>();
         int ok = 0, stopped = 0;
@@ -141,13 +141,15 @@ public static class Capability
     /// The six suites on a world written to <paramref name="files"/>: domain_knowledge (cloze MC on test companies, few-shot
     /// from train companies), domain_task (news sentiment MC), reasoning (exact match), instruction_following (rules),
     /// preference (held-out pairs) and general_retention (general MC + perplexity on <paramref name="general"/>'s held-out split).
+    /// <paramref name="chatTemplate"/> renders the prompts of the two generation suites ("plain", "chatml", or "model": the
+    /// model's own chat_template).
     /// </summary>
-    public static IReadOnlyList<ISuite> Suites(WorldFiles files, DataSource general, long seed, int fewShot = 0, int batchSize = 8) =>
+    public static IReadOnlyList<ISuite> Suites(WorldFiles files, DataSource general, long seed, int fewShot = 0, int batchSize = 8, string chatTemplate = "plain") =>
     [
         new McSuite("domain_knowledge", files.DomainKnowledge, fewShot, fewShot > 0 ? files.DomainKnowledgeFewShot : null, seed, batchSize, ClozeTemplate),
         new McSuite("domain_task", files.DomainTask, fewShot, null, seed, batchSize, ClozeTemplate),
-        new ReasoningSuite("reasoning", files.Reasoning),
-        new InstructionFollowingSuite("instruction_following", files.InstructionFollowing),
+        new ReasoningSuite("reasoning", files.Reasoning, chatTemplate),
+        new InstructionFollowingSuite("instruction_following", files.InstructionFollowing, chatTemplate),
         new PreferenceAccuracySuite("preference", files.HeldOutPreferences, 2 * batchSize),
         new GeneralRetentionSuite("general_retention", new McSuite("general_knowledge", files.GeneralKnowledge, fewShot, null, seed, batchSize, ClozeTemplate),
             new PerplexitySuite("general", general, 0.04, seed, 128)),
