@@ -34,7 +34,21 @@ let private configs =
         "n_inner":null,"layer_norm_epsilon":1e-5,"activation_function":"gelu_new","bos_token_id":1,"eos_token_id":2}"""
       "mistral", """{"model_type":"mistral","vocab_size":32000,"hidden_size":32,"intermediate_size":64,"num_hidden_layers":2,"num_attention_heads":4,
         "num_key_value_heads":1,"max_position_embeddings":128,"rms_norm_eps":1e-5,"rope_theta":10000.0,"sliding_window":8,"tie_word_embeddings":false,
-        "bos_token_id":1,"eos_token_id":2}""" ]
+        "bos_token_id":1,"eos_token_id":2}"""
+      "llama", """{"model_type":"llama","vocab_size":32000,"hidden_size":32,"intermediate_size":64,"num_hidden_layers":2,"num_attention_heads":4,
+        "num_key_value_heads":2,"max_position_embeddings":128,"rms_norm_eps":1e-5,"rope_theta":500000.0,"tie_word_embeddings":false,"attention_bias":true,
+        "rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":32},
+        "bos_token_id":1,"eos_token_id":2}"""
+      "qwen2", """{"model_type":"qwen2","vocab_size":32000,"hidden_size":32,"intermediate_size":64,"num_hidden_layers":2,"num_attention_heads":4,
+        "num_key_value_heads":2,"max_position_embeddings":128,"rms_norm_eps":1e-6,"rope_theta":1000000.0,"use_sliding_window":false,
+        "tie_word_embeddings":true,"bos_token_id":1,"eos_token_id":2}"""
+      "gemma", """{"model_type":"gemma","vocab_size":32000,"hidden_size":32,"intermediate_size":64,"num_hidden_layers":2,"num_attention_heads":2,
+        "num_key_value_heads":1,"head_dim":16,"max_position_embeddings":128,"rms_norm_eps":1e-6,"rope_theta":10000.0,
+        "hidden_act":"gelu_pytorch_tanh","hidden_activation":"gelu_pytorch_tanh","bos_token_id":1,"eos_token_id":2}"""
+      "gemma3_text", """{"model_type":"gemma3_text","vocab_size":32000,"hidden_size":32,"intermediate_size":64,"num_hidden_layers":3,"num_attention_heads":2,
+        "num_key_value_heads":1,"head_dim":16,"max_position_embeddings":128,"rms_norm_eps":1e-6,"rope_theta":1000000.0,"rope_local_base_freq":10000.0,
+        "hidden_activation":"gelu_pytorch_tanh","query_pre_attn_scalar":16,"sliding_window":8,"sliding_window_pattern":3,
+        "final_logit_softcapping":null,"attn_logit_softcapping":null,"bos_token_id":1,"eos_token_id":2}""" ]
 
 /// A random checkpoint of the family with the tokenizer files beside it: what a researcher downloads from the Hub.
 let private hubDir (family: string) (seed: int64) =
