@@ -50,6 +50,8 @@ let tests =
             Expect.equal (store.Nodes(3L) |> Seq.map (fun n -> n.Status) |> List.ofSeq) [ "cached"; "cached"; "done" ] "store statuses"
             let b = store.Nodes(3L)[2]
             Expect.isGreaterThan (store.Metrics(b.Key).Count) 0 "metrics recorded"
+            Expect.equal (RerunReason.Recorded b.Checkpoint) "Train.LearningRate 0.001 -> 0.0005" "why b was not reused (research runs shows it)"
+            Expect.equal (RerunReason.Recorded (store.Nodes(1L).[0].Checkpoint)) "no earlier run of this stage" "the first run's reason"
 
         testCase "a sweep over a config field runs one point per value, sharing the common parent" <| fun _ ->
             let ws = tempDir "sweep"

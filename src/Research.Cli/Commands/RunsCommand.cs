@@ -53,6 +53,7 @@ public static class RunsCommand
                 var m = store.FinalMetrics(n.Key);
                 var loss = m.TryGetValue("loss", out var l) ? $"loss {l:F4}" : "";
                 Console.WriteLine($"    {n.Name,-24} {n.Kind,-10} {n.Key}  {n.Status,-7} {n.Seconds,7:F1} s  {loss}");
+                if (n.Status == "done" && Research.Pipelines.RerunReason.Recorded(n.Checkpoint) is { } why) Console.WriteLine($"        not reused: {why}");
             }
         }
         return 0;
@@ -119,6 +120,7 @@ public static class RunsCommand
                 ["evaluations"] = new JsonObject(evaluations.Where(e => e.NodeKey == n.Key).GroupBy(e => e.Suite)
                     .Select(g => KeyValuePair.Create(g.Key, (JsonNode?)new JsonObject(g.Select(e => KeyValuePair.Create(e.Metric, (JsonNode?)JsonValue.Create(e.Value))))))),
             };
+            if (n.Status == "done" && Research.Pipelines.RerunReason.Recorded(n.Checkpoint) is { } why) o["rerun_reason"] = why;
             if (withConfig) o["config"] = JsonNode.Parse(n.Config);
             return (JsonNode)o;
         }).ToArray();

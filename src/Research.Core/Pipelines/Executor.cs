@@ -56,11 +56,15 @@ public sealed class Executor
         return this;
     }
 
-    /// <summary>The content address of a stage under an experiment seed.</summary>
-    public static string Key(Stage stage, long seed, IReadOnlyDictionary<Stage, string>? parentKeys = null)
+    /// <summary>
+    /// The content address of a stage under an experiment seed: its kind and the version of its code
+    /// (<paramref name="codeVersion"/>, <see cref="StageCode.Version"/> unless given), config, seed, parents' keys, data and files.
+    /// </summary>
+    public static string Key(Stage stage, long seed, IReadOnlyDictionary<Stage, string>? parentKeys = null, Func<string, int>? codeVersion = null)
     {
-        var parents = stage.Parents.Select(p => parentKeys is not null && parentKeys.TryGetValue(p, out var k) ? k : Key(p, seed));
-        var text = string.Join("\n", [$"format={FormatVersion}", $"kind={stage.Kind}", $"config={stage.ConfigJson}", $"seed={seed}",
+        codeVersion ??= StageCode.Version;
+        var parents = stage.Parents.Select(p => parentKeys is not null && parentKeys.TryGetValue(p, out var k) ? k : Key(p, seed, null, codeVersion));
+        var text = string.Join("\n", [$"format={FormatVersion}", $"kind={stage.Kind}", $"code={codeVersion(stage.Kind)}", $"config={stage.ConfigJson}", $"seed={seed}",
             $"parents={string.Join(",", parents)}", $"data={string.Join(",", stage.Data.Select(d => d.Fingerprint))}",
             $"files={(stage.Config is IReadsFiles f ? f.FilesFingerprint() : "")}"]);
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16].ToLowerInvariant();
@@ -134,7 +138,7 @@ public sealed class Executor
             var parents = JsonSerializer.Serialize(stage.Parents.Select(p => keys[p]));
             var record = new NodeRecord(runId, key, stage.Name, stage.Kind, stage.ConfigJson, parents, "running", Now(), null, 0, Path.Combine(dir, Trainer.FinalDir));
             var (status, metrics, seconds) = RunNode(stage, kind, key, dir, stage.Parents.Select(p => Path.Combine(dirs[p], Trainer.FinalDir)).ToArray(), e.Seed, device,
-                () => store.UpsertNode(record));
+                () => store.UpsertNode(record), now => RerunReason.Explain(Previous(store, e.Name, runId, stage.Name), now, stage.Parents.Select(p => p.Name).ToArray()));
             store.UpsertNode(record with { Status = status, Finished = Now(), Seconds = seconds });
             var metricsFile = Path.Combine(dir, Trainer.MetricsFile);
             if (File.Exists(metricsFile)) store.PutMetrics(key, ReadMetrics(key, metricsFile));
@@ -146,8 +150,18 @@ public sealed class Executor
         return results;
     }
 
+    /// <summary>What determined the key of the same-named stage in this experiment's latest earlier run (null when none).</summary>
+    static RerunReason.Ingredients? Previous(RunStore store, string experiment, long runId, string stageName)
+    {
+        foreach (var run in store.Runs().Where(r => r.Experiment == experiment && r.Id != runId).OrderByDescending(r => r.Id))
+            if (store.Nodes(run.Id).FirstOrDefault(n => n.Name == stageName) is { Checkpoint: { } checkpoint })
+                return RerunReason.Read(Path.Combine(Path.GetDirectoryName(checkpoint) ?? "", "node.json"));
+        return null;
+    }
+
     (string Status, IReadOnlyDictionary<string, double> Metrics, double Seconds) RunNode(
-        Stage stage, IStageExecutor kind, string key, string dir, string[] parents, long seed, TorchSharp.torch.Device device, Action markRunning)
+        Stage stage, IStageExecutor kind, string key, string dir, string[] parents, long seed, TorchSharp.torch.Device device, Action markRunning,
+        Func<RerunReason.Ingredients, string> reason)
     {
         var done = Path.Combine(dir, DoneFile);
         if (IsDone(dir)) return ("cached", ReadDone(done), 0);
@@ -156,10 +170,14 @@ public sealed class Executor
         using var nodeLock = NodeLock.Acquire(dir + ".lock", Options.Log, stage.Name);
         if (IsDone(dir)) return ("cached", ReadDone(done), 0);
         markRunning();
+        var files = stage.Config is IReadsFiles f ? f.FilesFingerprint() : "";
+        var why = reason(new RerunReason.Ingredients(stage.Kind, StageCode.Version(stage.Kind), System.Text.Json.Nodes.JsonNode.Parse(stage.ConfigJson), seed,
+            parents.Select(p => Path.GetFileName(Path.GetDirectoryName(p) ?? "")).ToArray(), stage.Data.Select(d => (d.Name, d.Fingerprint)).ToArray(), files));
+        Options.Log.WriteLine($"  {stage.Name} ({stage.Kind} {key}): running ({why})");
         AtomicFile.WriteAllText(Path.Combine(dir, "node.json"), JsonSerializer.Serialize(new
         {
-            name = stage.Name, kind = stage.Kind, key, seed, config = JsonDocument.Parse(stage.ConfigJson).RootElement,
-            parents, data = stage.Data.Select(d => new { name = d.Name, fingerprint = d.Fingerprint }),
+            name = stage.Name, kind = stage.Kind, key, code = StageCode.Version(stage.Kind), seed, config = JsonDocument.Parse(stage.ConfigJson).RootElement,
+            parents, data = stage.Data.Select(d => new { name = d.Name, fingerprint = d.Fingerprint }), files, rerun_reason = why,
         }, new JsonSerializerOptions { WriteIndented = true }));
         var clock = Stopwatch.StartNew();
         var context = new StageContext(stage.Name, dir, parents, stage.Data.Select(d => d.Corpus).ToArray(), seed, device, Options.Log);
