@@ -21,7 +21,9 @@ let private files (sources: string list) =
         let full = Path.Combine(repoRoot, s)
         if File.Exists full then yield s
         elif Directory.Exists full then
-            for f in Directory.GetFiles(full, "*.cs", SearchOption.AllDirectories) do yield Path.GetRelativePath(repoRoot, f).Replace('\\', '/')
+            for f in Directory.GetFiles(full, "*.cs", SearchOption.AllDirectories) do
+                let rel = Path.GetRelativePath(repoRoot, f).Replace('\\', '/')
+                if not (rel.Contains "/bin/" || rel.Contains "/obj/") then yield rel   // build outputs (AssemblyInfo names the commit)
         else failwithf "stage-code.json names %s, which does not exist" s ]
     |> List.distinct |> List.sortWith (fun a b -> String.CompareOrdinal(a, b))
 
