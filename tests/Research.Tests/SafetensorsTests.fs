@@ -385,4 +385,45 @@ let tests =
                 use again = g.View "w"
                 Expect.isTrue (same again w) "a new view reads the original values")
         }
+        test "Save/SaveSharded and the streaming writer write byte-identical files for the same tensors and shard bound" {
+            withTempDir (fun dir ->
+                // Given out of name order, in several dtypes, with a scalar, an empty and a non-contiguous tensor.
+                let src =
+                    [ "zeta.weight", torch.randn([| 5L; 6L |])
+                      "alpha", torch.arange(7L, dtype = torch.ScalarType.Int64)
+                      "Beta.bias", torch.randn([| 40L |]).to_type(torch.ScalarType.BFloat16)
+                      "empty", torch.zeros([| 0L; 3L |])
+                      "flags", torch.tensor([| true; false; true |])
+                      "scalar", torch.tensor(2.5f)
+                      "mid.x", torch.randn([| 10L; 10L |], dtype = torch.ScalarType.Float64).t() ]
+                let tensors () = src |> List.map (fun (n, t) -> kv n t)
+                let plan =
+                    src |> List.map (fun (n, t) ->
+                        match Safetensors.TryDTypeOf t.dtype with
+                        | true, code -> PlannedTensor(n, code, t.shape)
+                        | _ -> failtest $"{n}: no safetensors dtype")
+                let stream (out: string) (bound: int64) (metadata: IReadOnlyDictionary<string, string> option) =
+                    use w = new ShardedSafetensorsWriter(out, ResizeArray plan, bound, Option.toObj metadata)
+                    for (n, t) in src do w.Add(n, t)
+                    w.Finish()
+                let filesOf (d: string) =
+                    Directory.GetFiles d |> Array.sort |> Array.map (fun f -> fileName f, File.ReadAllBytes f)
+                for bound in [ 1L; 100L; 400L; 1000L; 1L <<< 30 ] do
+                    let saved = Path.Combine(dir, $"saved-{bound}")
+                    let streamed = Path.Combine(dir, $"streamed-{bound}")
+                    Safetensors.SaveSharded(saved, tensors (), bound)
+                    stream streamed bound None
+                    let a, b = filesOf saved, filesOf streamed
+                    Expect.equal (Array.map fst b) (Array.map fst a) $"bound {bound}: same file names"
+                    for (name, bytes), (_, other) in Array.zip a b do Expect.equal other bytes $"bound {bound}: {name} byte-identical"
+                    Expect.equal (a.Length = 1) (bound = (1L <<< 30)) $"bound {bound}: one file only when everything fits"
+                // A single file with metadata: Save against the streaming writer under a bound everything fits in.
+                let meta = readOnlyDict [ "format", "pt"; "step", "3" ]
+                let single = Path.Combine(dir, "single.safetensors")
+                Safetensors.Save(single, tensors (), meta)
+                let streamed = Path.Combine(dir, "streamed-single")
+                stream streamed (1L <<< 30) (Some meta)
+                Expect.equal (File.ReadAllBytes(Path.Combine(streamed, Safetensors.SingleFileName))) (File.ReadAllBytes single) "Save = streamed single file"
+                Expect.isEmpty (Directory.GetFiles(dir, "*.tmp", SearchOption.AllDirectories)) "no temp files left")
+        }
     ]

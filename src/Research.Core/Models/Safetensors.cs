@@ -1,7 +1,6 @@
 using System.IO.MemoryMappedFiles;
 using System.Text;
 using System.Text.Json;
-using Research.Runs;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -312,7 +311,7 @@ static unsafe class BitConverterLE
 }
 
 /// <summary>Reads and writes safetensors files and Hugging Face style checkpoint directories.</summary>
-public static class Safetensors
+public static partial class Safetensors
 {
     public const string SingleFileName = "model.safetensors";
     public const string IndexFileName = "model.safetensors.index.json";
@@ -364,7 +363,7 @@ public static class Safetensors
         ForEachChunk(dst, (span, offset) => new ReadOnlySpan<byte>(src + offset, span.Length).CopyTo(span));
     }
 
-    static void ForEachChunk(Tensor t, SpanAction action)
+    internal static void ForEachChunk(Tensor t, SpanAction action)
     {
         var elem = t.element_size();
         var n = t.numel();
@@ -383,160 +382,7 @@ public static class Safetensors
         }
     }
 
-    delegate void SpanAction(Span<byte> span, long offset);
-
-    // ---- writing ----
-
-    sealed record Planned(string Name, Tensor Tensor, string DType, long[] Shape, long Bytes);
-
-    static List<Planned> Plan(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors)
-    {
-        ArgumentNullException.ThrowIfNull(tensors);
-        var list = new List<Planned>();
-        var names = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (name, t) in tensors)
-        {
-            if (string.IsNullOrEmpty(name)) throw new SafetensorsException($"{path}: a tensor has an empty name.", path);
-            if (name == "__metadata__") throw new SafetensorsException($"{path}: '__metadata__' is reserved and cannot name a tensor.", path, name);
-            if (!names.Add(name)) throw new SafetensorsException($"{path}: tensor '{name}' is given twice.", path, name);
-            if (t is null || t.IsInvalid) throw new SafetensorsException($"{path}: tensor '{name}' is null or disposed.", path, name);
-            if (!TryDTypeOf(t.dtype, out var code))
-                throw new SafetensorsException($"{path}: tensor '{name}' has dtype {t.dtype}, which safetensors here does not store (supported: {string.Join(", ", SupportedDTypes)}).", path, name);
-            list.Add(new Planned(name, t, code, t.shape, t.numel() * t.element_size()));
-        }
-        return list;
-    }
-
-    public static void Save(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
-    {
-        ArgumentNullException.ThrowIfNull(path);
-        WritePlanned(path, Plan(path, tensors), metadata);
-    }
-
-    static void WritePlanned(string path, List<Planned> plan, IReadOnlyDictionary<string, string>? metadata)
-    {
-        plan.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
-        var header = BuildHeader(plan.Select(p => (p.Name, p.DType, p.Shape, p.Bytes)), metadata);
-        AtomicFile.Write(path, s =>
-        {
-            Span<byte> len = stackalloc byte[8];
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
-            s.Write(len);
-            s.Write(header);
-            using var _ = no_grad();
-            foreach (var p in plan)
-            {
-                if (p.Bytes == 0) continue;
-                using var cpu = p.Tensor.cpu();
-                using var c = cpu.contiguous();
-                ForEachChunk(c, (span, _) => s.Write(span));
-            }
-        });
-    }
-
-    /// <summary>JSON header bytes for tensors laid out back to back in this order, padded with spaces so the data area starts 8-byte aligned.</summary>
-    internal static byte[] BuildHeader(IEnumerable<(string Name, string DType, long[] Shape, long Bytes)> plan, IReadOnlyDictionary<string, string>? metadata)
-    {
-        using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms))
-        {
-            w.WriteStartObject();
-            if (metadata is { Count: > 0 })
-            {
-                w.WriteStartObject("__metadata__");
-                foreach (var (k, v) in metadata.OrderBy(kv => kv.Key, StringComparer.Ordinal)) w.WriteString(k, v);
-                w.WriteEndObject();
-            }
-            long offset = 0;
-            foreach (var p in plan)
-            {
-                w.WriteStartObject(p.Name);
-                w.WriteString("dtype", p.DType);
-                w.WriteStartArray("shape");
-                foreach (var d in p.Shape) w.WriteNumberValue(d);
-                w.WriteEndArray();
-                w.WriteStartArray("data_offsets");
-                w.WriteNumberValue(offset);
-                w.WriteNumberValue(offset + p.Bytes);
-                w.WriteEndArray();
-                w.WriteEndObject();
-                offset += p.Bytes;
-            }
-            w.WriteEndObject();
-        }
-        var pad = (int)((8 - ms.Length % 8) % 8);
-        for (var i = 0; i < pad; i++) ms.WriteByte((byte)' ');
-        return ms.ToArray();
-    }
-
-    /// <summary>
-    /// Writes a checkpoint directory: a single model.safetensors when everything fits in one shard of
-    /// <paramref name="maxShardBytes"/>, else model-0000i-of-0000N.safetensors shards (tensors in the given
-    /// order, a new shard when the next tensor would overflow; a tensor larger than the limit gets its own)
-    /// plus model.safetensors.index.json. Shards and index from an earlier save in the same layout family are removed.
-    /// </summary>
-    public static void SaveSharded(string dir, IEnumerable<KeyValuePair<string, Tensor>> tensors, long maxShardBytes)
-    {
-        ArgumentNullException.ThrowIfNull(dir);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxShardBytes);
-        var plan = Plan(dir, tensors);
-        Directory.CreateDirectory(dir);
-
-        var shards = new List<List<Planned>> { new() };
-        long current = 0;
-        foreach (var p in plan)
-        {
-            if (shards[^1].Count > 0 && current + p.Bytes > maxShardBytes)
-            {
-                shards.Add([]);
-                current = 0;
-            }
-            shards[^1].Add(p);
-            current += p.Bytes;
-        }
-
-        var written = new HashSet<string>(StringComparer.Ordinal);
-        if (shards.Count == 1)
-        {
-            WritePlanned(System.IO.Path.Combine(dir, SingleFileName), shards[0], null);
-            written.Add(SingleFileName);
-        }
-        else
-        {
-            var weightMap = new SortedDictionary<string, string>(StringComparer.Ordinal);
-            for (var i = 0; i < shards.Count; i++)
-            {
-                var file = $"model-{i + 1:D5}-of-{shards.Count:D5}.safetensors";
-                WritePlanned(System.IO.Path.Combine(dir, file), shards[i], null);
-                written.Add(file);
-                foreach (var p in shards[i]) weightMap[p.Name] = file;
-            }
-            var total = plan.Sum(p => p.Bytes);
-            AtomicFile.Write(System.IO.Path.Combine(dir, IndexFileName), s =>
-            {
-                using var w = new Utf8JsonWriter(s, new JsonWriterOptions { Indented = true });
-                w.WriteStartObject();
-                w.WriteStartObject("metadata");
-                w.WriteNumber("total_size", total);
-                w.WriteEndObject();
-                w.WriteStartObject("weight_map");
-                foreach (var (k, v) in weightMap) w.WriteString(k, v);
-                w.WriteEndObject();
-                w.WriteEndObject();
-            });
-            written.Add(IndexFileName);
-        }
-
-        // Leave one unambiguous layout behind: drop files of an earlier save that this one did not write.
-        foreach (var f in Directory.EnumerateFiles(dir))
-        {
-            var name = System.IO.Path.GetFileName(f);
-            var ours = name == SingleFileName || name == IndexFileName
-                || (name.StartsWith("model-", StringComparison.Ordinal) && name.Contains("-of-", StringComparison.Ordinal)
-                    && name.EndsWith(".safetensors", StringComparison.Ordinal));
-            if (ours && !written.Contains(name)) File.Delete(f);
-        }
-    }
+    internal delegate void SpanAction(Span<byte> span, long offset);
 
     // ---- reading ----
 
