@@ -11,6 +11,7 @@ let private finitePositive (what: string) (x: float) =
 
 [<Tests>]
 let tests =
+    // Sequenced: the process's RSS and the cores, which the benchmarks measure.
     testSequenced <| testList "Bench" [
         testCase "FLOPs per token are nanoGPT's 6N + 12 L d T" <| fun _ ->
             let c = ModelConfig(VocabSize = 259, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 3,

@@ -28,6 +28,7 @@ let private run (path: string) (args: string list) =
 // FCS sessions share compiler state and the process console: one at a time.
 [<Tests>]
 let tests =
+    // Sequenced: child research processes, whose start-up time the tests bound.
     testSequenced <| testList "Cli" [
         testList "ScriptHost" [
             test "a script computes with TorchSharp and Research types, exit 0" {

@@ -237,6 +237,7 @@ let private trainLines (stageDir: string) =
 
 [<Tests>]
 let stageTests =
+    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave.
     testSequenced <| testList "Distill" [
         testList "stage" [
             testCase "the teacher top-k cache holds the live teacher's top-k, is reused by key, and trains as the live teacher (K = V)" <| fun _ ->

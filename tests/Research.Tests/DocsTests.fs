@@ -16,6 +16,7 @@ let private normalize (code: string) =
 
 [<Tests>]
 let tests =
+    // Sequenced: the F# script host (one compiler session at a time) and torch's RNG.
     testSequenced <| testList "Docs" [
         testCase "docs/dsl.md has F# and C# examples" <| fun _ ->
             Expect.isGreaterThanOrEqual (blocks "fsharp" dsl.Value).Length 2 "F# examples"

@@ -26,6 +26,7 @@ let private statuses (r: ExperimentResult) = [ for n in r.Runs[0].Nodes -> n.Nam
 
 [<Tests>]
 let tests =
+    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave; and child research processes on shared workspaces.
     testSequenced <| testList "Experiments" [
         testCase "the F# quick start and the C# one are the same experiment (same stage keys)" <| fun _ ->
             let w = World.create 240 3

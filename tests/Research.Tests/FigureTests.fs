@@ -34,6 +34,7 @@ let private traces (chart: Plotly.NET.GenericChart) =
 
 [<Tests>]
 let tests =
+    // Sequenced: the one Chromium process that renders PNG/PDF.
     testSequenced <| testList "Figures" [
         testList "Tables" [
             test "booktabs rules, escaped text, fixed decimals, right-aligned number columns" {

@@ -63,6 +63,7 @@ let private metricsWithoutTime path =
 
 [<Tests>]
 let tests =
+    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave.
     testSequenced <| testList "Lora" [
         testCase "trainable count = sum over targeted linears of r (in + out); the base is frozen, then released" <| fun _ ->
             use m = microModel 1L

@@ -3,11 +3,23 @@ module Research.Tests.Main
 open Expecto
 open Expecto.Impl
 
+/// The test lists that train whole pipelines, run scripts, notebooks or other processes, install Debian or npm
+/// packages, or compare with python3/node references: what `--fast` leaves out.
+let integration =
+    set [ "Pipeline"; "Experiments"; "Cluster"; "Reproductions"; "ReproAlign"; "ReproData"; "ReproMerge"; "Notebooks"; "Figures"
+          "Docs"; "Bench"; "Suite"; "Cli"; "RunCommand"; "ScriptHost"; "Families"; "FamilyStages"; "HfTokenizer"; "ChatMask"
+          "CheckpointTools"; "Jinja"; "Selection"; "World" ]
+
 /// Runs every [<Tests>] value of this assembly and ends with one line "N passed, N failed",
-/// which CI reads. Expecto's own CLI flags (--filter, --summary, --sequenced...) still work.
+/// which CI reads. Expecto's own CLI flags (--filter, --summary, --sequenced...) still work;
+/// `--fast` runs the unit tests only (every list not in `integration`).
 [<EntryPoint>]
 let main argv =
     Research.Runtime.init ()
+    let fast = argv |> Array.contains "--fast"
+    let argv = argv |> Array.filter ((<>) "--fast")
+    let all = testFromThisAssembly () |> Option.defaultWith (fun () -> failwith "no [<Tests>] in this assembly")
+    let tests = if fast then all |> Test.filter "." (fun path -> not (integration.Contains(List.head path))) else all
     let mutable counts = (0, 0)
     let durations = System.Collections.Concurrent.ConcurrentBag<string * System.TimeSpan>()
     let printer =
@@ -21,7 +33,7 @@ let main argv =
                     counts <- (summary.passed.Length, summary.failed.Length + summary.errored.Length)
                 } }
     let colours = if System.Console.IsOutputRedirected then [ CLIArguments.Colours 0 ] else []
-    let code = runTestsInAssemblyWithCLIArgs (CLIArguments.Printer printer :: CLIArguments.No_Spinner :: colours) argv
+    let code = runTestsWithCLIArgs (CLIArguments.Printer printer :: CLIArguments.No_Spinner :: colours) argv tests
     let passed, failed = counts
     // The slowest tests, so that the suite's 15-minute budget is watched where it is spent.
     if durations.Count > 0 then

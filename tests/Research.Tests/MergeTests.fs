@@ -265,6 +265,7 @@ seed: 42
                     [ "unknown key 'parameters.lamda'" ] "json global parameter"
         ]
 
+        // Sequenced: the process's RSS, which the merge-memory test samples.
         testSequenced <| testList "streaming" [
             testCase "two micro checkpoints: streamed merge equals the in-memory merge; shards + index; loads" <| fun _ ->
                 let root = tempDir "merge"
@@ -407,6 +408,7 @@ let private mergeOf (ws: TaskWorkspace) (name: string) (o: MergeStageOptions) =
 
 [<Tests>]
 let taskTests =
+    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave.
     testSequenced <| testList "Merge" [
         testList "tasks" [
             testCase "two task fine-tunes merged by task arithmetic and TIES beat each alone on both tasks; DARE 0.9 keeps most" <| fun _ ->

@@ -29,6 +29,7 @@ let cellErrors (executed: string) =
 
 [<Tests>]
 let tests =
+    // Sequenced: child dotnet-repl processes, each using both cores.
     testSequenced <| testList "Notebooks" [
         for nb in Directory.GetFiles(Path.Combine(repoRoot, "notebooks"), "*.ipynb") |> Array.sort do
             testCase $"{Path.GetFileName nb} runs headless without a cell error" <| fun _ ->

@@ -51,6 +51,7 @@ let private uninterrupted = lazy (let a = tempDir "qs-a" in a, runToEnd a)
 
 [<Tests>]
 let tests =
+    // Sequenced: child quickstart processes and SIGKILL timing, which need the cores to themselves.
     testSequenced <| testList "Pipeline" [
         testCase "quick start: same seed in two workspaces gives identical metrics; a rerun reuses every stage" <| fun _ ->
             // The second workspace runs beside the first (one thread each, two cores): same results, half the wall time.

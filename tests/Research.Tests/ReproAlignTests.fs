@@ -10,6 +10,7 @@ open Research.Tests.TestUtil
 
 [<Tests>]
 let tests =
+    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave; and the two cores, which each reproduction fills.
     testSequenced <| testList "ReproAlign" [
         testCase "sampled held-out answers: sample j of prompt i has its own seeded stream, the same for every model call" <| fun _ ->
             use model = microModel 3L

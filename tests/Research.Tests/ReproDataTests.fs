@@ -22,6 +22,7 @@ let private perplexity (ws: string) (stage: string) (suite: string) =
 
 [<Tests>]
 let tests =
+    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave; and the two cores, which each reproduction fills.
     testSequenced <| testList "ReproData" [
         testCase "domain upsampling (--tiny): upsampling the last 10% and 20% lowers finance perplexity vs a constant mixture" <| fun _ ->
             let ws = tempDir "repro-upsampling"

@@ -18,6 +18,7 @@ let private number (s: string) = Double.Parse(s, CultureInfo.InvariantCulture)
 
 [<Tests>]
 let tests =
+    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave; and the two cores, which each reproduction fills.
     testSequenced <| testList "ReproMerge" [
         testCase "distill (--tiny): the distilled student has a lower held-out loss than on hard labels; figure and table written" <| fun _ ->
             let ws = tempDir "repro-distill"

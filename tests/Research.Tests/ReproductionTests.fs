@@ -9,6 +9,7 @@ open Research.Tests.TestUtil
 
 [<Tests>]
 let tests =
+    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave; and the two cores, which each reproduction fills.
     testSequenced <| testList "Reproductions" [
         testCase "replay sweep (--tiny): more replay forgets less; figure and table written" <| fun _ ->
             let ws = tempDir "repro-replay"

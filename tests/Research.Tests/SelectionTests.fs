@@ -61,6 +61,7 @@ let private trainOn (corpora: Corpus list) (steps: int) (batch: int) (seed: int6
 
 [<Tests>]
 let tests =
+    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave.
     testSequenced <| testList "Selection" [
         testList "dsir" [
             testCase "FNV-1a 64 matches the published test vectors" <| fun _ ->

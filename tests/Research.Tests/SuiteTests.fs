@@ -70,6 +70,7 @@ let private tiny =
 
 [<Tests>]
 let tests =
+    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave.
     testSequenced <| testList "Suite" [
         testCase "format rules on hand-made answers" <| fun _ ->
             let check c k s = FormatRules.Check(c, k, s)
