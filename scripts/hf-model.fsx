@@ -31,13 +31,13 @@ let start =
 // Both branches render the conversations through the model's own chat_template; the merge takes their task vectors
 // against the adapted model.
 let finetune =
-    tune world.Instructions |> Step.config "Template" (box "model") |> Step.steps steps |> Step.blockLength 128 |> Step.named "tune"
+    tune world.Instructions |> Step.template "model" |> Step.steps steps |> Step.blockLength 128 |> Step.named "tune"
 let prefer =
-    align world.Preferences |> Step.config "Template" (box "model") |> Step.config "MaxLength" (box 128) |> Step.steps steps |> Step.named "align"
+    align world.Preferences |> Step.template "model" |> Align.maxLength 128 |> Step.steps steps |> Step.named "align"
 
 let recipe =
     adapt (world.Domain |> replay world.General 0.1) |> Step.steps steps |> Step.blockLength 64 |> Step.named "adapt"
-    >=> mergeBranches (MergeStageOptions(Method = MergeMethod.Ties, Density = System.Nullable 0.5)) [ finetune; prefer ]
+    >=> mergeBranches (Ties { density = 0.5 }) [ finetune; prefer ]
     |> Step.named "merge"
 
 let result =

@@ -100,8 +100,7 @@ let distill name (f: DistillStageOptions -> DistillStageOptions) =
     let o = DistillStageOptions(DataPath = small, BlockLength = 16, MaxNewTokens = 8, ValidationFraction = 0.05, Train = config studentSteps (if tiny then 8 else 16) (if tiny then 3e-3 else 2e-3))
     DistillExecutor().Execute(c, f o) |> ignore
     c.FinalCheckpoint
-let set (field: string) (v: obj) (o: DistillStageOptions) = Research.Util.RecordCopy.With(o, field, v)
-let kd (r: float) (o: DistillStageOptions) = set "Loss" (box (Research.Util.RecordCopy.With(o.Loss, "KdRatio", box r))) o
+let kd (r: float) (o: DistillStageOptions) = o.WithLoss(o.Loss.WithKdRatio r)
 
 let hardName, softName = "student, hard labels", "student, distilled (GJSD)"
 let results =
@@ -109,9 +108,9 @@ let results =
       yield hardName, distill "hard" (kd 0.0)
       yield softName, distill "soft" (kd 0.9)
       if not tiny then
-          yield "student, distilled, top-32 cache", distill "cached" (kd 0.9 >> set "TeacherTopK" (box 32))
-          yield "student, on-policy lambda 0.5", distill "on-policy" (kd 0.9 >> set "OnPolicyLambda" (box 0.5))
-          yield "student, sequence-level KD", distill "sequence" (set "SequenceLevel" (box true)) ]
+          yield "student, distilled, top-32 cache", distill "cached" (kd 0.9 >> fun o -> o.WithTeacherTopK 32)
+          yield "student, on-policy lambda 0.5", distill "on-policy" (kd 0.9 >> fun o -> o.WithOnPolicy 0.5)
+          yield "student, sequence-level KD", distill "sequence" (fun o -> o.WithSequenceLevel true) ]
     |> List.map (fun (name, dir) -> name, loss dir)
 
 let table = { Header = [ "model"; "held-out loss" ]; Rows = [ for name, l in results -> [ box name; box l ] ] }

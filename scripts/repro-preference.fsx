@@ -125,16 +125,12 @@ let sft =
     |> Step.evalEvery 0 |> Step.named "sft"
 
 /// One align branch: the same data, steps, beta and held-out split; only the objective differs.
-let method (name: string) (mode: AlignMode) (loss: PreferenceLoss) (beta: float) =
-    let pref = PreferenceOptions(Beta = beta, Losses = [| WeightedPreferenceLoss(loss) |])
+let method (name: string) (objective: Preference) =
     align pairsFile
-    |> Step.config "Mode" (box mode)
-    |> Step.config "Preference" (box pref)
-    |> Step.config "ValidationFraction" (box 0.2)
-    |> Step.config "Generations" (box (arg "generations" 32))
-    |> Step.config "GenerationTokens" (box (arg "generation-tokens" (if tiny then 48 else 64)))
-    |> Step.config "SamplesPerPrompt" (box samples)
-    |> Step.config "SampleTopP" (box topP)
+    |> Align.loss objective
+    |> Align.validationFraction 0.2
+    |> Align.generations (arg "generations" 32) (arg "generation-tokens" (if tiny then 48 else 64))
+    |> Align.samples samples 1.0 topP
     |> Step.steps alignSteps
     |> Step.lr (arg "align-lr" 1e-4)
     |> Step.evalEvery 0
@@ -142,10 +138,10 @@ let method (name: string) (mode: AlignMode) (loss: PreferenceLoss) (beta: float)
     |> Step.named name
 
 let methods =
-    [ "DPO", method "dpo" AlignMode.Paired PreferenceLoss.Sigmoid (branchBeta "DPO")
-      "LN-DPO", method "ln-dpo" AlignMode.Paired PreferenceLoss.SigmoidNorm (branchBeta "LN-DPO")
-      "SimPO", method "simpo" AlignMode.SimPO PreferenceLoss.Sigmoid (branchBeta "SimPO")
-      "KTO", method "kto" AlignMode.Kto PreferenceLoss.Sigmoid (branchBeta "KTO") ]
+    [ "DPO", method "dpo" (Dpo (branchBeta "DPO"))
+      "LN-DPO", method "ln-dpo" (LnDpo (branchBeta "LN-DPO"))
+      "SimPO", method "simpo" (SimPo (branchBeta "SimPO", 0.5))
+      "KTO", method "kto" (Kto (branchBeta "KTO")) ]
 
 let result =
     Experiment.createBranches "repro-preference" start (fun s -> branch (List.map snd methods) (sft s))

@@ -27,18 +27,17 @@ let start =
     pretrain world.General (tinyModel ()) |> Stage.steps (arg "pretrain-steps" (if tiny then 20 else 500))
     |> fun s -> if tiny then s |> Stage.evalEvery 0 else s
 let adaptSteps = arg "adapt-steps" (if tiny then 60 else 200)
-let recipe =
-    adapt (world.Finance |> replay world.General 0.0)
+let adaptWith (share: float) =
+    adapt (world.Finance |> replay world.General share)
     |> Step.steps adaptSteps
     |> Step.checkpointEvery (arg "checkpoint-every" adaptSteps)
     |> fun s -> if tiny then s |> Step.evalEvery 0 else s
     |> Step.named "adapt"
 
 let result =
-    Experiment.create "repro-replay-sweep" start recipe
+    Experiment.points "repro-replay-sweep" [ for r in ratios -> [ "replay", r ], start |> adaptWith r ]
     |> Experiment.seed (int64 seed)
     |> Experiment.evaluateEach [ Experiment.heldOutPerplexity world.Finance; Experiment.heldOutPerplexity world.General ]
-    |> Experiment.sweep [ "replay", ratios ]
     |> Experiment.runIn (arg "workspace" (Experiment.defaultWorkspace ()))
 
 let ppl (n: Research.Pipelines.NodeResult) suite = n.Evaluations[suite]["perplexity"]

@@ -30,9 +30,17 @@ module Experiment =
     /// Evaluate only after the named stages.
     let evaluateAfter (stageNames: string list) (e: Experiment) = e.EvaluateOnlyAfter(List.toArray stageNames)
 
-    /// A grid over config fields: `sweep [ "replay", [ 0.0; 0.1; 0.25 ] ]` (see Overrides for names).
-    let sweep (grid: (string * float list) list) (e: Experiment) =
-        e.SweepFields(grid |> List.map (fun (n, vs) -> struct (n, List.toArray vs)) |> List.toArray)
+    /// A sweep written over typed values, as a list comprehension of (parameters, the point's pipeline):
+    /// `Experiment.points "replay" [ for r in [ 0.0; 0.1; 0.25 ] -> [ "replay", r ], start |> adaptFor r ]`.
+    /// One experiment: one run per point (one Slurm array element with `research run --on slurm`), the parameters label
+    /// the point in results and figures, and stages the points share (same key) run once.
+    let points (name: string) (points: ((string * float) list * Stage) list) : Experiment =
+        if List.isEmpty points then invalidArg "points" $"experiment '{name}': a sweep needs at least one point"
+        let labels = points |> List.map (fun (ps, _) -> ps |> List.sort)
+        match labels |> List.countBy id |> List.tryFind (fun (_, n) -> n > 1) with
+        | Some (ps, _) -> invalidArg "points" $"experiment '{name}': two points have the same parameters {ps}; each point needs its own"
+        | None -> ()
+        Experiment(name, 1234L, [| for ps, leaf in points -> SweepPoint(readOnlyDict ps, [| leaf |]) |], [||])
 
     /// Workspace: RESEARCH_WORKSPACE, else ./runs.
     let defaultWorkspace () =

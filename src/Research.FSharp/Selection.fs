@@ -30,7 +30,7 @@ module Selection =
     /// Steps of a doremi stage's proxy training (`Stage.steps` covers the built-in stages only).
     let proxySteps (n: int) (s: Stage) =
         match s.Config with
-        | :? DoReMiOptions as o -> s.WithConfig(Research.Util.RecordCopy.With(o, "Train", Research.Util.RecordCopy.With(o.Train, "Steps", box n)))
+        | :? DoReMiOptions as o -> s.WithConfig(o.WithTrain(o.Train.WithSteps n))
         | _ -> invalidArg "stage" $"stage '{s.Name}': not a doremi stage"
 
     /// Continual pretraining over several domains (uniform unless a modifier below sets the weights).
@@ -43,29 +43,27 @@ module Selection =
         | :? AdaptOptions as o ->
             match o.Domains with
             | null -> invalidArg "stage" $"stage '{s.Name}': an adapt stage without a domain mixture (use Selection.adaptDomains)"
-            | m -> s.WithConfig(Research.Util.RecordCopy.With(o, "Domains", f m))
+            | m -> s.WithConfig(o.WithDomains(f m))
         | _ -> invalidArg "stage" $"stage '{s.Name}': not a multi-domain adapt stage (use Selection.adaptDomains)"
 
-    let private set (field: string) (value: objnull) (m: DomainMixtureOptions) = Research.Util.RecordCopy.With(m, field, value)
-
     /// Static weights, one per domain in order (normalised).
-    let weights (ws: float list) = mixture (set "Weights" (box (List.toArray ws)))
+    let weights (ws: float list) = mixture (fun m -> m.WithWeights(List.toArray ws))
 
     /// Temperature sampling over the domains' training tokens: p ∝ n^(1/T).
-    let temperature (t: float) = mixture (set "Temperature" (box t))
+    let temperature (t: float) = mixture (fun m -> m.WithTemperature t)
 
     /// Use the weights a doremi stage learnt (matched by domain name); the doremi stage becomes the second parent.
     let weightsFrom (doremiStage: Stage) (s: Stage) =
-        let s = s |> mixture (set "WeightsFromParent" (box true))
+        let s = s |> mixture (fun m -> m.WithWeightsFromParent true)
         Stage(s.Kind, s.Name, s.Config, [| s.Parents[0]; doremiStage |], s.Data)
 
     /// "Does your data spark joy?": multiply `domain`'s weight by `factor` over the last `fraction` of steps.
     let upsampleLast (domain: string) (fraction: float) (factor: float) =
-        mixture (set "UpsampleDomain" (box domain) >> set "UpsampleLast" (box fraction) >> set "UpsampleFactor" (box factor))
+        mixture (fun m -> m.WithUpsampling(domain, fraction, factor))
 
     /// Explicit later phases: (start as a fraction of steps, weights); `linear` interpolates between them.
     let phases (linear: bool) (ps: (float * float list) list) =
-        mixture (set "Phases" (box [| for (start, ws) in ps -> MixturePhase(start, List.toArray ws) |]) >> set "Linear" (box linear))
+        mixture (fun m -> m.WithPhases([| for (start, ws) in ps -> MixturePhase(start, List.toArray ws) |]).WithLinear linear)
 
 /// Fitted laws over sweep results: robust least squares in log space, leave-one-out checks, curves to draw.
 module Laws =

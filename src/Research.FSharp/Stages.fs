@@ -64,7 +64,7 @@ module Dsl =
         fun parent -> Stage("tune", "tune", TuneOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| parent |], [||])
 
     /// Preference alignment on a JSONL file (prompt/chosen/rejected, or prompt/completion/label):
-    /// DPO by default; other losses and modes through `Stage.config "Preference"` / `"Mode"`.
+    /// DPO (beta 0.1) by default; another objective with `Align.loss (Ipo 0.1)`, `Align.loss (SimPo (2.0, 0.5))`...
     let align (jsonl: string) : Step =
         fun parent -> Stage("align", "align", AlignOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| parent |], [||])
 
@@ -72,51 +72,52 @@ module Dsl =
     let distill (teacher: Stage) (corpus: DataSource) : Step =
         fun student -> Stage("distill", "distill", DistillStageOptions(), [| student; teacher |], [| corpus |])
 
-    /// Merge options: the method with its defaults; change fields with `Stage.config` or the record's init syntax.
-    let mergeWith (m: Research.Stages.Merge.MergeMethod) = MergeStageOptions(Method = m)
 
-    /// Branches from the parent, merged back: the parent is the base (task vectors are taken against it),
-    /// each branch one merged model. `adapt mix >=> mergeBranches (mergeWith MergeMethod.Ties) [ tuneA; tuneB ]`.
-    let mergeBranches (options: MergeStageOptions) (steps: Step list) : Step =
-        fun parent ->
-            let branches = steps |> List.map (fun s -> s parent)
-            Stage("merge", "merge", options, List.toArray (parent :: branches), [||])
-
-/// Modifiers of stages and steps: each returns a new value, so they pipe.
+/// Modifiers of stages and steps: each returns a new value, so they pipe. Every one is typed: a misspelt setting or a
+/// setting of another kind of stage does not compile (or, for a stage of the wrong kind, fails when the pipeline is built).
 module Stage =
-    let private set (name: string) (value: objnull) (record: 'r) = Research.Util.RecordCopy.With(record, name, value)
+    /// A typed change of the stage's options: `Stage.update (fun (o: AdaptOptions) -> o.WithReplay 0.2)`.
+    let update<'o when 'o: not null> (f: 'o -> 'o) (s: Stage) : Stage =
+        match s.Config with
+        | :? 'o as o -> s.WithConfig(f o :> obj)
+        | _ -> invalidArg "stage" $"stage '{s.Name}' ({s.Kind}) has {s.Config.GetType().Name} options, not {typeof<'o>.Name}"
 
-    /// Any change to the stage's config record: `Stage.config "Replay" (box 0.2)`.
-    let config (field: string) (value: objnull) (s: Stage) = s.WithConfig(set field value s.Config)
-
-    /// Any change to the training settings: `Stage.train "GradClip" (box 0.5)`.
-    let train (field: string) (value: objnull) (s: Stage) =
-        let t =
-            match s.Config with
-            | :? PretrainConfig as c -> c.Train
-            | :? AdaptOptions as c -> c.Train
-            | :? DistillStageOptions as c -> c.Train
-            | :? TuneOptions as c -> c.Train
-            | :? AlignOptions as c -> c.Train
-            | other -> invalidArg "stage" $"stage '{s.Name}': {other.GetType().Name} has no training settings"
-        s |> config "Train" (set field value t)
+    /// Any change to the training settings of a stage that trains: `Stage.train (fun t -> t.WithGradClip 0.5)`.
+    let train (f: TrainConfig -> TrainConfig) (s: Stage) : Stage =
+        match s.Config with
+        | :? ITrainedOptions as o -> s.WithConfig(o.WithTrain(f o.Train))
+        | other -> invalidArg "stage" $"stage '{s.Name}': {other.GetType().Name} has no training settings"
 
     let named (name: string) (s: Stage) = s.Named name
-    let steps (n: int) = train "Steps" (box n)
-    let lr (x: float) = train "LearningRate" (box x)
-    let batch (n: int) = train "BatchSize" (box n)
-    let warmup (n: int) = train "WarmupSteps" (box n)
-    let logEvery (n: int) = train "LogEvery" (box n)
-    let evalEvery (n: int) = train "EvalEvery" (box n)
-    let checkpointEvery (n: int) = train "CheckpointEvery" (box n)
-    /// Tokens per training sequence (pretrain and adapt).
-    let blockLength (n: int) = config "BlockLength" (box n)
+    let steps (n: int) = train (fun t -> t.WithSteps n)
+    let lr (x: float) = train (fun t -> t.WithLearningRate x)
+    let batch (n: int) = train (fun t -> t.WithBatchSize n)
+    let warmup (n: int) = train (fun t -> t.WithWarmupSteps n)
+    let logEvery (n: int) = train (fun t -> t.WithLogEvery n)
+    let evalEvery (n: int) = train (fun t -> t.WithEvalEvery n)
+    let checkpointEvery (n: int) = train (fun t -> t.WithCheckpointEvery n)
     /// Forward and backward in bf16 with float32 master weights (the output checkpoint is float32).
-    let bf16 (s: Stage) = train "Precision" (box Research.Training.Precision.BFloat16) s
+    let bf16 (s: Stage) = train (fun t -> t.WithPrecision Research.Training.Precision.BFloat16) s
+    /// Tokens per training row (pretrain, adapt, tune, distill, doremi).
+    let blockLength (n: int) (s: Stage) =
+        match s.Config with
+        | :? IBlockOptions as o -> s.WithConfig(o.WithBlockLength n)
+        | other -> invalidArg "stage" $"stage '{s.Name}': {other.GetType().Name} has no block length"
+    /// The chat template conversations are rendered with (tune, align, distill on examples): "plain", "chatml", or
+    /// "model" (the model's own chat_template, from its tokenizer_config.json).
+    let template (name: string) (s: Stage) =
+        match s.Config with
+        | :? TuneOptions as o -> s.WithConfig(o.WithTemplate name)
+        | :? AlignOptions as o -> s.WithConfig(o.WithTemplate name)
+        | :? DistillStageOptions as o -> s.WithConfig(o.WithTemplate name)
+        | other -> invalidArg "stage" $"stage '{s.Name}': {other.GetType().Name} renders no chat template"
 
-/// The same modifiers lifted to steps, so `adapt mix |> Step.steps 200 |> Step.named "adapt"` pipes.
+/// The same modifiers lifted to steps, so `adapt mix |> Step.steps 200 |> Step.named "adapt"` pipes: each is the Stage
+/// modifier composed after the step, nothing is defined twice.
 module Step =
     let map (f: Stage -> Stage) (step: Step) : Step = step >> f
+    let update<'o when 'o: not null> (f: 'o -> 'o) = map (Stage.update f)
+    let train f = map (Stage.train f)
     let named name = map (Stage.named name)
     let steps n = map (Stage.steps n)
     let lr x = map (Stage.lr x)
@@ -127,28 +128,160 @@ module Step =
     let checkpointEvery n = map (Stage.checkpointEvery n)
     let blockLength n = map (Stage.blockLength n)
     let bf16 = map Stage.bf16
-    let config field value = map (Stage.config field value)
-    let train field value = map (Stage.train field value)
+    let template name = map (Stage.template name)
 
-/// Distillation on prompt/completion data and its options, as stage modifiers:
-/// `Distill.on teacher "tasks.jsonl" |> Step.map (Distill.onPolicy 0.5)`.
+/// A preference objective with its hyperparameters, as papers name them: `align prefs |> Align.loss (Ipo 0.1)`.
+type Preference =
+    /// DPO (Rafailov et al.): -log σ(β h).
+    | Dpo of beta: float
+    /// Conservative DPO: label smoothing ε.
+    | Cdpo of beta: float * smoothing: float
+    /// Robust DPO (Chowdhury et al.).
+    | RobustDpo of beta: float * smoothing: float
+    /// IPO (Azar et al.), on length-averaged log-ratios.
+    | Ipo of beta: float
+    /// SLiC hinge.
+    | Hinge of beta: float
+    /// LN-DPO: DPO on length-normalised log-ratios.
+    | LnDpo of beta: float
+    /// SPPO with hard labels.
+    | SppoHard of beta: float
+    /// APO-zero.
+    | ApoZero of beta: float
+    /// NCA, pairwise.
+    | NcaPair of beta: float
+    /// BCO, pairwise.
+    | BcoPair of beta: float
+    /// SimPO (Meng et al.): reference-free, target margin γ.
+    | SimPo of beta: float * gamma: float
+    /// ORPO (Hong et al.): SFT plus λ times the odds-ratio term, reference-free.
+    | Orpo of lambda: float
+    /// KTO (Ethayarajh et al.) on unpaired examples (paired data is unpaired).
+    | Kto of beta: float
+    /// Point-wise DPO (ULMA) on labels in [0, 1].
+    | Pointwise of beta: float
+
+/// Options of align stages.
+module Align =
+    let private update (f: AlignOptions -> AlignOptions) = Step.update f
+
+    /// The objective (mode, loss and its hyperparameters); other preference settings are kept.
+    let loss (objective: Preference) : Step -> Step =
+        let paired kind beta (o: AlignOptions) = o.WithMode(AlignMode.Paired).WithPreference(o.Preference.WithLoss(kind, beta).WithLabelSmoothing 0.0)
+        update (fun o ->
+            match objective with
+            | Dpo b -> paired PreferenceLoss.Sigmoid b o
+            | Cdpo (b, eps) -> (paired PreferenceLoss.Sigmoid b o).WithPreference(o.Preference.WithLoss(PreferenceLoss.Sigmoid, b).WithLabelSmoothing eps)
+            | RobustDpo (b, eps) -> (paired PreferenceLoss.Robust b o).WithPreference(o.Preference.WithLoss(PreferenceLoss.Robust, b).WithLabelSmoothing eps)
+            | Ipo b -> paired PreferenceLoss.Ipo b o
+            | Hinge b -> paired PreferenceLoss.Hinge b o
+            | LnDpo b -> paired PreferenceLoss.SigmoidNorm b o
+            | SppoHard b -> paired PreferenceLoss.SppoHard b o
+            | ApoZero b -> paired PreferenceLoss.ApoZero b o
+            | NcaPair b -> paired PreferenceLoss.NcaPair b o
+            | BcoPair b -> paired PreferenceLoss.BcoPair b o
+            | SimPo (b, g) -> o.WithMode(AlignMode.SimPO).WithPreference(o.Preference.WithBeta(b).WithSimpoGamma g)
+            | Orpo l -> o.WithMode(AlignMode.Orpo).WithPreference(o.Preference.WithOrpoLambda l)
+            | Kto b -> o.WithMode(AlignMode.Kto).WithPreference(o.Preference.WithBeta b)
+            | Pointwise b -> o.WithMode(AlignMode.Pointwise).WithPreference(o.Preference.WithBeta b))
+    /// Several paired losses summed with weights (e.g. DPO + SFT-style mixtures of TRL's loss_type list).
+    let losses (beta: float) (weighted: (PreferenceLoss * float) list) =
+        update (fun o -> o.WithMode(AlignMode.Paired).WithPreference(o.Preference.WithBeta(beta).WithLosses [| for k, w in weighted -> WeightedPreferenceLoss(k, w) |]))
+    /// An SFT (negative log-likelihood of chosen) term with this weight beside the preference loss.
+    let sftWeight (w: float) = update (fun o -> o.WithPreference(o.Preference.WithSftWeight w))
+    let maxLength (tokens: int) = update (fun o -> o.WithMaxLength tokens)
+    let maxPromptLength (tokens: int) = update (fun o -> o.WithMaxPromptLength tokens)
+    let validationFraction (f: float) = update (fun o -> o.WithValidationFraction f)
+    /// Held-out prompts answered greedily (into generations.jsonl and val_gen_length), and tokens per answer.
+    let generations (prompts: int) (tokens: int) = update (fun o -> o.WithGenerations(prompts, tokens))
+    /// Answers sampled per held-out prompt (val_sample_length), at a temperature and nucleus.
+    let samples (perPrompt: int) (temperature: float) (topP: float) = update (fun o -> o.WithSamples(perPrompt, temperature, topP))
+
+/// Options of tune stages.
+module Tune =
+    let private update (f: TuneOptions -> TuneOptions) = Step.update f
+    let packing (on: bool) = update (fun o -> o.WithPacking on)
+    /// NEFTune noise on the embeddings while training (the paper uses alpha 5).
+    let neftune (alpha: float) = update (fun o -> o.WithNeftuneAlpha alpha)
+    let validationFraction (f: float) = update (fun o -> o.WithValidationFraction f)
+
+/// Distillation on prompt/completion data and its options:
+/// `distill teacher corpus |> Distill.kd 0.9`, `Distill.on teacher "tasks.jsonl" |> Distill.onPolicy 0.5 |> Distill.topK 32`.
 module Distill =
+    let private update (f: DistillStageOptions -> DistillStageOptions) = Step.update f
     /// Distil the parent (the student) from `teacher` on a prompt/completion (or messages) JSONL:
     /// (1 - kd) CE + kd GJSD(teacher, student) on the completion tokens.
     let on (teacher: Stage) (jsonl: string) : Step =
         fun student -> Stage("distill", "distill", DistillStageOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| student; teacher |], [||])
-    /// GKD's lambda: the share of batches on the student's own samples, scored by the teacher.
-    let onPolicy (lambda: float) (s: Stage) = s |> Stage.config "OnPolicyLambda" (box lambda)
-    /// Sequence-level KD: the teacher answers every prompt; the student is tuned on the answers.
-    let sequenceLevel (s: Stage) = s |> Stage.config "SequenceLevel" (box true)
-    /// Cache the teacher's top-k logits on disk once; training reads them and never loads the teacher.
-    let teacherTopK (k: int) (s: Stage) = s |> Stage.config "TeacherTopK" (box k)
-    /// Tokens generated per prompt (on-policy samples, sequence-level answers).
-    let maxNewTokens (n: int) (s: Stage) = s |> Stage.config "MaxNewTokens" (box n)
     /// Share of the distillation term: (1 - r) CE + r D.
-    let kdRatio (r: float) (s: Stage) =
-        let o = s.Config :?> DistillStageOptions
-        s |> Stage.config "Loss" (box (Research.Util.RecordCopy.With(o.Loss, "KdRatio", box r)))
+    let kd (r: float) = update (fun o -> o.WithLoss(o.Loss.WithKdRatio r))
+    /// The divergence (GJSD with its beta, forward or reverse KL...) between teacher and student.
+    let divergence (d: Divergence) (beta: float) = update (fun o -> o.WithLoss(o.Loss.WithDivergence(d, beta)))
+    /// Softmax temperature of both distributions.
+    let temperature (t: float) = update (fun o -> o.WithLoss(o.Loss.WithTemperature t))
+    /// GKD's lambda: the share of batches on the student's own samples, scored by the teacher.
+    let onPolicy (lambda: float) = update (fun o -> o.WithOnPolicy lambda)
+    /// Sequence-level KD: the teacher answers every prompt; the student is tuned on the answers.
+    let sequenceLevel : Step -> Step = update (fun o -> o.WithSequenceLevel true)
+    /// Cache the teacher's top-k logits on disk once; training reads them and never loads the teacher.
+    let topK (k: int) = update (fun o -> o.WithTeacherTopK k)
+    /// Tokens generated per prompt (on-policy samples, sequence-level answers).
+    let maxNewTokens (n: int) = update (fun o -> o.WithMaxNewTokens n)
+
+/// Settings of the density-based merges (TIES, DARE): the share of each task vector's entries kept.
+type Density = { density: float }
+/// SLERP's interpolation point between the base (0) and the other model (1).
+type Interpolation = { t: float }
+/// The scale of the summed task vectors.
+type Scale = { lambda: float }
+/// Model Breadcrumbs: keep the `density` share of entries after dropping the largest `gamma` share.
+type Breadcrumbs = { density: float; gamma: float }
+/// DELLA: magnitude-ranked drop probabilities around `density`, spread `epsilon`.
+type Della = { density: float; epsilon: float }
+
+/// A merge method with its settings, as mergekit names them; `merge Ties { density = 0.5 } base [ a; b ]`.
+type Merge =
+    | Linear of unit
+    | TaskArithmetic of Scale
+    | Ties of Density
+    | DareLinear of Density
+    | DareTies of Density
+    | Slerp of Interpolation
+    | ModelStock of unit
+    | BreadcrumbsTies of Breadcrumbs
+    | DellaTies of Della
+
+/// Merging stages that already exist in the pipeline.
+[<AutoOpen>]
+module MergeDsl =
+    let private options (m: Merge) =
+        match m with
+        | Linear () -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.Linear)
+        | TaskArithmetic s -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.TaskArithmetic, Lambda = System.Nullable s.lambda)
+        | Ties d -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.Ties, Density = System.Nullable d.density)
+        | DareLinear d -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.DareLinear, Density = System.Nullable d.density)
+        | DareTies d -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.DareTies, Density = System.Nullable d.density)
+        | Slerp i -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.Slerp, T = System.Nullable i.t)
+        | ModelStock () -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.ModelStock)
+        | BreadcrumbsTies b -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.BreadcrumbsTies, Density = System.Nullable b.density, Gamma = System.Nullable b.gamma)
+        | DellaTies d -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.Della, Density = System.Nullable d.density, Epsilon = System.Nullable d.epsilon)
+
+    /// `merge Ties { density = 0.5 } base [ a; b ]`: the models' task vectors against `baseStage`, merged by the method
+    /// (for Linear, `baseStage` is one of the averaged models). Weights are 1 each; `mergeWeighted` sets them.
+    let merge (method: 'settings -> Merge) (settings: 'settings) (baseStage: Stage) (models: Stage list) : Stage =
+        Stage("merge", "merge", options (method settings), List.toArray (baseStage :: models), [||])
+
+    /// Branches from the parent, merged back: the parent is the base (task vectors are taken against it), each branch
+    /// one merged model. `adapt mix >=> mergeBranches (Ties { density = 0.5 }) [ tuneA; tuneB ]`.
+    let mergeBranches (method: Merge) (steps: Step list) : Step =
+        fun parent -> merge id method parent (steps |> List.map (fun s -> s parent))
+
+    /// The same with one weight per merged model (after the base).
+    let mergeWeighted (method: 'settings -> Merge) (settings: 'settings) (baseStage: Stage) (models: (Stage * float) list) : Stage =
+        let o = options (method settings)
+        Stage("merge", "merge", MergeStageOptions(Method = o.Method, Density = o.Density, Lambda = o.Lambda, T = o.T, Gamma = o.Gamma, Epsilon = o.Epsilon,
+                                                  Weights = [| for _, w in models -> w |]),
+              List.toArray (baseStage :: List.map fst models), [||])
 
 /// LoRA on any training stage (adapt, tune, align, distill): `tune "sft.jsonl" |> Step.lora (lora 8 16.0)`.
 /// The stage trains adapters on the frozen model, writes them alone (PEFT layout) to adapter/ and the merged model to final/.
@@ -156,12 +289,13 @@ module Distill =
 module LoraModifiers =
     /// Rank r and alpha on q_proj and v_proj (PEFT's default targets for Llama), no dropout.
     let lora (rank: int) (alpha: float) = LoraOptions(Rank = rank, Alpha = alpha)
-    /// The same options on other linear modules (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj).
-    let loraTargets (modules: string list) (o: LoraOptions) = Research.Util.RecordCopy.With(o, "TargetModules", box (List.toArray modules))
+    /// The same options on other linear modules (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, the fused
+    /// qkv_proj and gate_up_proj, GPT-2's c_attn, c_proj, c_fc, or "all-linear").
+    let loraTargets (modules: string list) (o: LoraOptions) = o.WithTargetModules(List.toArray modules)
     /// Dropout on the adapters' input while training.
-    let loraDropout (p: float) (o: LoraOptions) = Research.Util.RecordCopy.With(o, "Dropout", box p)
+    let loraDropout (p: float) (o: LoraOptions) = o.WithDropout p
 
-    let private withLora (options: LoraOptions) (s: Stage) = Stage.train "Lora" (box (options.Validate())) s
+    let private withLora (options: LoraOptions) (s: Stage) = Stage.train (fun t -> t.WithLora(options.Validate())) s
 
     module Stage =
         let lora (options: LoraOptions) (s: Stage) = withLora options s

@@ -18,14 +18,14 @@ public static class AdaptWithReplay
             pretrainDefaults with { Train = pretrainDefaults.Train with { Steps = 20 } }, [], [general]);
 
         var adaptDefaults = new AdaptOptions();
-        var adapt = new Stage("adapt", "adapt",
-            adaptDefaults with { Replay = 0.1, Train = adaptDefaults.Train with { Steps = 20 } }, [start], [finance, general]);
+        Stage Adapt(double replay) => new("adapt", "adapt",
+            adaptDefaults with { Replay = replay, Train = adaptDefaults.Train with { Steps = 20 } }, [start], [finance, general]);
 
-        var experiment = Experiment.Create("dsl-example", adapt)
+        // One point per replay share; the pretrain stage they share runs once.
+        var experiment = Experiment.Sweep("dsl-example", [("replay", [0.0, 0.25])], p => [Adapt(p["replay"])])
             .WithSeed(1)
             .Evaluate(new PerplexitySuite("finance", finance, 0.04, 1, 128),
-                      new PerplexitySuite("general", general, 0.04, 1, 128))
-            .SweepFields([("replay", [0.0, 0.25])]);
+                      new PerplexitySuite("general", general, 0.04, 1, 128));
 
         var result = new Executor(new ExecutorOptions { Workspace = workspace }).Run(experiment);
         foreach (var run in result.Runs)

@@ -204,11 +204,10 @@ let private workspace =
 let private distillOptions (ws: Workspace) steps =
     DistillStageOptions(DataPath = ws.Small, BlockLength = 8, MaxNewTokens = 4, ValidationFraction = 0.05, Train = quick steps 3e-3)
 
-let private setOpt (name: string) (value: obj) (o: DistillStageOptions) = Research.Util.RecordCopy.With(o, name, value)
-let private withTopK o (k: int) = setOpt "TeacherTopK" (box k) o
-let private onPolicy o (lambda: float) = setOpt "OnPolicyLambda" (box lambda) o
-let private sequenceLevel o = setOpt "SequenceLevel" (box true) o
-let private kdRatio (o: DistillStageOptions) (r: float) = setOpt "Loss" (box (Research.Util.RecordCopy.With(o.Loss, "KdRatio", box r))) o
+let private withTopK (o: DistillStageOptions) (k: int) = o.WithTeacherTopK k
+let private onPolicy (o: DistillStageOptions) (lambda: float) = o.WithOnPolicy lambda
+let private sequenceLevel (o: DistillStageOptions) = o.WithSequenceLevel true
+let private kdRatio (o: DistillStageOptions) (r: float) = o.WithLoss(o.Loss.WithKdRatio r)
 
 let private runDistill (name: string) (o: DistillStageOptions) =
     let ws = workspace.Force()

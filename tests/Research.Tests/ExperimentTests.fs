@@ -54,9 +54,11 @@ let tests =
             Expect.equal (RerunReason.Recorded b.Checkpoint) "Train.LearningRate 0.001 -> 0.0005" "why b was not reused (research runs shows it)"
             Expect.equal (RerunReason.Recorded (store.Nodes(1L).[0].Checkpoint)) "no earlier run of this stage" "the first run's reason"
 
-        testCase "a sweep over a config field runs one point per value, sharing the common parent" <| fun _ ->
+        testCase "a sweep over typed values runs one point per value, sharing the common parent" <| fun _ ->
             let ws = tempDir "sweep"
-            let e = chain 1e-3 |> Experiment.sweep [ "a:replay", [ 0.0; 0.5 ] ]
+            let start = pretrain world.General micro |> Stage.steps 6 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0
+            let adaptFor share = adapt (world.Finance |> replay world.General share) |> Step.steps 4 |> Step.blockLength 32 |> Step.logEvery 2 |> Step.evalEvery 0 |> Step.checkpointEvery 0 |> Step.named "a"
+            let e = Experiment.points "sweep" [ for r in [ 0.0; 0.5 ] -> [ "a:replay", r ], start |> adaptFor r ] |> Experiment.seed 11L
             let r = quietRun ws e
             Expect.equal r.Runs.Count 2 "two points"
             let keyOf (i: int) name = r.Runs[i].Node(name).Key
@@ -67,7 +69,8 @@ let tests =
             let frame = Results.frame r
             Expect.containsAll frame.ColumnKeys [ "Run"; "Point"; "Stage"; "Metric"; "Value" ] "frame columns"
             Expect.isGreaterThan frame.RowCount 6 "rows for every metric"
-            throwsWith<ArgumentException> (fun () -> chain 1e-3 |> Experiment.sweep [ "nonsense", [ 1.0 ] ] |> ignore) [ "nonsense" ] "unknown field"
+            throwsWith<ArgumentException> (fun () -> Experiment.points "twice" [ [ "r", 1.0 ], start |> adaptFor 1.0; [ "r", 1.0 ], start |> adaptFor 1.0 ] |> ignore)
+                [ "same parameters" ] "two points with the same parameters"
 
         testCase "evaluations run after each stage and are cached with the node" <| fun _ ->
             let ws = tempDir "evals"

@@ -101,12 +101,12 @@ let private nodeDirOf (checkpoint: string) = Path.GetDirectoryName(Path.GetFullP
 let private pipeline (family: string) (source: string) =
     let data = dataDir.Force()
     let ad = adapt (domain world.Finance) |> quick |> Step.blockLength 32 |> Step.named "adapt"
-    let tu = tune (Path.Combine(data, "sft.jsonl")) |> quick |> Step.blockLength 48 |> Step.config "Template" (box "model") |> Step.named "tune"
+    let tu = tune (Path.Combine(data, "sft.jsonl")) |> quick |> Step.blockLength 48 |> Step.template "model" |> Step.named "tune"
     let al =
         align (Path.Combine(data, "prefs.jsonl")) |> quick |> Step.lr 1e-3
-        |> Step.config "Template" (box "model") |> Step.config "Generations" (box 0)
-        |> Step.config "MaxLength" (box 48) |> Step.config "MaxPromptLength" (box 24) |> Step.named "align"
-    let mg = mergeBranches (MergeStageOptions(Method = MergeMethod.Ties, Density = Nullable 0.5)) [ tu; al ] |> Step.named "merge"
+        |> Step.template "model" |> Align.generations 0 64
+        |> Align.maxLength 48 |> Align.maxPromptLength 24 |> Step.named "align"
+    let mg = mergeBranches (Ties { density = 0.5 }) [ tu; al ] |> Step.named "merge"
     Experiment.create $"stages-{family}" (fromCheckpoint source) (ad >=> mg) |> Experiment.seed 5L
 
 let private sameBytes (a: string) (b: string) = File.ReadAllBytes a = File.ReadAllBytes b
@@ -166,7 +166,7 @@ let tests =
             for family, targets in [ "phi3", [ "qkv_proj"; "gate_up_proj" ]; "gpt2", [ "c_attn"; "c_fc" ] ] do
                 let source = hubDir family 4L
                 let ws = tempDir $"lora-{family}"
-                let step = tune (Path.Combine(dataDir.Force(), "sft.jsonl")) |> quick |> Step.lr 1e-2 |> Step.blockLength 48 |> Step.config "Template" (box "model")
+                let step = tune (Path.Combine(dataDir.Force(), "sft.jsonl")) |> quick |> Step.lr 1e-2 |> Step.blockLength 48 |> Step.template "model"
                            |> Step.bf16 |> Step.lora (lora 4 8.0 |> loraTargets targets) |> Step.named "tune"
                 let r = run ws (Experiment.create $"lora-{family}" (fromCheckpoint source) step |> Experiment.seed 2L)
                 let nodeDir = nodeDirOf (finalOf r "tune")

@@ -295,8 +295,8 @@ let tests =
                 let noise = Research.Data.documents "noisy" (fun () -> noisyDocs 20 3 |> List.ofSeq)
                 let domains = [ w.General; w.Finance; noise ]
                 let train = TrainConfig(Steps = 4, BatchSize = 6, LearningRate = 3e-3, WarmupSteps = 1, LogEvery = 2, EvalEvery = 0, CheckpointEvery = 0)
-                let small (s: Research.Step) = s |> Research.Step.config "Train" (box train) |> Research.Step.blockLength 32
-                let start = Research.Dsl.pretrain w.General microConfig |> Research.Stage.config "Train" (box train) |> Research.Stage.blockLength 32
+                let small (s: Research.Step) = s |> Research.Step.train (fun _ -> train) |> Research.Step.blockLength 32
+                let start = Research.Dsl.pretrain w.General microConfig |> Research.Stage.train (fun _ -> train) |> Research.Stage.blockLength 32
                 let reference = start |> (Research.Selection.adaptDomains domains |> small |> Research.Step.named "reference")
                 let dm = reference |> (Research.Selection.doremi domains |> small |> Research.Step.named "doremi")
                 let main =

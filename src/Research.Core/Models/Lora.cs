@@ -15,7 +15,7 @@ namespace Research.Models;
 /// low-rank update, y = W x + (alpha / r) · B A dropout(x), A (r × in), B (out × r). Init as PEFT does it:
 /// A kaiming-uniform (a = sqrt 5, i.e. uniform ±1/sqrt(in)), B zeros, so the adapted model starts equal to the base.
 /// </summary>
-public sealed record LoraOptions
+public sealed partial record LoraOptions
 {
     /// <summary>The rank r of the update.</summary>
     public int Rank { get; init; } = 8;

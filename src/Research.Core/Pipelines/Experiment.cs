@@ -27,18 +27,6 @@ public sealed record Experiment(string Name, long Seed, IReadOnlyList<SweepPoint
         return new(name, 1234, points.Select(p => new SweepPoint(p, build(p))).ToArray(), []);
     }
 
-    /// <summary>Every combination of the values, applied as config overrides (<see cref="Overrides"/>) to each current point.</summary>
-    public Experiment SweepFields(IReadOnlyList<(string Name, double[] Values)> grid)
-    {
-        var points = Points.AsEnumerable();
-        foreach (var (param, values) in grid)
-        {
-            if (values.Length == 0) throw new ArgumentException($"sweep '{Name}': parameter '{param}' has no values");
-            points = points.SelectMany(p => values.Select(v => new SweepPoint(new Dictionary<string, double>(p.Parameters) { [param] = v }, p.Leaves))).ToArray();
-        }
-        return this with { Points = points.Select(p => p with { Leaves = Overrides.Apply(p.Leaves, p.Parameters) }).ToArray() };
-    }
-
     public Experiment WithSeed(long seed) => this with { Seed = seed };
     public Experiment Evaluate(params ISuite[] suites) => this with { Suites = Suites.Concat(suites).ToArray() };
     public Experiment EvaluateOnlyAfter(params string[] stageNames) => this with { EvaluateAfter = stageNames.ToHashSet() };

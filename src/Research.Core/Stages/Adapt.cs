@@ -8,7 +8,7 @@ namespace Research.Stages;
 /// adapt: continual (domain-adaptive) pretraining on a domain corpus, replaying a fraction of general
 /// text against forgetting ("Don't Stop Pretraining"; replay as in continual-learning practice).
 /// </summary>
-public sealed record AdaptOptions
+public sealed partial record AdaptOptions
 {
     /// <summary>Share of sequences drawn from the general corpus: 0.1 = one in ten. 0 = no replay.</summary>
     public double Replay { get; init; } = 0.1;

@@ -12,7 +12,7 @@ namespace Research.Stages;
 /// training: explicit <see cref="Phases"/>, or <see cref="UpsampleDomain"/> × <see cref="UpsampleFactor"/> over the
 /// last <see cref="UpsampleLast"/> of steps. The whole mixture enters the stage key (it is part of the config).
 /// </summary>
-public sealed record DomainMixtureOptions
+public sealed partial record DomainMixtureOptions
 {
     /// <summary>One weight per data input, in order (normalised). Empty = not static.</summary>
     public double[] Weights { get; init; } = [];

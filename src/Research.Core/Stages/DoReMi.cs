@@ -13,7 +13,7 @@ namespace Research.Stages;
 /// with uniform) default to the paper's 1 and 1e-3. The proxy has the reference model's architecture unless
 /// <see cref="Proxy"/> is given (then it must share the reference's vocabulary).
 /// </summary>
-public sealed record DoReMiOptions
+public sealed partial record DoReMiOptions
 {
     public double StepSize { get; init; } = 1.0;
     public double Smoothing { get; init; } = 1e-3;

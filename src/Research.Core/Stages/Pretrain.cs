@@ -6,7 +6,7 @@ using TorchSharp;
 namespace Research.Stages;
 
 /// <summary>pretrain: a model from scratch, language modelling on one corpus.</summary>
-public sealed record PretrainConfig : IReadsFiles
+public sealed partial record PretrainConfig : IReadsFiles
 {
     public ModelConfig Model { get; init; } = ModelConfig.Tiny();
     /// <summary>

@@ -12,7 +12,7 @@ namespace Research.Stages;
 /// tune: supervised fine-tuning on prompt/completion or chat examples (JSONL in the Hugging Face conventions,
 /// see <see cref="SftData"/>), loss on completion / assistant tokens only, as TRL's SFTTrainer does it.
 /// </summary>
-public sealed record TuneOptions : IReadsFiles
+public sealed partial record TuneOptions : IReadsFiles
 {
     public string FilesFingerprint() => SftData.FileFingerprint(DataPath);
 

@@ -22,7 +22,7 @@ public enum LrSchedule
 }
 
 /// <summary>Everything the one training loop needs to know; every stage fills one of these.</summary>
-public sealed record TrainConfig
+public sealed partial record TrainConfig
 {
     /// <summary>Optimizer steps (each of BatchSize x Accumulation sequences).</summary>
     public int Steps { get; init; } = 300;

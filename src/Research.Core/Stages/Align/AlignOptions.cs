@@ -21,7 +21,7 @@ public enum AlignMode
 }
 
 /// <summary>align: preference optimisation from the parent checkpoint on JSONL preference data (<see cref="PreferenceData"/>).</summary>
-public sealed record AlignOptions : IReadsFiles
+public sealed partial record AlignOptions : IReadsFiles
 {
     public string FilesFingerprint() => DataPath is { } path ? SftData.FileFingerprint(path) : "";
 

@@ -38,7 +38,7 @@ public enum PreferenceLoss
 public sealed record WeightedPreferenceLoss(PreferenceLoss Kind, double Weight = 1.0);
 
 /// <summary>Options shared by the preference losses. Defaults follow TRL.</summary>
-public sealed record PreferenceOptions
+public sealed partial record PreferenceOptions
 {
     /// <summary>Strength of the KL leash (DPO beta); 0.1 as in TRL and the DPO paper's dialogue runs.</summary>
     public double Beta { get; init; } = 0.1;

@@ -16,7 +16,7 @@ public enum Divergence
 }
 
 /// <summary>Options of the distillation losses. Defaults: TRL GKD (beta 0.5, temperature 1) and torchtune KD (kd_ratio 0.5).</summary>
-public sealed record DistillOptions
+public sealed partial record DistillOptions
 {
     public Divergence Divergence { get; init; } = Divergence.GeneralizedJsd;
     /// <summary>GJSD interpolation b in [0, 1] (TRL GKD default 0.5).</summary>

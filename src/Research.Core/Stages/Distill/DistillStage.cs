@@ -13,7 +13,7 @@ namespace Research.Stages;
 /// (<see cref="OnPolicyLambda"/>), an on-disk teacher top-K cache (<see cref="TeacherTopK"/>), or sequence-level KD
 /// (<see cref="SequenceLevel"/>); see <see cref="DistillSftObjective"/>, <see cref="TeacherTopKCache"/>, <see cref="SequenceKd"/>.
 /// </summary>
-public sealed record DistillStageOptions : IReadsFiles
+public sealed partial record DistillStageOptions : IReadsFiles
 {
     public string FilesFingerprint() => string.IsNullOrEmpty(DataPath) ? "" : SftData.FileFingerprint(DataPath);
 
