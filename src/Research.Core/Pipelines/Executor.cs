@@ -39,7 +39,7 @@ public sealed class Executor
     public const int FormatVersion = 1;
     public const string NodesDir = "nodes";
     internal const string DoneFile = "done.json";
-    readonly Dictionary<string, IStageExecutor> _kinds = new();
+    readonly Dictionary<Type, IStageExecutor> _kinds = new();
 
     public ExecutorOptions Options { get; }
 
@@ -50,9 +50,12 @@ public sealed class Executor
         Register(new DoReMiExecutor());
     }
 
+    /// <summary>Adds a kind of stage: stages whose options are <see cref="IStageExecutor.Options"/> run through it.</summary>
     public Executor Register(IStageExecutor kind)
     {
-        _kinds[kind.Kind] = kind;
+        if (_kinds.Values.FirstOrDefault(k => k.Kind == kind.Kind && k.Options != kind.Options) is { } other)
+            throw new ArgumentException($"stage kind '{kind.Kind}' is already run by {other.GetType().Name} for {other.Options.Name} options");
+        _kinds[kind.Options] = kind;
         return this;
     }
 
@@ -131,8 +134,11 @@ public sealed class Executor
         var results = new List<NodeResult>();
         foreach (var stage in order)
         {
-            if (!_kinds.TryGetValue(stage.Kind, out var kind))
-                throw new InvalidOperationException($"stage '{stage.Name}': no executor for kind '{stage.Kind}' (known: {string.Join(", ", _kinds.Keys)})");
+            if (!_kinds.TryGetValue(stage.Config.GetType(), out var kind))
+                throw new InvalidOperationException(
+                    $"stage '{stage.Name}': no executor runs {stage.Config.GetType().Name} options (known: {string.Join(", ", _kinds.Values.Select(k => $"{k.Options.Name} ({k.Kind})"))}); register one with Executor.Register");
+            if (kind.Kind != stage.Kind)
+                throw new InvalidOperationException($"stage '{stage.Name}' says kind '{stage.Kind}' but its {stage.Config.GetType().Name} options are run by '{kind.Kind}'");
             var key = keys[stage] = Key(stage, e.Seed, keys);
             var dir = dirs[stage] = Path.Combine(workspace, NodesDir, $"{stage.Kind}-{key}");
             var parents = JsonSerializer.Serialize(stage.Parents.Select(p => keys[p]));

@@ -26,6 +26,7 @@ public sealed partial record AdaptOptions
 public sealed class AdaptExecutor : IStageExecutor
 {
     public string Kind => "adapt";
+    public Type Options => typeof(AdaptOptions);
 
     public IReadOnlyDictionary<string, double> Execute(StageContext ctx, object config)
     {

@@ -194,6 +194,7 @@ public sealed class DoReMiObjective : IObjective<DomainLmBatch>, IStatefulObject
 public sealed class DoReMiExecutor : IStageExecutor
 {
     public string Kind => "doremi";
+    public Type Options => typeof(DoReMiOptions);
 
     public IReadOnlyDictionary<string, double> Execute(StageContext ctx, object config)
     {

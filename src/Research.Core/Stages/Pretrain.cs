@@ -28,6 +28,7 @@ public sealed partial record PretrainConfig : IReadsFiles
 public sealed class PretrainExecutor : IStageExecutor
 {
     public string Kind => "pretrain";
+    public Type Options => typeof(PretrainConfig);
 
     public IReadOnlyDictionary<string, double> Execute(StageContext ctx, object config)
     {

@@ -31,6 +31,7 @@ public sealed record CheckpointSource
 public sealed class CheckpointSourceExecutor : IStageExecutor
 {
     public string Kind => "checkpoint";
+    public Type Options => typeof(CheckpointSource);
 
     public IReadOnlyDictionary<string, double> Execute(StageContext ctx, object config)
     {

@@ -31,7 +31,10 @@ public sealed record StageContext(
 /// <summary>How a kind of stage runs: reads parents and data, trains or transforms, writes final/; returns its last metrics.</summary>
 public interface IStageExecutor
 {
+    /// <summary>The kind's name: in stage keys, node directories and the run store.</summary>
     string Kind { get; }
+    /// <summary>The options record this kind runs: the executor of a stage is found from its options' type.</summary>
+    Type Options { get; }
     IReadOnlyDictionary<string, double> Execute(StageContext context, object config);
 }
 

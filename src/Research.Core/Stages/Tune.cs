@@ -234,6 +234,7 @@ public sealed class TuneExecutor : IStageExecutor
 {
     public const string ReportFile = "tune_report.json";
     public string Kind => "tune";
+    public Type Options => typeof(TuneOptions);
 
     public IReadOnlyDictionary<string, double> Execute(StageContext ctx, object config)
     {

@@ -16,6 +16,7 @@ public sealed class AlignExecutor : IStageExecutor
     public const string GenerationsFile = "generations.jsonl";
 
     public string Kind => "align";
+    public Type Options => typeof(AlignOptions);
 
     public IReadOnlyDictionary<string, double> Execute(StageContext ctx, object config)
     {

@@ -80,6 +80,7 @@ public sealed class DistillObjective(MixtureLmObjective batches, CausalLM teache
 public sealed class DistillExecutor : IStageExecutor
 {
     public string Kind => "distill";
+    public Type Options => typeof(DistillStageOptions);
 
     public IReadOnlyDictionary<string, double> Execute(StageContext ctx, object config)
     {

@@ -49,6 +49,7 @@ public sealed record MergeStageOptions
 public sealed class MergeExecutor : IStageExecutor
 {
     public string Kind => "merge";
+    public Type Options => typeof(MergeStageOptions);
 
     public IReadOnlyDictionary<string, double> Execute(StageContext ctx, object config)
     {
