@@ -76,6 +76,9 @@ public static class ScriptHost
             "--optimize-",
             $"--define:{HostSymbol}",
         };
+        var framework = FrameworkReferences();
+        if (framework.Count > 0) argv.Add("--noframework");
+        foreach (var reference in framework) argv.Add($"-r:{reference}");
         foreach (var reference in HostReferences()) argv.Add($"-r:{reference}");
 
         var config = Shell.FsiEvaluationSession.GetDefaultConfiguration(Shell.Settings.fsi, false);
@@ -202,6 +205,30 @@ public static class ScriptHost
             foreach (var dep in ReferencedAssemblies(path)) queue.Enqueue(dep);
         }
         return found.Values.ToArray();
+    }
+
+    /// <summary>
+    /// What `dotnet fsi` compiles against: the reference assemblies of the running framework from the SDK's
+    /// Microsoft.NETCore.App.Ref pack (the directory next to shared/ of this runtime), given with --noframework. Without
+    /// them a hosted session sees only part of the framework (System.Collections' Dictionary and HashSet do not resolve),
+    /// and adding implementation assemblies instead splits IEnumerable&lt;T&gt; in two, so that `HashSet([1; 2])` finds no
+    /// overload. Empty when no pack is installed (a runtime without the SDK): the session's defaults apply.
+    /// </summary>
+    static IReadOnlyList<string> FrameworkReferences()
+    {
+        var runtimeDir = Path.GetDirectoryName(typeof(object).Assembly.Location);                 // .../shared/Microsoft.NETCore.App/10.0.12
+        if (runtimeDir is null) return [];
+        var version = Path.GetFileName(runtimeDir);
+        var root = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(runtimeDir)));  // the dotnet root
+        if (root is null) return [];
+        var packs = Path.Combine(root, "packs", "Microsoft.NETCore.App.Ref");
+        if (!Directory.Exists(packs)) return [];
+        var pack = Directory.Exists(Path.Combine(packs, version)) ? Path.Combine(packs, version)
+            : Directory.GetDirectories(packs).Where(d => Path.GetFileName(d).StartsWith(version.Split('.')[0] + ".", StringComparison.Ordinal))
+                .OrderByDescending(d => d, StringComparer.Ordinal).FirstOrDefault();
+        var tfm = $"net{Environment.Version.Major}.{Environment.Version.Minor}";
+        var refDir = pack is null ? null : Path.Combine(pack, "ref", tfm);
+        return refDir is not null && Directory.Exists(refDir) ? Directory.GetFiles(refDir, "*.dll").Order(StringComparer.Ordinal).ToArray() : [];
     }
 
     static IEnumerable<string> ReferencedAssemblies(string path)

@@ -51,6 +51,21 @@ let tests =
                     Expect.stringContains err "to stderr" "the script's stderr")
             }
 
+            test "System.Collections.Generic and ResizeArray resolve as under dotnet fsi (overloads included)" {
+                let script =
+                    "open System.Collections.Generic\n" +
+                    "let d = Dictionary<string, int>()\nd[\"a\"] <- 1\nd.Add(\"b\", 2)\n" +
+                    "let h = HashSet<int>([ 1; 2; 2; 3 ])\n" +
+                    "let r = ResizeArray<float>([ 0.5 ])\nr.Add 1.5\n" +
+                    "let ok, v = d.TryGetValue \"b\"\n" +
+                    "let q = Queue<string>(seq { \"x\" })\n" +
+                    "printfn \"%d %d %d %b %d %s\" d.Count h.Count r.Count ok v (q.Peek())\n"
+                withScript "collections.fsx" script (fun path ->
+                    let code, out, err = run path []
+                    Expect.equal code 0 $"exit code (stderr: {err})"
+                    Expect.stringContains out "2 3 2 true 2 x" "Dictionary, HashSet(list), ResizeArray(list), TryGetValue, Queue(seq)")
+            }
+
             test "fsi.CommandLineArgs is [script; args...]" {
                 withScript "args.fsx" "printfn \"%s\" (String.concat \"|\" fsi.CommandLineArgs)\n" (fun path ->
                     let code, out, err = run path [ "a"; "b c"; "--x" ]
