@@ -172,14 +172,17 @@ let tests =
         testCase "fused one-pass AdamW equals the separate-kernel update (float32, and bf16 with master weights)" <| fun _ ->
             // 70,001 elements: several chunks of the fused kernel, and a tail that is not a multiple of the vector width.
             let run fused (low: bool) =
-                let w32 = torch.randn([| 70001L |], generator = torch.manual_seed 3L)
+                // Own generators: torch.manual_seed would reseed the process-wide one that parallel tests draw from.
+                use g = new torch.Generator(3UL)
+                let w32 = torch.randn([| 70001L |], generator = g)
                 let p = torch.nn.Parameter(if low then w32.``to``(torch.bfloat16) else w32.clone())
                 let master = if low then readOnlyDict [ "w", w32 ] else null
                 let opt = new AdamW([ System.ValueTuple.Create("w", p) ], master, Fused = fused)
                 let c = TrainConfig(Beta1 = 0.9, Beta2 = 0.95, Epsilon = 1e-8, WeightDecay = 0.1)
                 for step in 1 .. 4 do
                     opt.ZeroGrad()
-                    p.grad.copy_(torch.randn([| 70001L |], generator = torch.manual_seed (int64 (10 + step))).``to``(p.dtype)) |> ignore
+                    use gs = new torch.Generator(uint64 (10 + step))
+                    p.grad.copy_(torch.randn([| 70001L |], generator = gs).``to``(p.dtype)) |> ignore
                     opt.Step(1e-2, c)
                 let state = opt.StateTensors() |> Seq.map (fun kv -> kv.Key, kv.Value.clone()) |> Map.ofSeq
                 p.detach().``to``(torch.float32), state
