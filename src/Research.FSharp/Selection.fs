@@ -2,7 +2,7 @@ namespace Research
 
 open System
 open Research.Data
-open Research.Data.Selection
+open Research.Selection
 open Research.Laws
 open Research.Pipelines
 open Research.Stages

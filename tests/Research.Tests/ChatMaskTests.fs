@@ -5,6 +5,7 @@ module Research.Tests.ChatMaskTests
 open System
 open System.IO
 open Expecto
+open Research.Pipelines
 open Research.Data
 open Research.Tests.TestUtil
 
@@ -92,18 +93,18 @@ let checkpointTools =
                     "tie_word_embeddings":true,"eos_token_id":151645}}"""
             let dir = FamilyTests.writeRandomCheckpoint "qwen3-tools" (FamilyTests.parse json) 3L TorchSharp.torch.bfloat16 None
             for f in Directory.GetFiles tokDir do File.Copy(f, Path.Combine(dir, Path.GetFileName f))
-            let info = Research.Eval.CheckpointTools.Inspect dir
+            let info = Research.Pipelines.CheckpointTools.Inspect dir
             Expect.equal (info["model_type"].GetValue<string>()) "qwen3" "family"
             Expect.equal (info["dtype"].GetValue<string>()) "float32" "dtype as config.json says (none given: float32)"
             Expect.equal (info["tokenizer"].GetValue<string>()) "hf" "HF tokenizer"
             Expect.isTrue (info["chat_template"].GetValue<bool>()) "chat template present"
             Expect.equal (info["eos"].["text"].GetValue<string>()) "<|im_end|>" "eos"
             let greedy = Research.Models.SamplingOptions(MaxNewTokens = 6)
-            let a = Research.Eval.CheckpointTools.Generate(dir, "A bond is", false, null, greedy)
-            let b = Research.Eval.CheckpointTools.Generate(dir, "A bond is", false, null, greedy)
+            let a = Research.Pipelines.CheckpointTools.Generate(dir, "A bond is", false, null, greedy)
+            let b = Research.Pipelines.CheckpointTools.Generate(dir, "A bond is", false, null, greedy)
             Expect.equal (a.ToJsonString()) (b.ToJsonString() |> fun s -> s.Replace(b["seconds"].ToJsonString(), a["seconds"].ToJsonString())) "greedy is deterministic"
             Expect.isLessThanOrEqual (a["new_tokens"].GetValue<int>()) 6 "at most max-new-tokens"
-            let chat = Research.Eval.CheckpointTools.Generate(dir, "What is a bond?", true, "Be brief.", greedy)
+            let chat = Research.Pipelines.CheckpointTools.Generate(dir, "What is a bond?", true, "Be brief.", greedy)
             let rendered = Research.Templates.ChatTemplateRenderer.RenderChat(
                                Research.Templates.TokenizerChatConfig.FromJson(File.ReadAllText(Path.Combine(dir, Tokenizers.ConfigFile))),
                                [| Research.Templates.ChatMessage("system", "Be brief."); Research.Templates.ChatMessage("user", "What is a bond?") |], true)
@@ -112,7 +113,7 @@ let checkpointTools =
             File.WriteAllText(text, "A bond pays a coupon.\fA share is a part of a company.")
             let mc = Path.Combine(dir, "mc.jsonl")
             File.WriteAllText(mc, """{"question":"A bond pays a","choices":["coupon","dividend"],"answer":0}""" + "\n" + """{"question":"A share is part of a","choices":["company","loan"],"answer":0}""" + "\n")
-            let ev = Research.Eval.CheckpointTools.Evaluate(dir, text, mc)
+            let ev = Research.Pipelines.CheckpointTools.Evaluate(dir, text, mc)
             let ppl = ev["text"].["perplexity"].GetValue<float>()
             Expect.isTrue (ppl > 1.0 && Double.IsFinite ppl) $"perplexity {ppl}"
             Expect.equal (ev["mc"].["items"].GetValue<int>()) 2 "two items scored"

@@ -27,7 +27,7 @@ let private problem (rows: int64) (vocab: int64) (dim: int64) (scale: float) =
     let w = torch.randn([| vocab; dim |], generator = g) * 0.5
     let t = torch.randint(vocab, [| rows |], generator = g)
     let ignored = (torch.arange(rows) % 5L).eq(torch.tensor 3L)
-    h, w, t.masked_fill(ignored, LanguageModeling.IgnoreIndex)
+    h, w, t.masked_fill(ignored, TokenLoss.IgnoreIndex)
 
 /// The plain path: full logits, the softcap, then fp32 cross-entropy (as LanguageModeling and the model do it).
 let private plainLogits (h: T) (w: T) (cap: float option) =
@@ -41,7 +41,7 @@ let private nullable (cap: float option) = match cap with Some c -> Nullable c |
 let private checkCrossEntropy (cap: float option) (scale: float) =
     let h, w, t = problem 37L 1000L 16L scale
     let h1, w1, h2, w2 = leaf h, leaf w, leaf h, leaf w
-    let plain = LanguageModeling.SummedCrossEntropy((plainLogits h1 w1 cap).unsqueeze(0L), t.unsqueeze(0L))
+    let plain = TokenLoss.SummedCrossEntropy((plainLogits h1 w1 cap).unsqueeze(0L), t.unsqueeze(0L))
     plain.backward()
     let chunked = ChunkedLoss.SummedCrossEntropy(h2.unsqueeze(0L), w2, t.unsqueeze(0L), nullable cap, 8)
     chunked.backward()
@@ -79,7 +79,7 @@ let private batch () =
     let input = torch.randint(5000L, [| 3L; 13L |], generator = g)
     let target = torch.randint(5000L, [| 3L; 13L |], generator = g)
     let ignored = (torch.arange(39L).view(3L, 13L) % 4L).eq(torch.tensor 0L)
-    input, target.masked_fill(ignored, LanguageModeling.IgnoreIndex)
+    input, target.masked_fill(ignored, TokenLoss.IgnoreIndex)
 
 [<Tests>]
 let tests =
@@ -95,7 +95,7 @@ let tests =
             let h1, w1, h2, w2 = leaf h, leaf w, leaf h, leaf w
             use g = new torch.Generator(5UL)
             let upstream = torch.randn([| 37L |], generator = g)
-            let scored = t.ne(torch.tensor LanguageModeling.IgnoreIndex)
+            let scored = t.ne(torch.tensor TokenLoss.IgnoreIndex)
             let plain =
                 F.linear(h1, w1).log_softmax(-1L).gather(-1L, t.masked_fill(scored.logical_not(), 0L).unsqueeze(-1L)).squeeze(-1L)
                  .masked_fill(scored.logical_not(), 0.0)
@@ -112,7 +112,7 @@ let tests =
             for tied in [ true; false ] do
                 use m = qwen3 tied
                 let input, target = batch ()
-                bothWays m (fun () -> LanguageModeling.SummedCrossEntropy(m, m.Embed(input), target))
+                bothWays m (fun () -> TokenLoss.SummedCrossEntropy(m, m.Embed(input), target))
 
         testCase "through a tiny Qwen3: preference log-probs (DPO-style loss) and gradients equal the unchunked ones" <| fun _ ->
             use m = qwen3 true

@@ -102,7 +102,7 @@ let tests =
 
         testCase "--on slurm outside research run is refused with what to do" <| fun _ ->
             let e = Research.Pipelines.Experiment.Create("x", [||])
-            let opts = Research.Pipelines.ExecutorOptions(Backend = Research.Pipelines.ExecutorBackend.Slurm, Workspace = tempDir "noslurm")
+            let opts = Research.Pipelines.ExecutorOptions(Remote = SlurmSubmitter(SlurmOptions()), Workspace = tempDir "noslurm")
             throwsWith<InvalidOperationException> (fun () -> Research.Pipelines.Executor(opts).Run e |> ignore) [ "research run --on slurm" ] "needs the script"
 
         // Sequenced: the one Slurm controller and PostgreSQL server these tests start.

@@ -43,7 +43,7 @@ let private trainAdapter (m: CausalLM) (adapter: LoraAdapter) (steps: int) =
         use scope = torch.NewDisposeScope()
         opt.ZeroGrad()
         let lg = m.Forward(tokens.narrow(1L, 0L, 12L))
-        let loss = LanguageModeling.SummedCrossEntropy(lg, tokens.narrow(1L, 1L, 12L))
+        let loss = TokenLoss.SummedCrossEntropy(lg, tokens.narrow(1L, 1L, 12L))
         loss.backward()
         opt.Step(1e-2, cfg)
     m.eval()

@@ -5,7 +5,7 @@ open System.IO
 open Expecto
 open TorchSharp
 open Research.Data
-open Research.Data.Selection
+open Research.Selection
 open Research.Data.Synthetic
 open Research.Stages
 open Research.Training

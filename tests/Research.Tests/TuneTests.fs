@@ -115,12 +115,12 @@ let tests =
 
         testCase "prompt tokens are not targets and get zero gradient" <| fun _ ->
             let s = seqOf [ 256; 10; 11; 12; 13; 14; 257 ] [ false; false; false; false; true; true; true ]
-            use b = Tune.Collate(rows [ [ s ] ], false, 0L, 0, torch.CPU)
+            use b = SftBatch.Collate(rows [ [ s ] ], false, 0L, 0, torch.CPU)
             Expect.equal (b.Target.data<int64>().ToArray()) [| -100L; -100L; -100L; 13L; 14L; 257L |] "targets"
             Expect.equal b.Normalizer 3L "normalizer = trained targets"
             use m = microModel 4L
             use logits = m.Forward(b.Input).detach().requires_grad_(true)
-            use loss = LanguageModeling.SummedCrossEntropy(logits, b.Target)
+            use loss = TokenLoss.SummedCrossEntropy(logits, b.Target)
             loss.backward()
             use rowNorms = logits.grad.abs().sum(-1L).squeeze(0L)
             let norms = rowNorms.data<float32>().ToArray()
@@ -133,7 +133,7 @@ let tests =
             use m = microModel 8L
             m.eval()
             use noGrad = torch.no_grad()
-            use b = Tune.Collate(rows [ parts ], true, 0L, 0, torch.CPU)
+            use b = SftBatch.Collate(rows [ parts ], true, 0L, 0, torch.CPU)
             Expect.equal (b.Positions.data<int64>().ToArray()[7..8]) [| 7L; 0L |] "positions restart at each sample"
             use packed = Tune.Logits(m, b, 0.0, 0L)
             let mutable offset = 0L

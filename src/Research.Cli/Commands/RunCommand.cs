@@ -67,10 +67,10 @@ public static class RunCommand
         // The store goes through the environment so that every process of a sweep (sbatch exports it) opens the same one.
         if (One("--store") is { } store) Environment.SetEnvironmentVariable(Runs.RunStore.ConnectionVariable, store);
 
-        var backend = One("--on") switch
+        var onSlurm = One("--on") switch
         {
-            null or "local" => ExecutorBackend.Local,
-            "slurm" => ExecutorBackend.Slurm,
+            null or "local" => false,
+            "slurm" => true,
             var other => throw new CliException($"--on expects local or slurm, got '{other}'"),
         };
         var defaults = new SlurmOptions();
@@ -88,10 +88,9 @@ public static class RunCommand
         var fullScript = Path.GetFullPath(script);
         ExecutorOptions.Hosted = new ExecutorOptions
         {
-            Backend = backend,
+            Remote = onSlurm ? new SlurmSubmitter(slurm.Validate()) : null,
             Point = Int("--point"),
             Submission = One("--submission") is { } sub ? long.TryParse(sub, out var id) ? id : throw new CliException($"--submission expects an integer, got '{sub}'") : null,
-            Slurm = backend == ExecutorBackend.Slurm ? slurm.Validate() : slurm,
             Script = new ScriptInvocation(fullScript, scriptArgs, ResearchCommand(), Environment.CurrentDirectory),
         };
         // $RESEARCH_THREADS (a Slurm element sets it from its --cpus-per-task) caps torch's threads.

@@ -40,10 +40,10 @@ public static class VocabMemory
         using var generator = new Generator(2);
         var input = randint(config.VocabSize, [batch, sequence], dtype: int64, generator: generator).to(device);
         var target = randint(config.VocabSize, [batch, sequence], dtype: int64, generator: generator).to(device);
-        target.narrow(1, 0, sequence / 4).fill_(LanguageModeling.IgnoreIndex);                  // the prompt: not trained
+        target.narrow(1, 0, sequence / 4).fill_(TokenLoss.IgnoreIndex);                  // the prompt: not trained
         var clock = Stopwatch.StartNew();
         using var chunking = LossChunking.Use(chunkRows);
-        var loss = LanguageModeling.SummedCrossEntropy(model, model.Embed(input), target);
+        var loss = TokenLoss.SummedCrossEntropy(model, model.Embed(input), target);
         loss.backward();
         var value = loss.item<float>();
         var seconds = clock.Elapsed.TotalSeconds;

@@ -32,15 +32,15 @@ public sealed class SweepFailedException(long submission, IReadOnlyList<ElementR
 /// makes elements idempotent: a resubmitted or duplicated element reuses whatever already finished. Slurm
 /// schedules, retries and accounts; this class only submits, watches and collects.
 /// </summary>
-public sealed class SlurmSubmitter(ExecutorOptions options)
+public sealed class SlurmSubmitter(SlurmOptions slurmOptions) : IRemoteBackend
 {
     public const string Folder = "slurm";
 
-    public ExperimentResult Run(Experiment experiment)
+    public ExperimentResult Run(Experiment experiment, ExecutorOptions options)
     {
         var script = options.Script ?? throw new InvalidOperationException(
             "the Slurm backend submits the script that builds the experiment once per sweep point: run it with `research run --on slurm SCRIPT.fsx`");
-        var slurm = options.Slurm.Validate();
+        var slurm = slurmOptions.Validate();
         var workspace = Path.GetFullPath(options.Workspace);
         using var store = new RunStore(workspace, options.Store);
         var spec = new SubmissionSpec(slurm, script.Research, script.WorkingDirectory);
@@ -88,13 +88,6 @@ public sealed class SlurmSubmitter(ExecutorOptions options)
     static string Quote(string s) => "'" + s.Replace("'", "'\\''") + "'";
 
     /// <summary>This process's element as Slurm names it ("12_3"), or null outside an array job.</summary>
-    public static string? JobIdFromEnvironment()
-    {
-        var array = Environment.GetEnvironmentVariable("SLURM_ARRAY_JOB_ID");
-        var task = Environment.GetEnvironmentVariable("SLURM_ARRAY_TASK_ID");
-        return string.IsNullOrEmpty(array) || string.IsNullOrEmpty(task) ? null : $"{array}_{task}";
-    }
-
     /// <summary>
     /// One look at a submission: Slurm's view of each element reconciled with what the elements recorded.
     /// An element Slurm reports ended (cancelled, failed, timed out...) without having recorded success is

@@ -1,6 +1,6 @@
 using Research.Data;
 using Research.Models;
-using Research.Stages;
+using Research.Training;
 using static TorchSharp.torch;
 
 namespace Research.Eval;
@@ -26,15 +26,15 @@ public static class CompletionAccuracy
         var sequences = SftPreparation.Prepare(examples, template ?? ChatTemplates.Plain, tokenizer, maxTokens, SftTruncation.KeepCompletion).Sequences;
         var rows = sequences.Select(s => (IReadOnlyList<SftTokens>)[s]).ToArray();
         var device = model.EmbeddingWeight.device;
-        using var batch = Tune.Collate(rows, false, 0L, 0, device, tokenizer.PadId);
+        using var batch = SftBatch.Collate(rows, false, 0L, 0, device, tokenizer.PadId);
         var wasTraining = model.training;
         model.eval();
         try
         {
             var logits = model.Forward(batch.Input);
-            var scored = batch.Target.ne(LanguageModeling.IgnoreIndex);
+            var scored = batch.Target.ne(TokenLoss.IgnoreIndex);
             var hits = logits.argmax(-1).eq(batch.Target).logical_and(scored).sum().item<long>();
-            var loss = LanguageModeling.SummedCrossEntropy(logits, batch.Target).item<float>();
+            var loss = TokenLoss.SummedCrossEntropy(logits, batch.Target).item<float>();
             return new CompletionScore((double)hits / batch.Normalizer, loss / batch.Normalizer, batch.Normalizer);
         }
         finally

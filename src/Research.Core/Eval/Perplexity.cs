@@ -1,6 +1,6 @@
 using Research.Data;
 using Research.Models;
-using Research.Stages;
+using Research.Training;
 using static TorchSharp.torch;
 
 namespace Research.Eval;
@@ -62,14 +62,14 @@ public static class Perplexity
                 var input = new long[chunk.Length * width];
                 var target = new long[chunk.Length * width];
                 Array.Fill(input, tokenizer.PadId);
-                Array.Fill(target, LanguageModeling.IgnoreIndex);
+                Array.Fill(target, TokenLoss.IgnoreIndex);
                 for (int i = 0; i < chunk.Length; i++)
                 {
                     chunk[i].Input.CopyTo(input, i * width);
                     chunk[i].Target.CopyTo(target, i * width);
                 }
                 var logits = model.Forward(tensor(input, dtype: int64, device: device).view(chunk.Length, width));
-                var nll = LanguageModeling.SummedCrossEntropy(logits, tensor(target, dtype: int64, device: device).view(chunk.Length, width));
+                var nll = TokenLoss.SummedCrossEntropy(logits, tensor(target, dtype: int64, device: device).view(chunk.Length, width));
                 ll -= nll.to(float64).item<double>();
             }
         }

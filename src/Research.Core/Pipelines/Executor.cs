@@ -78,8 +78,8 @@ public sealed class Executor
     /// Slurm backend, as one job array whose elements run the same script for one point each.
     /// </summary>
     public ExperimentResult Run(Experiment experiment) =>
-        Options.Backend == ExecutorBackend.Slurm && Options.Point is null
-            ? new Cluster.SlurmSubmitter(Options).Run(experiment)
+        Options.Remote is { } remote && Options.Point is null
+            ? remote.Run(experiment, Options)
             : RunHere(experiment);
 
     ExperimentResult RunHere(Experiment experiment)
@@ -101,7 +101,7 @@ public sealed class Executor
             var runId = store.StartRun(experiment.Name, point.Label, experiment.Seed);
             Options.Log.WriteLine($"run {runId}: {experiment.Name} [{point.Label}] seed {experiment.Seed}");
             if (Options.Submission is long submission)
-                store.SetElement(submission, index, ElementStates.Running, Cluster.SlurmSubmitter.JobIdFromEnvironment(), runId);
+                store.SetElement(submission, index, ElementStates.Running, ElementStates.JobIdFromEnvironment(), runId);
             try
             {
                 runs.Add(new RunResult(runId, point, RunPoint(experiment, point, runId, store, workspace, device)));

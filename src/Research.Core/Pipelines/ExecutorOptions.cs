@@ -1,8 +1,13 @@
-using Research.Cluster;
-
 namespace Research.Pipelines;
 
-public enum ExecutorBackend { Local, Slurm }
+/// <summary>
+/// Runs an experiment's points somewhere other than this process (a cluster). The layer that knows how implements
+/// it (Research.Cluster's SlurmSubmitter), so the executor needs no knowledge of any scheduler.
+/// </summary>
+public interface IRemoteBackend
+{
+    ExperimentResult Run(Experiment experiment, ExecutorOptions options);
+}
 
 /// <summary>The script an experiment was built by, and how to start `research` again to run one of its points.</summary>
 /// <param name="Path">The script's full path.</param>
@@ -17,16 +22,15 @@ public sealed record ExecutorOptions
     public string Workspace { get; init; } = "runs";
     public string? Device { get; init; }
     public TextWriter Log { get; init; } = Console.Out;
-    /// <summary>Local (default): every point in this process. Slurm: one job array, an element per point.</summary>
-    public ExecutorBackend Backend { get; init; } = ExecutorBackend.Local;
+    /// <summary>Null (default): every point in this process. A remote backend (Slurm: one job array, an element per point) otherwise.</summary>
+    public IRemoteBackend? Remote { get; init; }
     /// <summary>Run only this sweep point (what a cluster element does).</summary>
     public int? Point { get; init; }
     /// <summary>The cluster submission this process is an element of: its state is recorded there.</summary>
     public long? Submission { get; init; }
     /// <summary>A PostgreSQL run store; null: $RESEARCH_STORE when set, else the workspace's SQLite file.</summary>
     public string? Store { get; init; }
-    public SlurmOptions Slurm { get; init; } = new();
-    /// <summary>Set by `research run`: the script the Slurm backend submits again for each point.</summary>
+    /// <summary>Set by `research run`: the script a remote backend submits again for each point.</summary>
     public ScriptInvocation? Script { get; init; }
 
     /// <summary>

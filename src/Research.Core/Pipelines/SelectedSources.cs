@@ -2,7 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Research.Data;
-using Research.Data.Selection;
+using Research.Selection;
 using Research.Runs;
 
 namespace Research.Pipelines;
@@ -23,7 +23,7 @@ public static class SelectedSources
         return new DataSource(name ?? $"{pool.Name}-dsir", () =>
             Cached(cacheDir, "dsir", $"{target.Fingerprint}|{pool.Fingerprint}|{k}|{o}", name ?? $"{pool.Name}-dsir", path =>
             {
-                var r = Data.Selection.Dsir.Select(target.Corpus.Documents, pool.Corpus.Documents, k, o);
+                var r = Selection.Dsir.Select(target.Corpus.Documents, pool.Corpus.Documents, k, o);
                 AtomicFile.WriteAllText(Path.ChangeExtension(path, ".report.json"), JsonSerializer.Serialize(new
                 {
                     selected = r.Selected, kl_selected = r.KlSelected, kl_random = r.KlRandom, kl_reduction = r.KlReduction,

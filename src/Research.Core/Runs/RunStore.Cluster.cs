@@ -19,6 +19,14 @@ public static class ElementStates
     public const string Running = "running";
     public const string Done = "done";
     public const string Failed = "failed";
+
+    /// <summary>The cluster job this process runs as (Slurm's array job and task, "123_4"), or null outside a job array.</summary>
+    public static string? JobIdFromEnvironment()
+    {
+        var array = Environment.GetEnvironmentVariable("SLURM_ARRAY_JOB_ID");
+        var task = Environment.GetEnvironmentVariable("SLURM_ARRAY_TASK_ID");
+        return string.IsNullOrEmpty(array) || string.IsNullOrEmpty(task) ? null : $"{array}_{task}";
+    }
 }
 
 public sealed partial class RunStore

@@ -1,5 +1,5 @@
 using Research.Data;
-using Research.Data.Selection;
+using Research.Selection;
 using Research.Models;
 using Research.Training;
 using TorchSharp;

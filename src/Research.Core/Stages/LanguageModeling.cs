@@ -16,27 +16,9 @@ public sealed record LmBatch(Tensor Input, Tensor Target, long Normalizer, long 
     }
 }
 
-/// <summary>The causal language-modelling loss every pretraining-like stage shares.</summary>
+/// <summary>Language-modelling batches from packed blocks (the loss is <see cref="TokenLoss"/>).</summary>
 public static class LanguageModeling
 {
-    public const long IgnoreIndex = -100;
-
-    /// <summary>Summed next-token cross-entropy over the scored targets (logits (B, T, V), targets (B, T)).</summary>
-    public static Tensor SummedCrossEntropy(Tensor logits, Tensor targets) =>
-        F.cross_entropy(logits.reshape(-1, logits.shape[^1]).to(float32), targets.reshape(-1), ignore_index: IgnoreIndex, reduction: nn.Reduction.Sum);
-
-    /// <summary>
-    /// Summed next-token cross-entropy of the model on embeddings (B, T, C) (<see cref="CausalLM.Embed"/>, perturbed or not):
-    /// from full logits, or through <see cref="ChunkedLoss"/> when <see cref="LossChunking"/> says so for the model's
-    /// vocabulary (the same value and gradient to rounding, without (B·T, V) logits kept for backward).
-    /// </summary>
-    public static Tensor SummedCrossEntropy(CausalLM model, Tensor embeddings, Tensor targets, Tensor? positionIds = null, Tensor? attentionMask = null)
-    {
-        var rows = LossChunking.RowsFor(model.Config.VocabSize);
-        if (rows == 0) return SummedCrossEntropy(model.ForwardEmbeddings(embeddings, positionIds, attentionMask), targets);
-        return ChunkedLoss.SummedCrossEntropy(model.HiddenEmbeddings(embeddings, positionIds, attentionMask), model.HeadWeight, targets, model.FinalLogitSoftcap, rows);
-    }
-
     /// <summary>Stacks blocks of T+1 tokens into inputs (B, T) and targets (B, T).</summary>
     public static LmBatch FromBlocks(IReadOnlyList<int[]> blocks, Device device)
     {
@@ -76,5 +58,5 @@ public sealed class MixtureLmObjective(string kind, IMixture mixture, IReadOnlyL
     }
 
     public Tensor Loss(CausalLM model, LmBatch batch, MetricSink metrics) =>
-        LanguageModeling.SummedCrossEntropy(model, model.Embed(batch.Input), batch.Target);
+        TokenLoss.SummedCrossEntropy(model, model.Embed(batch.Input), batch.Target);
 }

@@ -73,7 +73,7 @@ public sealed record PreferenceBatch(Tensor Input, Tensor Target, Tensor Referen
         var input = new long[rows.Count * t];
         var target = new long[rows.Count * t];
         Array.Fill(input, pad);
-        Array.Fill(target, LanguageModeling.IgnoreIndex);
+        Array.Fill(target, TokenLoss.IgnoreIndex);
         for (int i = 0; i < rows.Count; i++)
         {
             var tok = rows[i].Tokens;

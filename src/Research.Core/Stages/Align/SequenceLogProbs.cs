@@ -21,7 +21,7 @@ public sealed record SequenceLogProbs(Tensor Sum, Tensor Count) : IDisposable  /
         if (logits.dim() != 3 || targets.dim() != 2 || logits.shape[0] != targets.shape[0] || logits.shape[1] != targets.shape[1])
             throw new ArgumentException($"sequence log-probs: logits must be (B, T, V) and targets (B, T); got [{string.Join(", ", logits.shape)}] and [{string.Join(", ", targets.shape)}]");
         using var scope = NewDisposeScope();
-        var scored = targets.ne(LanguageModeling.IgnoreIndex);                       // (B, T) bool
+        var scored = targets.ne(TokenLoss.IgnoreIndex);                       // (B, T) bool
         var index = targets.masked_fill(scored.logical_not(), 0).unsqueeze(-1);      // (B, T, 1) any valid id where unscored
         var logp = logits.to(float32).log_softmax(-1).gather(-1, index).squeeze(-1); // (B, T)
         return Summed(logp, scored).MoveToOuterDisposeScope();
@@ -37,7 +37,7 @@ public sealed record SequenceLogProbs(Tensor Sum, Tensor Count) : IDisposable  /
         if (rows == 0) return Compute(model.Forward(input), targets);
         using var scope = NewDisposeScope();
         var logp = ChunkedLoss.TargetLogProbs(model.Hidden(input), model.HeadWeight, targets, model.FinalLogitSoftcap, rows);   // (B, T)
-        return Summed(logp, targets.ne(LanguageModeling.IgnoreIndex)).MoveToOuterDisposeScope();
+        return Summed(logp, targets.ne(TokenLoss.IgnoreIndex)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Sum and count per row of log-probs (B, T) over the scored positions (B, T).</summary>

@@ -1,3 +1,4 @@
+using Research.Training;
 using static TorchSharp.torch;
 
 namespace Research.Stages;
@@ -128,7 +129,7 @@ public static class DistillLosses
     /// </summary>
     public static DistillLoss Mixed(Tensor studentLogits, Tensor teacherLogits, Tensor targets, DistillOptions options)
     {
-        var ce = LanguageModeling.SummedCrossEntropy(studentLogits, targets);
+        var ce = TokenLoss.SummedCrossEntropy(studentLogits, targets);
         var kd = Summed(studentLogits, teacherLogits, targets, options);
         return new DistillLoss((1 - options.KdRatio) * ce + options.KdRatio * kd, ce, kd);
     }
@@ -141,7 +142,7 @@ public static class DistillLosses
     {
         if (x.shape[0] != targets.shape[0] || x.shape[1] != targets.shape[1])
             throw new ArgumentException($"distill: targets [{string.Join(", ", targets.shape)}] do not match logits [{string.Join(", ", x.shape)}]");
-        return x[targets.ne(LanguageModeling.IgnoreIndex)];
+        return x[targets.ne(TokenLoss.IgnoreIndex)];
     }
 
     static void CheckSameShape(Tensor student, Tensor teacher)

@@ -68,7 +68,7 @@ public sealed class DistillSftObjective : IObjective<DistillBatch>
         }
         var onPolicy = IsOnPolicy(step, micro);
         var seqs = rows.Select((r, i) => (IReadOnlyList<SftTokens>)[onPolicy ? StudentSample(_sequences[(int)r], step, micro, i) : _sequences[(int)r]]).ToArray();
-        return new DistillBatch(Tune.Collate(seqs, false, step, micro, device, _tokenizer.PadId), rows, onPolicy);
+        return new DistillBatch(SftBatch.Collate(seqs, false, step, micro, device, _tokenizer.PadId), rows, onPolicy);
     }
 
     int[] Order(long epoch)
@@ -119,7 +119,7 @@ public sealed class DistillSftObjective : IObjective<DistillBatch>
         metrics.Add("kd", kd / batch.Normalizer);
         metrics.Add("on_policy", tensor(batch.OnPolicy ? 1.0 : 0.0));
         if (batch.OnPolicy) return kd;
-        var ce = LanguageModeling.SummedCrossEntropy(logits, target);
+        var ce = TokenLoss.SummedCrossEntropy(logits, target);
         metrics.Add("ce", ce / batch.Normalizer);
         return (1 - _o.Loss.KdRatio) * ce + _o.Loss.KdRatio * kd;
     }
@@ -175,7 +175,7 @@ public sealed class TeacherTopKCache : IDisposable
             {
                 using var scope = NewDisposeScope();
                 var rows = sequences.Skip(i).Take(batchRows).Select(s => (IReadOnlyList<SftTokens>)[s]).ToArray();
-                using var batch = Tune.Collate(rows, false, 0, 0, device, padId);
+                using var batch = SftBatch.Collate(rows, false, 0, 0, device, padId);
                 var (v, ix) = teacher.Forward(batch.Input).to(float32).topk(k);                   // (b, t, K)
                 var t = v.shape[1];
                 values.narrow(0, i, rows.Length).narrow(1, 0, t).copy_(v.cpu());

@@ -1,6 +1,7 @@
+using Research.Data;
 using Research.Models;
 
-namespace Research.Data.Selection;
+namespace Research.Selection;
 
 /// <summary>
 /// Perplexity filtering with a small reference model (as in CCNet-style pipelines): score every document by the

@@ -1,7 +1,8 @@
+using Research.Data;
 using System.Text.Json;
 using Research.Runs;
 
-namespace Research.Data.Selection;
+namespace Research.Selection;
 
 /// <summary>Domain weights: one non-negative number per named domain, summing to 1.</summary>
 public sealed record DomainWeights(string[] Domains, double[] Weights)

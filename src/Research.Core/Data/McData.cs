@@ -1,9 +1,8 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using Research.Data;
 
-namespace Research.Eval;
+namespace Research.Data;
 
 /// <summary>
 /// Reads multiple-choice questions from JSONL, one object per line:

@@ -1,6 +1,7 @@
+using Research.Data;
 using System.Text;
 
-namespace Research.Data.Selection;
+namespace Research.Selection;
 
 /// <summary>DSIR options. <paramref name="Buckets"/>: hash buckets of the n-gram features (the paper uses 10,000);
 /// <paramref name="Smoothing"/>: pseudo-count added to every bucket before normalising (keeps log-ratios finite).</summary>

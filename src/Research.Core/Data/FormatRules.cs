@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Research.Eval;
+namespace Research.Data;
 
 /// <summary>
 /// Format constraints checked by rule, as IFEval verifies instructions ("Instruction-Following Evaluation for Large

@@ -1,8 +1,9 @@
+using Research.Eval;
 using System.Text.Json.Nodes;
 using Research.Data;
 using Research.Models;
 
-namespace Research.Eval;
+namespace Research.Pipelines;
 
 /// <summary>What <c>research inspect</c>, <c>generate</c> and <c>eval</c> compute on any checkpoint directory of a supported
 /// family, as JSON objects (the CLI prints them; scripts and notebooks may call these directly).</summary>
