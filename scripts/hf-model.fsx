@@ -31,14 +31,14 @@ let start =
 // Both branches render the conversations through the model's own chat_template; the merge takes their task vectors
 // against the adapted model.
 let finetune =
-    tune world.Instructions |> Step.template "model" |> Step.steps steps |> Step.blockLength 128 |> Step.named "tune"
+    tune world.Instructions |> Stage.template "model" |> Stage.steps steps |> Stage.blockLength 128 |> Stage.named "tune"
 let prefer =
-    align world.Preferences |> Step.template "model" |> Align.maxLength 128 |> Step.steps steps |> Step.named "align"
+    align world.Preferences |> Stage.template "model" |> Align.maxLength 128 |> Stage.steps steps |> Stage.named "align"
 
 let recipe =
-    adapt (world.Domain |> replay world.General 0.1) |> Step.steps steps |> Step.blockLength 64 |> Step.named "adapt"
+    adapt (world.Domain |> replay world.General 0.1) |> Stage.steps steps |> Stage.blockLength 64 |> Stage.named "adapt"
     >=> mergeBranches (Ties { density = 0.5 }) [ finetune; prefer ]
-    |> Step.named "merge"
+    |> Stage.named "merge"
 
 let result =
     Experiment.create "hf-model" start recipe

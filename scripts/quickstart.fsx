@@ -19,15 +19,15 @@ let start = pretrain world.General (tinyModel ()) |> Stage.steps (arg "pretrain-
 
 let adaptFor name share =
     adapt (world.Domain |> replay world.General share)
-    |> Step.steps (arg "adapt-steps" 200)
-    |> Step.checkpointEvery (arg "checkpoint-every" 40)
-    |> Step.named name
+    |> Stage.steps (arg "adapt-steps" 200)
+    |> Stage.checkpointEvery (arg "checkpoint-every" 40)
+    |> Stage.named name
 
 let recipe =
     branch [ adaptFor "adapt-no-replay" 0.0
              adaptFor $"adapt-replay-{replayShare}" replayShare
-             >=> (tune world.Instructions |> Step.steps (arg "tune-steps" 120))
-             >=> (align world.Preferences |> Step.steps (arg "align-steps" 40)) ]
+             >=> (tune world.Instructions |> Stage.steps (arg "tune-steps" 120))
+             >=> (align world.Preferences |> Stage.steps (arg "align-steps" 40)) ]
 
 let result =
     Experiment.createBranches "quickstart" start recipe

@@ -26,9 +26,9 @@ let world = World.create (arg "general-docs" (if tiny then 120 else 600)) seed
 let start =
     pretrain world.General (tinyModel ()) |> Stage.steps (arg "pretrain-steps" (if tiny then 20 else 300))
     |> fun s -> if tiny then s |> Stage.evalEvery 0 else s
-let quiet (s: Step) = s |> Step.evalEvery 0
-let dapt = adapt (domain world.Domain) |> Step.steps daptSteps |> Step.checkpointEvery daptSteps |> quiet |> Step.named "dapt"
-let tapt name = adapt (domain world.Tapt) |> Step.steps taptSteps |> Step.checkpointEvery taptSteps |> quiet |> Step.named name
+let quiet (s: Step) = s |> Stage.evalEvery 0
+let dapt = adapt (domain world.Domain) |> Stage.steps daptSteps |> Stage.checkpointEvery daptSteps |> quiet |> Stage.named "dapt"
+let tapt name = adapt (domain world.Tapt) |> Stage.steps taptSteps |> Stage.checkpointEvery taptSteps |> quiet |> Stage.named name
 
 let result =
     Experiment.createBranches "repro-dapt-tapt" start (fun s -> let d = dapt s in [ d; tapt "tapt" s; tapt "dapt+tapt" d ])

@@ -121,8 +121,8 @@ let sftFile =
         Research.Runs.AtomicFile.WriteAllText(path, String.concat "\n" lines + "\n")
         path
 let sft =
-    tune sftFile |> Step.steps (arg "tune-steps" 200) |> Step.lr (arg "tune-lr" (if tiny then 2e-3 else 1e-3))
-    |> Step.evalEvery 0 |> Step.named "sft"
+    tune sftFile |> Stage.steps (arg "tune-steps" 200) |> Stage.lr (arg "tune-lr" (if tiny then 2e-3 else 1e-3))
+    |> Stage.evalEvery 0 |> Stage.named "sft"
 
 /// One align branch: the same data, steps, beta and held-out split; only the objective differs.
 let method (name: string) (objective: Preference) =
@@ -131,11 +131,11 @@ let method (name: string) (objective: Preference) =
     |> Align.validationFraction 0.2
     |> Align.generations (arg "generations" 32) (arg "generation-tokens" (if tiny then 48 else 64))
     |> Align.samples samples 1.0 topP
-    |> Step.steps alignSteps
-    |> Step.lr (arg "align-lr" 1e-4)
-    |> Step.evalEvery 0
-    |> Step.checkpointEvery alignSteps
-    |> Step.named name
+    |> Stage.steps alignSteps
+    |> Stage.lr (arg "align-lr" 1e-4)
+    |> Stage.evalEvery 0
+    |> Stage.checkpointEvery alignSteps
+    |> Stage.named name
 
 let methods =
     [ "DPO", method "dpo" (Dpo (branchBeta "DPO"))

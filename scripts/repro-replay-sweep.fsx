@@ -29,10 +29,10 @@ let start =
 let adaptSteps = arg "adapt-steps" (if tiny then 60 else 200)
 let adaptWith (share: float) =
     adapt (world.Finance |> replay world.General share)
-    |> Step.steps adaptSteps
-    |> Step.checkpointEvery (arg "checkpoint-every" adaptSteps)
-    |> fun s -> if tiny then s |> Step.evalEvery 0 else s
-    |> Step.named "adapt"
+    |> Stage.steps adaptSteps
+    |> Stage.checkpointEvery (arg "checkpoint-every" adaptSteps)
+    |> fun s -> if tiny then s |> Stage.evalEvery 0 else s
+    |> Stage.named "adapt"
 
 let result =
     Experiment.points "repro-replay-sweep" [ for r in ratios -> [ "replay", r ], start |> adaptWith r ]

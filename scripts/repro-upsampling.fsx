@@ -30,12 +30,12 @@ let fractions = [ 0.0; 0.1; 0.2 ]
 let branchFor (fraction: float) =
     let name = if fraction = 0.0 then "constant" else $"upsample-last-{int (fraction * 100.0)}"
     Selection.adaptDomains [ world.General; world.Finance ]
-    |> Step.map (Selection.weights baseWeights)
-    |> Step.map (fun s -> if fraction = 0.0 then s else s |> Selection.upsampleLast "finance" fraction factor)
-    |> Step.steps steps
-    |> Step.checkpointEvery steps
-    |> Step.evalEvery 0
-    |> Step.named name
+    |> Stage.apply (Selection.weights baseWeights)
+    |> Stage.apply (fun s -> if fraction = 0.0 then s else s |> Selection.upsampleLast "finance" fraction factor)
+    |> Stage.steps steps
+    |> Stage.checkpointEvery steps
+    |> Stage.evalEvery 0
+    |> Stage.named name
 
 let result =
     Experiment.createBranches "repro-upsampling" start (fun s -> [ for f in fractions -> branchFor f s ])

@@ -73,38 +73,25 @@ module Dsl =
         fun student -> Stage("distill", "distill", DistillStageOptions(), [| student; teacher |], [| corpus |])
 
 
-/// Modifiers of stages and steps: each returns a new value, so they pipe. Every one is typed: a misspelt setting or a
-/// setting of another kind of stage does not compile (or, for a stage of the wrong kind, fails when the pipeline is built).
-module Stage =
-    /// A typed change of the stage's options: `Stage.update (fun (o: AdaptOptions) -> o.WithReplay 0.2)`.
+/// The changes a modifier makes to one stage value; `Stage.*` applies them to a stage or to the stage a step makes.
+module StageOps =
+    /// A typed change of the stage's options.
     let update<'o when 'o: not null> (f: 'o -> 'o) (s: Stage) : Stage =
         match s.Config with
         | :? 'o as o -> s.WithConfig(f o :> obj)
         | _ -> invalidArg "stage" $"stage '{s.Name}' ({s.Kind}) has {s.Config.GetType().Name} options, not {typeof<'o>.Name}"
 
-    /// Any change to the training settings of a stage that trains: `Stage.train (fun t -> t.WithGradClip 0.5)`.
+    /// A change to the training settings of a stage that trains.
     let train (f: TrainConfig -> TrainConfig) (s: Stage) : Stage =
         match s.Config with
         | :? ITrainedOptions as o -> s.WithConfig(o.WithTrain(f o.Train))
         | other -> invalidArg "stage" $"stage '{s.Name}': {other.GetType().Name} has no training settings"
 
-    let named (name: string) (s: Stage) = s.Named name
-    let steps (n: int) = train (fun t -> t.WithSteps n)
-    let lr (x: float) = train (fun t -> t.WithLearningRate x)
-    let batch (n: int) = train (fun t -> t.WithBatchSize n)
-    let warmup (n: int) = train (fun t -> t.WithWarmupSteps n)
-    let logEvery (n: int) = train (fun t -> t.WithLogEvery n)
-    let evalEvery (n: int) = train (fun t -> t.WithEvalEvery n)
-    let checkpointEvery (n: int) = train (fun t -> t.WithCheckpointEvery n)
-    /// Forward and backward in bf16 with float32 master weights (the output checkpoint is float32).
-    let bf16 (s: Stage) = train (fun t -> t.WithPrecision Research.Training.Precision.BFloat16) s
-    /// Tokens per training row (pretrain, adapt, tune, distill, doremi).
     let blockLength (n: int) (s: Stage) =
         match s.Config with
         | :? IBlockOptions as o -> s.WithConfig(o.WithBlockLength n)
         | other -> invalidArg "stage" $"stage '{s.Name}': {other.GetType().Name} has no block length"
-    /// The chat template conversations are rendered with (tune, align, distill on examples): "plain", "chatml", or
-    /// "model" (the model's own chat_template, from its tokenizer_config.json).
+
     let template (name: string) (s: Stage) =
         match s.Config with
         | :? TuneOptions as o -> s.WithConfig(o.WithTemplate name)
@@ -112,23 +99,48 @@ module Stage =
         | :? DistillStageOptions as o -> s.WithConfig(o.WithTemplate name)
         | other -> invalidArg "stage" $"stage '{s.Name}': {other.GetType().Name} renders no chat template"
 
-/// The same modifiers lifted to steps, so `adapt mix |> Step.steps 200 |> Step.named "adapt"` pipes: each is the Stage
-/// modifier composed after the step, nothing is defined twice.
-module Step =
-    let map (f: Stage -> Stage) (step: Step) : Step = step >> f
-    let update<'o when 'o: not null> (f: 'o -> 'o) = map (Stage.update f)
-    let train f = map (Stage.train f)
-    let named name = map (Stage.named name)
-    let steps n = map (Stage.steps n)
-    let lr x = map (Stage.lr x)
-    let batch n = map (Stage.batch n)
-    let warmup n = map (Stage.warmup n)
-    let logEvery n = map (Stage.logEvery n)
-    let evalEvery n = map (Stage.evalEvery n)
-    let checkpointEvery n = map (Stage.checkpointEvery n)
-    let blockLength n = map (Stage.blockLength n)
-    let bf16 = map Stage.bf16
-    let template name = map (Stage.template name)
+/// What a modifier applies to: a stage (changed itself) or a step (the stage it makes is changed), so every modifier
+/// has one name for both, `pretrain corpus model |> Stage.steps 200` and `adapt mix |> Stage.steps 100`.
+[<Sealed; AbstractClass>]
+type Modifiable =
+    static member Apply(s: Stage, f: Stage -> Stage) : Stage = f s
+    static member Apply(step: Stage -> Stage, f: Stage -> Stage) : Stage -> Stage = step >> f
+
+[<AutoOpen>]
+module ModifiableOps =
+    /// Applies a change of one stage to a stage or to a step (resolved at compile time; anything else does not compile).
+    /// The overload of ^m's Apply for ^x (the resolution `modify` uses).
+    let inline applyOn (_: ^m) (x: ^x) (f: Stage -> Stage) : ^x = ((^m or ^x): (static member Apply: ^x * (Stage -> Stage) -> ^x) (x, f))
+    let inline modify (f: Stage -> Stage) (x: ^x) : ^x = applyOn Unchecked.defaultof<Modifiable> x f
+
+/// Modifiers of stages and steps: each returns a new value, so they pipe, and each takes a stage or a step alike.
+/// Every one is typed: a misspelt setting or a setting of another kind of stage does not compile (or, for a stage of the
+/// wrong kind, fails when the pipeline is built).
+module Stage =
+    /// Any change of one stage, applied to a stage or to the stage a step makes: `|> Stage.apply (Selection.weights w)`.
+    let inline apply (f: Stage -> Stage) x = modify f x
+    /// A typed change of the stage's options: `Stage.update (fun (o: AdaptOptions) -> o.WithReplay 0.2)`.
+    let inline update (f: 'o -> 'o) x = modify (StageOps.update f) x
+    /// Any change to the training settings of a stage that trains: `Stage.train (fun t -> t.WithGradClip 0.5)`.
+    let inline train (f: TrainConfig -> TrainConfig) x = modify (StageOps.train f) x
+    let inline named (name: string) x = modify (fun (s: Stage) -> s.Named name) x
+    let inline steps (n: int) x = train (fun t -> t.WithSteps n) x
+    let inline lr (v: float) x = train (fun t -> t.WithLearningRate v) x
+    let inline batch (n: int) x = train (fun t -> t.WithBatchSize n) x
+    let inline warmup (n: int) x = train (fun t -> t.WithWarmupSteps n) x
+    let inline logEvery (n: int) x = train (fun t -> t.WithLogEvery n) x
+    let inline evalEvery (n: int) x = train (fun t -> t.WithEvalEvery n) x
+    let inline checkpointEvery (n: int) x = train (fun t -> t.WithCheckpointEvery n) x
+    /// Forward and backward in bf16 with float32 master weights (the output checkpoint is float32).
+    let inline bf16 x = train (fun t -> t.WithPrecision Research.Training.Precision.BFloat16) x
+    /// Tokens per training row (pretrain, adapt, tune, distill, doremi).
+    let inline blockLength (n: int) x = modify (StageOps.blockLength n) x
+    /// The chat template conversations are rendered with (tune, align, distill on examples): "plain", "chatml", or
+    /// "model" (the model's own chat_template, from its tokenizer_config.json).
+    let inline template (name: string) x = modify (StageOps.template name) x
+    /// LoRA on any training stage (adapt, tune, align, distill): `tune "sft.jsonl" |> Stage.lora (lora 8 16.0)`.
+    /// The stage trains adapters on the frozen model, writes them alone (PEFT layout) to adapter/ and the merged model to final/.
+    let inline lora (options: LoraOptions) x = train (fun t -> t.WithLora(options.Validate())) x
 
 /// A preference objective with its hyperparameters, as papers name them: `align prefs |> Align.loss (Ipo 0.1)`.
 type Preference =
@@ -163,7 +175,7 @@ type Preference =
 
 /// Options of align stages.
 module Align =
-    let private update (f: AlignOptions -> AlignOptions) = Step.update f
+    let private update (f: AlignOptions -> AlignOptions) (step: Step) : Step = step >> StageOps.update f
 
     /// The objective (mode, loss and its hyperparameters); other preference settings are kept.
     let loss (objective: Preference) : Step -> Step =
@@ -199,7 +211,7 @@ module Align =
 
 /// Options of tune stages.
 module Tune =
-    let private update (f: TuneOptions -> TuneOptions) = Step.update f
+    let private update (f: TuneOptions -> TuneOptions) (step: Step) : Step = step >> StageOps.update f
     let packing (on: bool) = update (fun o -> o.WithPacking on)
     /// NEFTune noise on the embeddings while training (the paper uses alpha 5).
     let neftune (alpha: float) = update (fun o -> o.WithNeftuneAlpha alpha)
@@ -208,7 +220,7 @@ module Tune =
 /// Distillation on prompt/completion data and its options:
 /// `distill teacher corpus |> Distill.kd 0.9`, `Distill.on teacher "tasks.jsonl" |> Distill.onPolicy 0.5 |> Distill.topK 32`.
 module Distill =
-    let private update (f: DistillStageOptions -> DistillStageOptions) = Step.update f
+    let private update (f: DistillStageOptions -> DistillStageOptions) (step: Step) : Step = step >> StageOps.update f
     /// Distil the parent (the student) from `teacher` on a prompt/completion (or messages) JSONL:
     /// (1 - kd) CE + kd GJSD(teacher, student) on the completion tokens.
     let on (teacher: Stage) (jsonl: string) : Step =
@@ -283,8 +295,7 @@ module MergeDsl =
                                                   Weights = [| for _, w in models -> w |]),
               List.toArray (baseStage :: List.map fst models), [||])
 
-/// LoRA on any training stage (adapt, tune, align, distill): `tune "sft.jsonl" |> Step.lora (lora 8 16.0)`.
-/// The stage trains adapters on the frozen model, writes them alone (PEFT layout) to adapter/ and the merged model to final/.
+/// LoRA settings for `Stage.lora`: `tune "sft.jsonl" |> Stage.lora (lora 8 16.0 |> loraTargets [ "all-linear" ])`.
 [<AutoOpen>]
 module LoraModifiers =
     /// Rank r and alpha on q_proj and v_proj (PEFT's default targets for Llama), no dropout.
@@ -295,10 +306,3 @@ module LoraModifiers =
     /// Dropout on the adapters' input while training.
     let loraDropout (p: float) (o: LoraOptions) = o.WithDropout p
 
-    let private withLora (options: LoraOptions) (s: Stage) = Stage.train (fun t -> t.WithLora(options.Validate())) s
-
-    module Stage =
-        let lora (options: LoraOptions) (s: Stage) = withLora options s
-
-    module Step =
-        let lora (options: LoraOptions) (step: Step) : Step = step >> withLora options

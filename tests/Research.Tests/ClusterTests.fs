@@ -40,7 +40,7 @@ let shares = [ 0.0; 0.05; 0.1; 0.2; 0.3; 0.5 ] |> List.take points
 let w = World.quick 120 5
 let cfg = Research.Models.ModelConfig(VocabSize = 259, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64)
 let start = pretrain w.General cfg |> Stage.steps 6 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0
-let step share = adapt (w.Finance |> replay w.General share) |> Step.steps (Script.arg fsi.CommandLineArgs "steps" 4) |> Step.blockLength 32 |> Step.logEvery 2 |> Step.evalEvery 0 |> Step.checkpointEvery 2
+let step share = adapt (w.Finance |> replay w.General share) |> Stage.steps (Script.arg fsi.CommandLineArgs "steps" 4) |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 2
 let r =
     Experiment.points "cluster-sweep" [ for r in shares -> [ "replay", r ], start |> step r ]
     |> Experiment.seed 3L

@@ -16,8 +16,8 @@ let private micro = microConfig
 /// pretrain -> adapt "a" -> adapt "b", each a few steps of the micro model.
 let private chain (lrB: float) =
     let start = pretrain world.General micro |> Stage.steps 6 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0
-    let step name = adapt (world.Finance |> replay world.General 0.25) |> Step.steps 4 |> Step.blockLength 32 |> Step.logEvery 2 |> Step.evalEvery 0 |> Step.checkpointEvery 0 |> Step.named name
-    Experiment.create "chain" start (step "a" >=> (step "b" |> Step.lr lrB))
+    let step name = adapt (world.Finance |> replay world.General 0.25) |> Stage.steps 4 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0 |> Stage.named name
+    Experiment.create "chain" start (step "a" >=> (step "b" |> Stage.lr lrB))
     |> Experiment.seed 11L
 
 let private quietRun workspace (e: Experiment) = Executor(ExecutorOptions(Workspace = workspace, Log = TextWriter.Null)).Run e
@@ -32,10 +32,10 @@ let tests =
             let w = World.create 240 3
             let start = pretrain w.General (tinyModel ()) |> Stage.steps 20
             let adaptFor name share =
-                adapt (w.Domain |> replay w.General share) |> Step.steps 60 |> Step.checkpointEvery 20 |> Step.named name
+                adapt (w.Domain |> replay w.General share) |> Stage.steps 60 |> Stage.checkpointEvery 20 |> Stage.named name
             let recipe =
                 branch [ adaptFor "adapt-no-replay" 0.0
-                         adaptFor "adapt-replay-0.1" 0.1 >=> (tune w.Instructions |> Step.steps 10) >=> (align w.Preferences |> Step.steps 5) ]
+                         adaptFor "adapt-replay-0.1" 0.1 >=> (tune w.Instructions |> Stage.steps 10) >=> (align w.Preferences |> Stage.steps 5) ]
             let fs = Experiment.createBranches "quickstart" start recipe |> Experiment.seed 3L
             let cs = QuickStart.Build(QuickStartOptions(Seed = 3, GeneralDocuments = 240, PretrainSteps = 20, AdaptSteps = 60, CheckpointEvery = 20, TuneSteps = 10, AlignSteps = 5))
             let keys (e: Experiment) = [ for leaf in e.Points[0].Leaves -> Executor.Key(leaf, e.Seed) ]
@@ -57,7 +57,7 @@ let tests =
         testCase "a sweep over typed values runs one point per value, sharing the common parent" <| fun _ ->
             let ws = tempDir "sweep"
             let start = pretrain world.General micro |> Stage.steps 6 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0
-            let adaptFor share = adapt (world.Finance |> replay world.General share) |> Step.steps 4 |> Step.blockLength 32 |> Step.logEvery 2 |> Step.evalEvery 0 |> Step.checkpointEvery 0 |> Step.named "a"
+            let adaptFor share = adapt (world.Finance |> replay world.General share) |> Stage.steps 4 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0 |> Stage.named "a"
             let e = Experiment.points "sweep" [ for r in [ 0.0; 0.5 ] -> [ "a:replay", r ], start |> adaptFor r ] |> Experiment.seed 11L
             let r = quietRun ws e
             Expect.equal r.Runs.Count 2 "two points"
@@ -89,7 +89,7 @@ open Research
 let w = World.quick 120 5
 let cfg = Research.Tests.Micro.config
 let start = pretrain w.General cfg |> Stage.steps 6 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0
-let step name = adapt (w.Finance |> replay w.General 0.25) |> Step.steps 4 |> Step.blockLength 32 |> Step.logEvery 2 |> Step.evalEvery 0 |> Step.checkpointEvery 0 |> Step.named name
+let step name = adapt (w.Finance |> replay w.General 0.25) |> Stage.steps 4 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0 |> Stage.named name
 let r = Experiment.create "two" start (step "a" >=> step "b") |> Experiment.seed (int64 (Script.arg fsi.CommandLineArgs "seed" 1)) |> Experiment.run
 printfn "ok %d" r.Runs[0].RunId
 """.Replace("Research.Tests.Micro.config", "Research.Models.ModelConfig(VocabSize = 259, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64)"))
@@ -117,7 +117,7 @@ printfn "ok %d" r.Runs[0].RunId
             let ws = tempDir "distill"
             let small name n = pretrain world.General micro |> Stage.steps n |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0 |> Stage.named name
             let teacher = small "teacher" 30
-            let student = distill teacher world.General |> Step.steps 20 |> Step.blockLength 32 |> Step.logEvery 2 |> Step.evalEvery 0 |> Step.checkpointEvery 0
+            let student = distill teacher world.General |> Stage.steps 20 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0
             let r = Experiment.create "distill" (small "student" 2) student |> Experiment.seed 3L |> quietRun ws
             let node = r.Runs[0].Node("distill")
             Expect.isTrue (node.Metrics.ContainsKey "kd" && node.Metrics.ContainsKey "ce") "kd and ce reported"
@@ -136,7 +136,7 @@ printfn "ok %d" r.Runs[0].RunId
             let write n = File.WriteAllLines(data, [ for i in 1 .. n -> $"{{\"prompt\": \"Q{i}: \", \"completion\": \"A{i}\"}}" ])
             write 12
             let start = pretrain world.General micro |> Stage.steps 4 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0
-            let e () = Experiment.create "tune" start (tune data |> Step.steps 4 |> Step.blockLength 32 |> Step.logEvery 2 |> Step.evalEvery 0 |> Step.checkpointEvery 0) |> Experiment.seed 4L
+            let e () = Experiment.create "tune" start (tune data |> Stage.steps 4 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0) |> Experiment.seed 4L
             Expect.equal (statuses (quietRun ws (e ()))) [ "pretrain", "done"; "tune", "done" ] "first"
             Expect.equal (statuses (quietRun ws (e ()))) [ "pretrain", "cached"; "tune", "cached" ] "unchanged file"
             write 13
@@ -148,11 +148,11 @@ printfn "ok %d" r.Runs[0].RunId
             let prefs = Path.Combine(ws, "prefs.jsonl")
             File.WriteAllLines(sft, [ for i in 1 .. 12 -> $"{{\"prompt\": \"Q{i}: \", \"completion\": \"A{i}\"}}" ])
             File.WriteAllLines(prefs, [ for i in 1 .. 12 -> $"{{\"prompt\": \"Q{i}: \", \"chosen\": \"A{i}\", \"rejected\": \"B{i} and more\"}}" ])
-            let quick (s: Step) = s |> Step.steps 4 |> Step.logEvery 2 |> Step.evalEvery 0 |> Step.checkpointEvery 0
+            let quick (s: Step) = s |> Stage.steps 4 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0
             let start = pretrain world.General micro |> Stage.steps 4 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0
             let recipe =
-                quick (adapt (world.Finance |> replay world.General 0.1) |> Step.blockLength 32)
-                >=> quick (tune sft |> Step.blockLength 32)
+                quick (adapt (world.Finance |> replay world.General 0.1) |> Stage.blockLength 32)
+                >=> quick (tune sft |> Stage.blockLength 32)
                 >=> quick (align prefs)
             let r = Experiment.create "findap-micro" start recipe |> Experiment.seed 6L |> quietRun ws
             Expect.equal (statuses r) [ "pretrain", "done"; "adapt", "done"; "tune", "done"; "align", "done" ] "every stage ran"

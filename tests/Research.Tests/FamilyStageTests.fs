@@ -82,7 +82,7 @@ let private dataDir =
         File.WriteAllLines(Path.Combine(dir, "prefs.jsonl"), prefs)
         dir)
 
-let private quick (s: Step) = s |> Step.steps 6 |> Step.lr 3e-3 |> Step.logEvery 1 |> Step.evalEvery 0 |> Step.checkpointEvery 0 |> Step.batch 4
+let private quick (s: Step) = s |> Stage.steps 6 |> Stage.lr 3e-3 |> Stage.logEvery 1 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0 |> Stage.batch 4
 
 let private run (ws: string) (e: Experiment) = Executor(ExecutorOptions(Workspace = ws, Log = TextWriter.Null)).Run e
 
@@ -100,13 +100,13 @@ let private nodeDirOf (checkpoint: string) = Path.GetDirectoryName(Path.GetFullP
 /// source -> adapt -> TIES merge of [tune (model template); align (model template)] against the adapted model.
 let private pipeline (family: string) (source: string) =
     let data = dataDir.Force()
-    let ad = adapt (domain world.Finance) |> quick |> Step.blockLength 32 |> Step.named "adapt"
-    let tu = tune (Path.Combine(data, "sft.jsonl")) |> quick |> Step.blockLength 48 |> Step.template "model" |> Step.named "tune"
+    let ad = adapt (domain world.Finance) |> quick |> Stage.blockLength 32 |> Stage.named "adapt"
+    let tu = tune (Path.Combine(data, "sft.jsonl")) |> quick |> Stage.blockLength 48 |> Stage.template "model" |> Stage.named "tune"
     let al =
-        align (Path.Combine(data, "prefs.jsonl")) |> quick |> Step.lr 1e-3
-        |> Step.template "model" |> Align.generations 0 64
-        |> Align.maxLength 48 |> Align.maxPromptLength 24 |> Step.named "align"
-    let mg = mergeBranches (Ties { density = 0.5 }) [ tu; al ] |> Step.named "merge"
+        align (Path.Combine(data, "prefs.jsonl")) |> quick |> Stage.lr 1e-3
+        |> Stage.template "model" |> Align.generations 0 64
+        |> Align.maxLength 48 |> Align.maxPromptLength 24 |> Stage.named "align"
+    let mg = mergeBranches (Ties { density = 0.5 }) [ tu; al ] |> Stage.named "merge"
     Experiment.create $"stages-{family}" (fromCheckpoint source) (ad >=> mg) |> Experiment.seed 5L
 
 let private sameBytes (a: string) (b: string) = File.ReadAllBytes a = File.ReadAllBytes b
@@ -170,8 +170,8 @@ let tests =
             for family, targets in [ "phi3", [ "qkv_proj"; "gate_up_proj" ]; "gpt2", [ "c_attn"; "c_fc" ] ] do
                 let source = hubDir family 4L
                 let ws = tempDir $"lora-{family}"
-                let step = tune (Path.Combine(dataDir.Force(), "sft.jsonl")) |> quick |> Step.lr 1e-2 |> Step.blockLength 48 |> Step.template "model"
-                           |> Step.bf16 |> Step.lora (lora 4 8.0 |> loraTargets targets) |> Step.named "tune"
+                let step = tune (Path.Combine(dataDir.Force(), "sft.jsonl")) |> quick |> Stage.lr 1e-2 |> Stage.blockLength 48 |> Stage.template "model"
+                           |> Stage.bf16 |> Stage.lora (lora 4 8.0 |> loraTargets targets) |> Stage.named "tune"
                 let r = run ws (Experiment.create $"lora-{family}" (fromCheckpoint source) step |> Experiment.seed 2L)
                 let nodeDir = nodeDirOf (finalOf r "tune")
                 let adapter = Safetensors.Load(Path.Combine(nodeDir, "adapter", LoraAdapter.WeightsFile))
@@ -196,7 +196,7 @@ let tests =
             let student = hubDir "phi3" 5L
             let teacher = hubDir "qwen3" 6L
             let ws = tempDir "distill-families"
-            let step = distill (fromCheckpoint teacher |> Stage.named "teacher") world.Finance |> quick |> Step.blockLength 32 |> Step.named "distill"
+            let step = distill (fromCheckpoint teacher |> Stage.named "teacher") world.Finance |> quick |> Stage.blockLength 32 |> Stage.named "distill"
             let r = run ws (Experiment.create "distill-families" (fromCheckpoint student) step |> Experiment.seed 3L)
             let nodeDir = nodeDirOf (finalOf r "distill")
             let rows = File.ReadAllLines(Path.Combine(nodeDir, "metrics.jsonl")) |> Array.map JsonNode.Parse |> Array.filter (fun n -> n["kind"].GetValue<string>() = "train")

@@ -187,8 +187,8 @@ let tests =
             let data = Path.Combine(ws, "sft.jsonl")
             File.WriteAllLines(data, [ for i in 1 .. 16 -> $"{{\"prompt\": \"Q{i}: \", \"completion\": \"A{i}\"}}" ])
             let options = lora 4 8.0 |> loraTargets [ "q_proj"; "up_proj" ]
-            let quick (s: Step) = s |> Step.steps 6 |> Step.lr 1e-2 |> Step.blockLength 32 |> Step.logEvery 2 |> Step.evalEvery 0 |> Step.checkpointEvery 0
-            let e = Experiment.create "lora" (fromCheckpoint parentDir) (quick (tune data) |> Step.lora options) |> Experiment.seed 3L
+            let quick (s: Step) = s |> Stage.steps 6 |> Stage.lr 1e-2 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0
+            let e = Experiment.create "lora" (fromCheckpoint parentDir) (quick (tune data) |> Stage.lora options) |> Experiment.seed 3L
             let full = Experiment.create "lora" (fromCheckpoint parentDir) (quick (tune data)) |> Experiment.seed 3L
             let key (x: Experiment) = Executor.Key(x.Points[0].Leaves[0], x.Seed)
             Expect.notEqual (key e) (key full) "LoRA enters the stage's key"

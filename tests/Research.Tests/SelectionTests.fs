@@ -295,14 +295,14 @@ let tests =
                 let noise = Research.Data.documents "noisy" (fun () -> noisyDocs 20 3 |> List.ofSeq)
                 let domains = [ w.General; w.Finance; noise ]
                 let train = TrainConfig(Steps = 4, BatchSize = 6, LearningRate = 3e-3, WarmupSteps = 1, LogEvery = 2, EvalEvery = 0, CheckpointEvery = 0)
-                let small (s: Research.Step) = s |> Research.Step.train (fun _ -> train) |> Research.Step.blockLength 32
+                let small (s: Research.Step) = s |> Research.Stage.train (fun _ -> train) |> Research.Stage.blockLength 32
                 let start = Research.Dsl.pretrain w.General microConfig |> Research.Stage.train (fun _ -> train) |> Research.Stage.blockLength 32
-                let reference = start |> (Research.Selection.adaptDomains domains |> small |> Research.Step.named "reference")
-                let dm = reference |> (Research.Selection.doremi domains |> small |> Research.Step.named "doremi")
+                let reference = start |> (Research.Selection.adaptDomains domains |> small |> Research.Stage.named "reference")
+                let dm = reference |> (Research.Selection.doremi domains |> small |> Research.Stage.named "doremi")
                 let main =
                     reference
-                    |> (Research.Selection.adaptDomains domains |> small |> Research.Step.named "main"
-                        |> Research.Step.map (Research.Selection.weightsFrom dm >> Research.Selection.upsampleLast "finance" 0.5 2.0))
+                    |> (Research.Selection.adaptDomains domains |> small |> Research.Stage.named "main"
+                        |> Research.Stage.apply (Research.Selection.weightsFrom dm >> Research.Selection.upsampleLast "finance" 0.5 2.0))
                 let e = Research.Experiment.create "doremi" main id
                 let ws = tempDir "doremi-pipeline"
                 let run () = Research.Pipelines.Executor(Research.Pipelines.ExecutorOptions(Workspace = ws, Log = quiet)).Run e

@@ -67,8 +67,8 @@ let tests =
         testCase "a changed code version changes the stage's key and its descendants', not its ancestors'" <| fun _ ->
             let w = World.quick 40 1
             let start = pretrain w.General microConfig
-            let a = (adapt (domain w.Finance) |> Step.named "a") start
-            let b = (adapt (domain w.Finance) |> Step.named "b") a
+            let a = (adapt (domain w.Finance) |> Stage.named "a") start
+            let b = (adapt (domain w.Finance) |> Stage.named "b") a
             let v (bumped: string) (kind: string) = if kind = bumped then 2 else 1
             let keys version = [ for s in [ start; a; b ] -> Executor.Key(s, 1L, null, Func<string, int>(version)) ]
             let same = keys (v "none")

@@ -53,12 +53,12 @@ let private tiny =
         let quick (s: Stage) = s |> Stage.logEvery 10 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0
         let start = pretrain w.General smallConfig |> Stage.steps 120 |> Stage.lr 3e-3 |> quick
         let adaptFor name share =
-            adapt (w.Domain |> replay w.General share) |> Step.steps 120 |> Step.lr 3e-3 |> Step.map quick |> Step.named name
+            adapt (w.Domain |> replay w.General share) |> Stage.steps 120 |> Stage.lr 3e-3 |> Stage.apply quick |> Stage.named name
         let recipe =
             branch [ adaptFor "adapt-no-replay" 0.0
                      adaptFor "adapt-replay" 0.25
-                     >=> (tune w.Instructions |> Step.steps 60 |> Step.lr 2e-3 |> Step.map quick)
-                     >=> (align w.Preferences |> Step.steps 20 |> Step.lr 5e-4 |> Step.map quick) ]
+                     >=> (tune w.Instructions |> Stage.steps 60 |> Stage.lr 2e-3 |> Stage.apply quick)
+                     >=> (align w.Preferences |> Stage.steps 20 |> Stage.lr 5e-4 |> Stage.apply quick) ]
         let e =
             Experiment.createBranches "tiny-capabilities" start recipe
             |> Experiment.seed 5L
