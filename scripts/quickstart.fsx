@@ -11,29 +11,14 @@ open Research.Pipelines
 
 let arg name fallback = Script.arg fsi.CommandLineArgs name fallback
 let seed = arg "seed" 7
-let replayShare = arg "replay" 0.1
 
-let world = World.create (arg "general-docs" 3000) seed
+let options =
+    QuickStartOptions(Seed = seed, GeneralDocuments = arg "general-docs" 3000, PretrainSteps = arg "pretrain-steps" 500,
+                      AdaptSteps = arg "adapt-steps" 200, CheckpointEvery = arg "checkpoint-every" 40,
+                      TuneSteps = arg "tune-steps" 120, AlignSteps = arg "align-steps" 40, Replay = arg "replay" 0.1)
 
-let start = pretrain world.General (tinyModel ()) |> Stage.steps (arg "pretrain-steps" 500)
-
-let adaptFor name share =
-    adapt (world.Domain |> replay world.General share)
-    |> Stage.steps (arg "adapt-steps" 200)
-    |> Stage.checkpointEvery (arg "checkpoint-every" 40)
-    |> Stage.named name
-
-let recipe =
-    branch [ adaptFor "adapt-no-replay" 0.0
-             adaptFor $"adapt-replay-{replayShare}" replayShare
-             >=> (tune world.Instructions |> Stage.steps (arg "tune-steps" 120))
-             >=> (align world.Preferences |> Stage.steps (arg "align-steps" 40)) ]
-
-let result =
-    Experiment.createBranches "quickstart" start recipe
-    |> Experiment.seed (int64 seed)
-    |> Experiment.evaluateEach (Experiment.heldOutPerplexity world.Domain :: Capabilities.suites world)
-    |> Experiment.run
+// The experiment itself is src/Research.FSharp/QuickStart.fs (the notebook runs the same definition).
+let result = Experiment.quickStart options |> Experiment.run
 
 let report = QuickStart.Report result
 let capabilities = report.Capabilities

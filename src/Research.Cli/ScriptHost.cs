@@ -27,107 +27,140 @@ public static class ScriptHost
     /// </summary>
     public static int Run(string scriptPath, IReadOnlyList<string> scriptArgs, TextWriter output, TextWriter error)
     {
-        ArgumentNullException.ThrowIfNull(scriptPath);
-        ArgumentNullException.ThrowIfNull(scriptArgs);
-        ArgumentNullException.ThrowIfNull(output);
-        ArgumentNullException.ThrowIfNull(error);
-
-        var script = Path.GetFullPath(scriptPath);
-        if (!File.Exists(script))
-        {
-            error.WriteLine($"research run: script not found: {script}");
-            return 2;
-        }
-
-        TorchRuntime.EnsureStarted();
-
-        lock (Gate)
-        {
-            var oldOut = Console.Out;
-            var oldErr = Console.Error;
-            var scriptOut = TextWriter.Synchronized(output);
-            var scriptErr = TextWriter.Synchronized(error);
-            try
-            {
-                Console.SetOut(scriptOut);
-                Console.SetError(scriptErr);
-                return Evaluate(script, scriptArgs, scriptOut, scriptErr);
-            }
-            finally
-            {
-                scriptOut.Flush();
-                scriptErr.Flush();
-                Console.SetOut(oldOut);
-                Console.SetError(oldErr);
-            }
-        }
+        using var session = new Session();
+        return session.Run(scriptPath, scriptArgs, output, error);
     }
 
-    static int Evaluate(string script, IReadOnlyList<string> scriptArgs, TextWriter output, TextWriter error)
+    /// <summary>
+    /// One compiler session kept warm: the first evaluation pays for starting FSharp.Compiler.Service and
+    /// loading the Research assemblies, every later one only for compiling the script again (what
+    /// <c>research run --watch</c> does on each save). Evaluations are serialised.
+    /// </summary>
+    public sealed class Session : IDisposable
     {
-        var argv = new List<string>
+        readonly StringWriter _fsiOut = new();
+        readonly StringWriter _fsiErr = new();
+        Shell.FsiEvaluationSession? _session;
+
+        /// <summary>
+        /// Evaluates <paramref name="scriptPath"/> with <c>fsi.CommandLineArgs</c> = [script; args...].
+        /// Returns 0 on success, 1 on a compile error or a runtime exception (reported to
+        /// <paramref name="error"/>), 2 when the script does not exist.
+        /// </summary>
+        public int Run(string scriptPath, IReadOnlyList<string> scriptArgs, TextWriter output, TextWriter error)
         {
-            "fsi",
-            "--noninteractive",
-            "--nologo",
-            "--gui-",
-            "--multiemit+",
-            "--debug+",
-            "--optimize-",
-            $"--define:{HostSymbol}",
-        };
-        var framework = FrameworkReferences();
-        if (framework.Count > 0) argv.Add("--noframework");
-        foreach (var reference in framework) argv.Add($"-r:{reference}");
-        foreach (var reference in HostReferences()) argv.Add($"-r:{reference}");
+            ArgumentNullException.ThrowIfNull(scriptPath);
+            ArgumentNullException.ThrowIfNull(scriptArgs);
+            ArgumentNullException.ThrowIfNull(output);
+            ArgumentNullException.ThrowIfNull(error);
 
-        var config = Shell.FsiEvaluationSession.GetDefaultConfiguration(Shell.Settings.fsi, false);
-        using var input = new StringReader("");
-        // fsi's own output (the "val x: int" echo of each binding) is not the script's output.
-        var fsiOut = new StringWriter();
-        var fsiErr = new StringWriter();
-        using var session = Shell.FsiEvaluationSession.Create(
-            config, argv.ToArray(), input, fsiOut, fsiErr,
-            collectible: FSharpOption<bool>.Some(false),
-            legacyReferenceResolver: null);
-
-        var commandLine = new string[scriptArgs.Count + 1];
-        commandLine[0] = script;
-        for (var i = 0; i < scriptArgs.Count; i++) commandLine[i + 1] = scriptArgs[i];
-        Shell.Settings.fsi.CommandLineArgs = commandLine;
-        // The default configuration keeps its 'fsi' object private (FSharp.Compiler.Interactive.Settings.dll
-        // ships with the SDK, not with FCS); bind the same object under the name scripts expect.
-        session.AddBoundValue("fsi", Shell.Settings.fsi);
-
-        var (result, diagnostics) = session.EvalScriptNonThrowing(script).ToValueTuple();
-        // fsi's own error stream: drop its "Stopped due to error" banner, the diagnostics follow.
-        foreach (var line in fsiErr.ToString().Split('\n'))
-        {
-            var l = line.TrimEnd('\r');
-            if (l.Length > 0 && l != "Stopped due to error") error.WriteLine(l);
-        }
-
-        var errors = 0;
-        foreach (var d in diagnostics)
-        {
-            if (d.Severity == FSharpDiagnosticSeverity.Error) errors++;
-            else if (d.Severity != FSharpDiagnosticSeverity.Warning) continue;
-            error.WriteLine(FormatDiagnostic(d));
-        }
-
-        if (result is FSharpChoice<Unit, Exception>.Choice2Of2 failed)
-        {
-            if (errors > 0) return 1;   // compile error: the diagnostics say it all
-            if (Unwrap(failed.Item) is Research.Cluster.SweepSubmittedException submitted)
+            var script = Path.GetFullPath(scriptPath);
+            if (!File.Exists(script))
             {
-                // --no-wait: the sweep is on the cluster; the rest of the script has no results to work with.
-                output.WriteLine(submitted.Message);
-                return 0;
+                error.WriteLine($"research run: script not found: {script}");
+                return 2;
             }
-            error.WriteLine(FormatException(failed.Item));
-            return 1;
+
+            TorchRuntime.EnsureStarted();
+
+            lock (Gate)
+            {
+                var oldOut = Console.Out;
+                var oldErr = Console.Error;
+                var scriptOut = TextWriter.Synchronized(output);
+                var scriptErr = TextWriter.Synchronized(error);
+                try
+                {
+                    Console.SetOut(scriptOut);
+                    Console.SetError(scriptErr);
+                    return Evaluate(script, scriptArgs, scriptOut, scriptErr);
+                }
+                finally
+                {
+                    scriptOut.Flush();
+                    scriptErr.Flush();
+                    Console.SetOut(oldOut);
+                    Console.SetError(oldErr);
+                }
+            }
         }
-        return errors > 0 ? 1 : 0;
+
+        Shell.FsiEvaluationSession Start()
+        {
+            var argv = new List<string>
+            {
+                "fsi",
+                "--noninteractive",
+                "--nologo",
+                "--gui-",
+                "--multiemit+",
+                "--debug+",
+                "--optimize-",
+                $"--define:{HostSymbol}",
+            };
+            var framework = FrameworkReferences();
+            if (framework.Count > 0) argv.Add("--noframework");
+            foreach (var reference in framework) argv.Add($"-r:{reference}");
+            foreach (var reference in HostReferences()) argv.Add($"-r:{reference}");
+
+            var config = Shell.FsiEvaluationSession.GetDefaultConfiguration(Shell.Settings.fsi, false);
+            // fsi's own output (the "val x: int" echo of each binding) is not the script's output.
+            var session = Shell.FsiEvaluationSession.Create(
+                config, argv.ToArray(), new StringReader(""), _fsiOut, _fsiErr,
+                collectible: FSharpOption<bool>.Some(false),
+                legacyReferenceResolver: null);
+            // The default configuration keeps its 'fsi' object private (FSharp.Compiler.Interactive.Settings.dll
+            // ships with the SDK, not with FCS); bind the same object under the name scripts expect.
+            session.AddBoundValue("fsi", Shell.Settings.fsi);
+            return session;
+        }
+
+        int Evaluate(string script, IReadOnlyList<string> scriptArgs, TextWriter output, TextWriter error)
+        {
+            var session = _session ??= Start();
+            var commandLine = new string[scriptArgs.Count + 1];
+            commandLine[0] = script;
+            for (var i = 0; i < scriptArgs.Count; i++) commandLine[i + 1] = scriptArgs[i];
+            Shell.Settings.fsi.CommandLineArgs = commandLine;
+            _fsiErr.GetStringBuilder().Clear();
+            _fsiOut.GetStringBuilder().Clear();
+
+            var (result, diagnostics) = session.EvalScriptNonThrowing(script).ToValueTuple();
+            // fsi's own error stream: drop its "Stopped due to error" banner, the diagnostics follow.
+            foreach (var line in _fsiErr.ToString().Split('\n'))
+            {
+                var l = line.TrimEnd('\r');
+                if (l.Length > 0 && l != "Stopped due to error") error.WriteLine(l);
+            }
+
+            var errors = 0;
+            foreach (var d in diagnostics)
+            {
+                if (d.Severity == FSharpDiagnosticSeverity.Error) errors++;
+                else if (d.Severity != FSharpDiagnosticSeverity.Warning) continue;
+                error.WriteLine(FormatDiagnostic(d));
+            }
+
+            if (result is FSharpChoice<Unit, Exception>.Choice2Of2 failed)
+            {
+                if (errors > 0) return 1;   // compile error: the diagnostics say it all
+                if (Unwrap(failed.Item) is Research.Cluster.SweepSubmittedException submitted)
+                {
+                    // --no-wait: the sweep is on the cluster; the rest of the script has no results to work with.
+                    output.WriteLine(submitted.Message);
+                    return 0;
+                }
+                error.WriteLine(FormatException(failed.Item));
+                return 1;
+            }
+            return errors > 0 ? 1 : 0;
+        }
+
+        public void Dispose()
+        {
+            (_session as IDisposable)?.Dispose();
+            _session = null;
+        }
     }
 
     static string FormatDiagnostic(FSharpDiagnostic d)

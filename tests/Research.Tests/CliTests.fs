@@ -107,6 +107,74 @@ let tests =
             }
         ]
 
+        testList "WarmHost" [
+            // The script of both tests: a two-stage experiment of the micro model in its own workspace.
+            let experimentScript (ws: string) =
+                "open Research\n" +
+                "let w = World.quick 120 5\n" +
+                "let cfg = Research.Models.ModelConfig(VocabSize = 259, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 64)\n" +
+                "let inline quiet s = s |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0\n" +
+                "let start = pretrain w.General cfg |> Stage.steps 6 |> quiet\n" +
+                "let r = Experiment.create \"warm\" start (adapt (w.Finance |> replay w.General 0.25) |> Stage.steps 4 |> quiet |> Stage.named \"a\") |> Experiment.seed 1L |> Experiment.runIn @\"" + ws + "\"\n" +
+                "for n in r.Runs[0].Nodes do printfn \"%s %s\" n.Name n.Status\n"
+
+            test "one warm session re-runs an unchanged, cached experiment in under 5 seconds" {
+                withScript "warm.fsx" "" (fun path ->
+                    let ws = Path.Combine(Path.GetDirectoryName path, "ws")
+                    File.WriteAllText(path, experimentScript ws)
+                    use session = new ScriptHost.Session()
+                    let runOnce () =
+                        use out = new StringWriter()
+                        use err = new StringWriter()
+                        let clock = Diagnostics.Stopwatch.StartNew()
+                        let code = session.Run(path, [], out, err)
+                        code, out.ToString(), err.ToString(), clock.Elapsed.TotalSeconds
+                    let code, out, err, first = runOnce ()
+                    Expect.equal code 0 $"first run (stderr: {err})"
+                    Expect.stringContains out "a done" "the first run trains"
+                    let code, out, err, again = runOnce ()
+                    Expect.equal code 0 $"re-run (stderr: {err})"
+                    Expect.stringContains out "pretrain cached" "pretrain reused"
+                    Expect.stringContains out "a cached" "adapt reused"
+                    printfn $"warm host: first run {first:F2} s, cached re-run {again:F2} s"
+                    Expect.isLessThan again 5.0 $"a cached re-run in one session takes {again:F2} s (first: {first:F2} s)")
+            }
+
+            test "research run --watch runs again when the script is saved" {
+                withScript "watch.fsx" "" (fun path ->
+                    let ws = Path.Combine(Path.GetDirectoryName path, "ws")
+                    File.WriteAllText(path, experimentScript ws)
+                    let cli = Path.Combine(AppContext.BaseDirectory, "research.dll")
+                    let psi = Diagnostics.ProcessStartInfo("dotnet", $"\"{cli}\" run --watch \"{path}\"", RedirectStandardOutput = true, RedirectStandardError = true)
+                    use p = Diagnostics.Process.Start psi
+                    let out = Text.StringBuilder()
+                    let err = Collections.Concurrent.ConcurrentQueue<string>()
+                    p.OutputDataReceived.Add(fun e -> if not (isNull e.Data) then lock out (fun () -> out.AppendLine e.Data |> ignore))
+                    p.ErrorDataReceived.Add(fun e -> if not (isNull e.Data) then err.Enqueue e.Data)
+                    p.BeginOutputReadLine()
+                    p.BeginErrorReadLine()
+                    let runs () = err |> Seq.filter (fun l -> l.StartsWith "research run --watch: exit") |> List.ofSeq
+                    let waitFor n =
+                        let clock = Diagnostics.Stopwatch.StartNew()
+                        while (runs ()).Length < n && clock.Elapsed.TotalSeconds < 240.0 && not p.HasExited do Threading.Thread.Sleep 100
+                    try
+                        waitFor 1
+                        Expect.equal (runs ()).Length 1 $"the first run ended (stderr: {String.Join('\n', err)})"
+                        File.AppendAllText(path, "printfn \"saved again\"\n")
+                        waitFor 2
+                        let all = runs ()
+                        Expect.equal all.Length 2 $"a second run after the save (stderr: {String.Join('\n', err)})"
+                        Expect.stringContains all[1] "exit 0" "the second run succeeded"
+                        let text = lock out (fun () -> out.ToString())
+                        Expect.stringContains text "saved again" "the edited script ran"
+                        Expect.stringContains text "a cached" "its stages were reused"
+                        printfn $"{all[1]}"
+                    finally
+                        if not p.HasExited then p.Kill true
+                        p.WaitForExit())
+            }
+        ]
+
         testList "RunCommand" [
             test "--workspace before the script sets RESEARCH_WORKSPACE; later args go to the script" {
                 withScript "ws.fsx" "printfn \"ws=%s args=%A\" (System.Environment.GetEnvironmentVariable \"RESEARCH_WORKSPACE\") fsi.CommandLineArgs.[1..]\n" (fun path ->

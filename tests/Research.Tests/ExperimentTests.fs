@@ -28,18 +28,19 @@ let private statuses (r: ExperimentResult) = [ for n in r.Runs[0].Nodes -> n.Nam
 let tests =
     // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave; and child research processes on shared workspaces.
     testSequenced <| testList "Experiments" [
-        testCase "the F# quick start and the C# one are the same experiment (same stage keys)" <| fun _ ->
-            let w = World.create 240 3
-            let start = pretrain w.General (tinyModel ()) |> Stage.steps 20
-            let adaptFor name share =
-                adapt (w.Domain |> replay w.General share) |> Stage.steps 60 |> Stage.checkpointEvery 20 |> Stage.named name
-            let recipe =
-                branch [ adaptFor "adapt-no-replay" 0.0
-                         adaptFor "adapt-replay-0.1" 0.1 >=> (tune w.Instructions |> Stage.steps 10) >=> (align w.Preferences |> Stage.steps 5) ]
-            let fs = Experiment.createBranches "quickstart" start recipe |> Experiment.seed 3L
-            let cs = QuickStart.Build(QuickStartOptions(Seed = 3, GeneralDocuments = 240, PretrainSteps = 20, AdaptSteps = 60, CheckpointEvery = 20, TuneSteps = 10, AlignSteps = 5))
-            let keys (e: Experiment) = [ for leaf in e.Points[0].Leaves -> Executor.Key(leaf, e.Seed) ]
-            Expect.equal (keys fs) (keys cs) "identical keys"
+        testCase "the quick start is defined once: script and notebook call Experiment.quickStart, keyed by its options" <| fun _ ->
+            for file in [ Path.Combine(repoRoot, "scripts", "quickstart.fsx"); Path.Combine(repoRoot, "notebooks", "quickstart.ipynb") ] do
+                let text = File.ReadAllText file
+                Expect.stringContains text "Experiment.quickStart" $"{file} runs the one definition"
+                Expect.isFalse (text.Contains "pretrain world.General" || text.Contains "createBranches") $"{file} does not define its own"
+            let sizes = QuickStartOptions(Seed = 3, GeneralDocuments = 240, PretrainSteps = 20, AdaptSteps = 60, CheckpointEvery = 20, TuneSteps = 10, AlignSteps = 5)
+            let keys (e: Experiment) = [ for leaf in e.Points[0].Leaves -> leaf.Name, Executor.Key(leaf, e.Seed) ]
+            let a = keys (Experiment.quickStart sizes)
+            Expect.equal (List.map fst a) [ "adapt-no-replay"; "align" ] "two branches: no replay, and replay -> tune -> align"
+            Expect.equal (keys (Experiment.quickStart sizes)) a "same options, same keys"
+            let b = keys (Experiment.quickStart (QuickStartOptions(Seed = 3, GeneralDocuments = 240, PretrainSteps = 20, AdaptSteps = 60, CheckpointEvery = 20, TuneSteps = 10, AlignSteps = 5, Replay = 0.25)))
+            Expect.equal (snd b[0]) (snd a[0]) "the no-replay branch is untouched by the replay share"
+            Expect.notEqual (snd b[1]) (snd a[1]) "the replay branch is keyed by its share"
 
         testCase "a rerun reuses every stage; a changed config re-runs that stage and its descendants only" <| fun _ ->
             let ws = tempDir "chain"

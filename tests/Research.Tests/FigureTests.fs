@@ -134,7 +134,7 @@ let tests =
 
         testCase "research report on a tiny quick start writes HTML, PNG, SVG, PDF, .tex and .md" <| fun _ ->
             let ws = tempDir "report-ws"
-            let e = QuickStart.Build(QuickStartOptions(Seed = 3, GeneralDocuments = 120, PretrainSteps = 10, AdaptSteps = 10, CheckpointEvery = 10))
+            let e = Experiment.quickStart (QuickStartOptions(Seed = 3, GeneralDocuments = 120, PretrainSteps = 10, AdaptSteps = 10, CheckpointEvery = 10))
             Executor(ExecutorOptions(Workspace = ws, Log = TextWriter.Null)).Run e |> ignore
             let out = Path.Combine(ws, "report")
             let run args = Research.Cli.Commands.ReportCommand.Execute(Research.Cli.CliArgs.Parse(List.toArray args))

@@ -11,7 +11,9 @@ namespace Research.Cli.Commands;
 public static class RunCommand
 {
     public const string Usage = """
-        usage: research run [--workspace DIR] [--store CONN] [--on local|slurm] [SLURM OPTIONS] [--point K] SCRIPT.fsx [script args...]
+        usage: research run [--workspace DIR] [--store CONN] [--watch] [--on local|slurm] [SLURM OPTIONS] [--point K] SCRIPT.fsx [script args...]
+          --watch               run again each time the script is saved, in one warm compiler session (Ctrl+C stops);
+                                finished stages are reused, so a re-run of an unchanged experiment takes seconds
           --on slurm            submit the script's sweep as one Slurm job array (one element per sweep point)
           --partition P  --time T (default 04:00:00)  --cpus-per-task N (default 2)  --gpus-per-task N  --mem M
           --max-concurrent N    at most N elements at once      --sbatch-arg ARG  any further sbatch option (repeatable)
@@ -20,7 +22,7 @@ public static class RunCommand
           --store CONN          a PostgreSQL run store (Npgsql keywords or postgresql://...); default $RESEARCH_STORE, else SQLite
         """;
 
-    static readonly HashSet<string> Flags = ["--no-wait"];
+    static readonly HashSet<string> Flags = ["--no-wait", "--watch"];
 
     /// <summary><paramref name="args"/> may start with "run" (the whole command line) or not.</summary>
     public static int Execute(string[] args)
@@ -97,7 +99,7 @@ public static class RunCommand
         Research.Backend.Devices.SetThreads(null);
         try
         {
-            return ScriptHost.Run(script, scriptArgs, Console.Out, Console.Error);
+            return options.ContainsKey("--watch") ? Watch(fullScript, scriptArgs) : ScriptHost.Run(script, scriptArgs, Console.Out, Console.Error);
         }
         finally
         {
@@ -106,7 +108,31 @@ public static class RunCommand
     }
 
     static readonly HashSet<string> Known = ["--workspace", "--store", "--on", "--point", "--submission", "--partition", "--time", "--cpus-per-task",
-        "--gpus-per-task", "--mem", "--max-concurrent", "--sbatch-arg", "--no-wait"];
+        "--gpus-per-task", "--mem", "--max-concurrent", "--sbatch-arg", "--no-wait", "--watch"];
+
+    /// <summary>
+    /// Runs the script, then again after every save, in one compiler session: a re-run compiles only the script,
+    /// and the executor reuses every stage whose key did not change. Ends with the process (Ctrl+C).
+    /// </summary>
+    static int Watch(string script, string[] scriptArgs)
+    {
+        using var session = new ScriptHost.Session();
+        while (true)
+        {
+            var stamp = Stamp(script);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var code = session.Run(script, scriptArgs, Console.Out, Console.Error);
+            Console.Error.WriteLine(FormattableString.Invariant(
+                $"research run --watch: exit {code} in {clock.Elapsed.TotalSeconds:F2} s; watching {script} for changes (Ctrl+C stops)"));
+            while (Stamp(script) == stamp) Thread.Sleep(200);
+        }
+    }
+
+    static (DateTime, long) Stamp(string path)
+    {
+        var f = new FileInfo(path);
+        return f.Exists ? (f.LastWriteTimeUtc, f.Length) : (DateTime.MinValue, -1);
+    }
 
     /// <summary>How to start this same `research` again: its executable, or dotnet and its dll.</summary>
     public static IReadOnlyList<string> ResearchCommand()

@@ -67,44 +67,9 @@ public sealed record QuickStartReport(IReadOnlyList<QuickStartRow> Rows, Experim
         $"replay keeps more general retention (perplexity) than no replay: {(ReplayForgetsLess ? "yes" : "NO")}\n";
 }
 
-/// <summary>
-/// The quick start, written with the C# API (scripts/quickstart.fsx is the same experiment in the DSL): on the default
-/// world, pretrain a tiny model on general text, adapt it to the finance domain with and without replay, tune the replay
-/// branch on instructions, align it on preference pairs, and evaluate every capability suite after every stage.
-/// </summary>
+/// <summary>Reads a quick-start result (the experiment is defined once, in the F# DSL: <c>Experiment.quickStart</c>).</summary>
 public static class QuickStart
 {
-    public static Experiment Build(QuickStartOptions o)
-    {
-        var world = new World(o.GeneralDocuments, o.Seed);
-        var files = world.Write(o.WorldPath);
-        var general = DataSource.FromDocuments("general", () => world.General);
-        var domain = DataSource.FromDocuments("domain", () => world.Domain);
-        var pretrainDefaults = new PretrainConfig();
-        var pretrain = new Stage("pretrain", "pretrain", pretrainDefaults with { Train = pretrainDefaults.Train with { Steps = o.PretrainSteps } }, [], [general]);
-        var adaptDefaults = new AdaptOptions();
-        Stage Adapt(string name, double replay) => new("adapt", name, adaptDefaults with
-        {
-            Replay = replay,
-            Train = adaptDefaults.Train with { Steps = o.AdaptSteps, CheckpointEvery = o.CheckpointEvery },
-        }, [pretrain], [domain, general]);
-        var replayed = Adapt($"adapt-replay-{o.Replay.ToString(CultureInfo.InvariantCulture)}", o.Replay);
-        var tuneDefaults = new TuneOptions();
-        var tune = new Stage("tune", "tune", tuneDefaults with { DataPath = files.Instructions, Train = tuneDefaults.Train with { Steps = o.TuneSteps } }, [replayed], []);
-        var alignDefaults = new AlignOptions();
-        var align = new Stage("align", "align", alignDefaults with { DataPath = files.Preferences, Train = alignDefaults.Train with { Steps = o.AlignSteps } }, [tune], []);
-        return Experiment.Create("quickstart", Adapt("adapt-no-replay", 0), align)
-            .WithSeed(o.Seed)
-            .Evaluate([new PerplexitySuite("domain", domain, adaptDefaults.ValidationFraction, o.Seed, adaptDefaults.BlockLength),
-                       .. Capability.Suites(files, general, o.Seed)]);
-    }
-
-    public static QuickStartReport Run(QuickStartOptions o, ExecutorOptions executor)
-    {
-        var result = new Executor(executor).Run(Build(o));
-        return Report(result);
-    }
-
     /// <summary>The perplexities and capabilities, from the evaluations of the first run of a quick-start result.</summary>
     public static QuickStartReport Report(ExperimentResult result)
     {
