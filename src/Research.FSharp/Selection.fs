@@ -25,7 +25,7 @@ module Selection =
     /// DoReMi: from a reference stage (trained on uniform weights over `domains`), train a proxy with Group DRO and
     /// leave the averaged domain weights in final/domain_weights.json: `reference |> Selection.doremi domains`.
     let doremi (domains: DataSource list) : Step =
-        fun reference -> Stage("doremi", "doremi", DoReMiOptions(), [| reference |], List.toArray domains)
+        fun reference -> Stage("doremi", DoReMiOptions(), [| reference |], List.toArray domains)
 
     /// Steps of a doremi stage's proxy training (`Stage.steps` covers the built-in stages only).
     let proxySteps (n: int) (s: Stage) =
@@ -36,7 +36,7 @@ module Selection =
     /// Continual pretraining over several domains (uniform unless a modifier below sets the weights).
     let adaptDomains (domains: DataSource list) : Step =
         fun parent ->
-            Stage("adapt", "adapt", AdaptOptions(Replay = 0.0, Domains = DomainMixtureOptions()), [| parent |], List.toArray domains)
+            Stage("adapt", AdaptOptions(Replay = 0.0, Domains = DomainMixtureOptions()), [| parent |], List.toArray domains)
 
     let private mixture (f: DomainMixtureOptions -> DomainMixtureOptions) (s: Stage) =
         match s.Config with
@@ -55,7 +55,7 @@ module Selection =
     /// Use the weights a doremi stage learnt (matched by domain name); the doremi stage becomes the second parent.
     let weightsFrom (doremiStage: Stage) (s: Stage) =
         let s = s |> mixture (fun m -> m.WithWeightsFromParent true)
-        Stage(s.Kind, s.Name, s.Config, [| s.Parents[0]; doremiStage |], s.Data)
+        Stage(s.Name, s.Config, [| s.Parents[0]; doremiStage |], s.Data)
 
     /// "Does your data spark joy?": multiply `domain`'s weight by `factor` over the last `fraction` of steps.
     let upsampleLast (domain: string) (fraction: float) (factor: float) =

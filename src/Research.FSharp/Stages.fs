@@ -28,7 +28,7 @@ module Dsl =
 
     /// Pretrain a model from scratch on one corpus: the start of a pipeline.
     let pretrain (corpus: DataSource) (model: ModelConfig) : Stage =
-        Stage("pretrain", "pretrain", PretrainConfig(Model = model), [||], [| corpus |])
+        Stage("pretrain", PretrainConfig(Model = model), [||], [| corpus |])
 
     /// A model of a Hugging Face family from config.json keys, e.g.
     /// `familyModel """{"model_type": "qwen3", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, ...}"""`;
@@ -44,41 +44,41 @@ module Dsl =
     /// Pretrain from scratch with a Hugging Face tokenizer: `tokenizerDir` holds tokenizer.json and tokenizer_config.json
     /// (a model's own files; their chat_template then travels with every checkpoint of the pipeline).
     let pretrainWithTokenizer (tokenizerDir: string) (corpus: DataSource) (model: ModelConfig) : Stage =
-        Stage("pretrain", "pretrain", PretrainConfig(Model = model, Tokenizer = System.IO.Path.GetFullPath tokenizerDir), [||], [| corpus |])
+        Stage("pretrain", PretrainConfig(Model = model, Tokenizer = System.IO.Path.GetFullPath tokenizerDir), [||], [| corpus |])
 
     /// Start from an existing checkpoint directory (Hugging Face layout).
     let fromCheckpoint (dir: string) : Stage =
-        Stage("checkpoint", "checkpoint", CheckpointSource.Of dir, [||], [||])
+        Stage("checkpoint", CheckpointSource.Of dir, [||], [||])
 
     /// Continual pretraining on a domain (with replay when the mix has a general corpus).
     let adapt (mix: Mix) : Step =
         fun parent ->
             let data = match mix.General with Some g -> [| mix.Domain; g |] | None -> [| mix.Domain |]
-            Stage("adapt", "adapt", AdaptOptions(Replay = mix.Replay), [| parent |], data)
+            Stage("adapt", AdaptOptions(Replay = mix.Replay), [| parent |], data)
 
     /// Run several steps from one parent: the branches of the pipeline.
     let branch (steps: Step list) : Stage -> Stage list = fun parent -> steps |> List.map (fun s -> s parent)
 
     /// Supervised fine-tuning on a JSONL file (prompt/completion or messages); loss on completion tokens only.
     let tune (jsonl: string) : Step =
-        fun parent -> Stage("tune", "tune", TuneOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| parent |], [||])
+        fun parent -> Stage("tune", TuneOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| parent |], [||])
 
     /// Preference alignment on a JSONL file (prompt/chosen/rejected, or prompt/completion/label):
     /// DPO (beta 0.1) by default; another objective with `Align.loss (Ipo 0.1)`, `Align.loss (SimPo (2.0, 0.5))`...
     let align (jsonl: string) : Step =
-        fun parent -> Stage("align", "align", AlignOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| parent |], [||])
+        fun parent -> Stage("align", AlignOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| parent |], [||])
 
     /// Distil the parent (the student) from `teacher` on a corpus: (1 - kd) CE + kd GJSD(teacher, student).
     let distill (teacher: Stage) (corpus: DataSource) : Step =
-        fun student -> Stage("distill", "distill", DistillStageOptions(), [| student; teacher |], [| corpus |])
+        fun student -> Stage("distill", DistillStageOptions(), [| student; teacher |], [| corpus |])
 
 
 /// The changes a modifier makes to one stage value; `Stage.*` applies them to a stage or to the stage a step makes.
 module StageOps =
     /// A typed change of the stage's options.
-    let update<'o when 'o: not null> (f: 'o -> 'o) (s: Stage) : Stage =
+    let update<'o when 'o :> IStageOptions> (f: 'o -> 'o) (s: Stage) : Stage =
         match s.Config with
-        | :? 'o as o -> s.WithConfig(f o :> obj)
+        | :? 'o as o -> s.WithConfig(f o :> IStageOptions)
         | _ -> invalidArg "stage" $"stage '{s.Name}' ({s.Kind}) has {s.Config.GetType().Name} options, not {typeof<'o>.Name}"
 
     /// A change to the training settings of a stage that trains.
@@ -224,7 +224,7 @@ module Distill =
     /// Distil the parent (the student) from `teacher` on a prompt/completion (or messages) JSONL:
     /// (1 - kd) CE + kd GJSD(teacher, student) on the completion tokens.
     let on (teacher: Stage) (jsonl: string) : Step =
-        fun student -> Stage("distill", "distill", DistillStageOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| student; teacher |], [||])
+        fun student -> Stage("distill", DistillStageOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| student; teacher |], [||])
     /// Share of the distillation term: (1 - r) CE + r D.
     let kd (r: float) = update (fun o -> o.WithLoss(o.Loss.WithKdRatio r))
     /// The divergence (GJSD with its beta, forward or reverse KL...) between teacher and student.
@@ -281,7 +281,7 @@ module MergeDsl =
     /// `merge Ties { density = 0.5 } base [ a; b ]`: the models' task vectors against `baseStage`, merged by the method
     /// (for Linear, `baseStage` is one of the averaged models). Weights are 1 each; `mergeWeighted` sets them.
     let merge (method: 'settings -> Merge) (settings: 'settings) (baseStage: Stage) (models: Stage list) : Stage =
-        Stage("merge", "merge", options (method settings), List.toArray (baseStage :: models), [||])
+        Stage("merge", options (method settings), List.toArray (baseStage :: models), [||])
 
     /// Branches from the parent, merged back: the parent is the base (task vectors are taken against it), each branch
     /// one merged model. `adapt mix >=> mergeBranches (Ties { density = 0.5 }) [ tuneA; tuneB ]`.
@@ -291,7 +291,7 @@ module MergeDsl =
     /// The same with one weight per merged model (after the base).
     let mergeWeighted (method: 'settings -> Merge) (settings: 'settings) (baseStage: Stage) (models: (Stage * float) list) : Stage =
         let o = options (method settings)
-        Stage("merge", "merge", MergeStageOptions(Method = o.Method, Density = o.Density, Lambda = o.Lambda, T = o.T, Gamma = o.Gamma, Epsilon = o.Epsilon,
+        Stage("merge", MergeStageOptions(Method = o.Method, Density = o.Density, Lambda = o.Lambda, T = o.T, Gamma = o.Gamma, Epsilon = o.Epsilon,
                                                   Weights = [| for _, w in models -> w |]),
               List.toArray (baseStage :: List.map fst models), [||])
 

@@ -14,11 +14,11 @@ public static class AdaptWithReplay
         var finance = DataSource.FromDocuments("finance", () => QuickWorld.Finance(100, 1));
 
         var pretrainDefaults = new PretrainConfig();
-        var start = new Stage("pretrain", "pretrain",
+        var start = new Stage("pretrain",
             pretrainDefaults with { Train = pretrainDefaults.Train with { Steps = 20 } }, [], [general]);
 
         var adaptDefaults = new AdaptOptions();
-        Stage Adapt(double replay) => new("adapt", "adapt",
+        Stage Adapt(double replay) => new("adapt",
             adaptDefaults with { Replay = replay, Train = adaptDefaults.Train with { Steps = 20 } }, [start], [finance, general]);
 
         // One point per replay share; the pretrain stage they share runs once.

@@ -13,7 +13,7 @@ let private world = World.quick 40 1
 let private start = pretrain world.General microConfig |> Stage.named "base"
 let private prefs = "/data/prefs.jsonl"
 
-let private options<'o> (s: Stage) = s.Config :?> 'o
+let private options<'o when 'o :> Research.Stages.IStageOptions> (s: Stage) = s.Config :?> 'o
 
 [<Tests>]
 let tests =

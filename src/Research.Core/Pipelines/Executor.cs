@@ -137,8 +137,6 @@ public sealed class Executor
             if (!_kinds.TryGetValue(stage.Config.GetType(), out var kind))
                 throw new InvalidOperationException(
                     $"stage '{stage.Name}': no executor runs {stage.Config.GetType().Name} options (known: {string.Join(", ", _kinds.Values.Select(k => $"{k.Options.Name} ({k.Kind})"))}); register one with Executor.Register");
-            if (kind.Kind != stage.Kind)
-                throw new InvalidOperationException($"stage '{stage.Name}' says kind '{stage.Kind}' but its {stage.Config.GetType().Name} options are run by '{kind.Kind}'");
             var key = keys[stage] = Key(stage, e.Seed, keys);
             var dir = dirs[stage] = Path.Combine(workspace, NodesDir, $"{stage.Kind}-{key}");
             var parents = JsonSerializer.Serialize(stage.Parents.Select(p => keys[p]));

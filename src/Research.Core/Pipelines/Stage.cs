@@ -1,14 +1,18 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Research.Stages;
 
 namespace Research.Pipelines;
 
 /// <summary>
-/// A stage as a value: its kind, a config record, the stages it starts from and the data it reads.
+/// A stage as a value: a name, its typed options (which say its kind), the stages it starts from and the data it reads.
 /// Running it maps parent checkpoints to a checkpoint; nothing runs until an executor asks.
 /// </summary>
-public sealed record Stage(string Kind, string Name, object Config, IReadOnlyList<Stage> Parents, IReadOnlyList<DataSource> Data)
+public sealed record Stage(string Name, IStageOptions Config, IReadOnlyList<Stage> Parents, IReadOnlyList<DataSource> Data)
 {
+    /// <summary>The kind of stage, from its options (<see cref="IStageOptions.Kind"/>).</summary>
+    public string Kind => Config.Kind;
+
     static readonly JsonSerializerOptions Canonical = new()
     {
         WriteIndented = false,
@@ -20,7 +24,7 @@ public sealed record Stage(string Kind, string Name, object Config, IReadOnlyLis
     public string ConfigJson => JsonSerializer.Serialize(Config, Config.GetType(), Canonical);
 
     /// <summary>A copy with another config of the same type (sweeps use this).</summary>
-    public Stage WithConfig(object config) =>
+    public Stage WithConfig(IStageOptions config) =>
         config.GetType() == Config.GetType() ? this with { Config = config }
         : throw new ArgumentException($"stage '{Name}': config must stay a {Config.GetType().Name}, got {config.GetType().Name}");
 

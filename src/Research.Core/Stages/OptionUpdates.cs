@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using Research.Data;
 using Research.Models;
 using Research.Training;
@@ -5,10 +6,20 @@ using Research.Training;
 namespace Research.Stages;
 
 /// <summary>
+/// The options of one kind of stage: the kind a stage is follows from its options' type, so a stage cannot say one
+/// kind and carry another's options, and the executor that runs it is found from the same type.
+/// </summary>
+public interface IStageOptions
+{
+    /// <summary>The kind's name (in the stage key, the node directory and the run store).</summary>
+    string Kind { get; }
+}
+
+/// <summary>
 /// The options of a stage that trains: what the DSL's training modifiers (steps, learning rate, LoRA, bf16...) change,
 /// whatever the kind of stage.
 /// </summary>
-public interface ITrainedOptions
+public interface ITrainedOptions : IStageOptions
 {
     TrainConfig Train { get; }
     /// <summary>A copy with other training settings (the same options type).</summary>
@@ -16,7 +27,7 @@ public interface ITrainedOptions
 }
 
 /// <summary>Options with a block length (tokens per training row): pretrain, adapt, tune, distill, doremi.</summary>
-public interface IBlockOptions
+public interface IBlockOptions : IStageOptions
 {
     int BlockLength { get; }
     IBlockOptions WithBlockLength(int tokens);
@@ -24,23 +35,26 @@ public interface IBlockOptions
 
 // One-field updates, for callers without C#'s `with` (the F# DSL): typed, so a misspelt setting does not compile.
 
-public sealed partial record PretrainConfig : ITrainedOptions, IBlockOptions
+public sealed partial record PretrainConfig : ITrainedOptions, IBlockOptions, IStageOptions
 {
+    [JsonIgnore] public string Kind => "pretrain";
     public ITrainedOptions WithTrain(TrainConfig train) => this with { Train = train };
     public IBlockOptions WithBlockLength(int tokens) => this with { BlockLength = tokens };
     public PretrainConfig WithTokenizer(string nameOrDirectory) => this with { Tokenizer = nameOrDirectory };
 }
 
-public sealed partial record AdaptOptions : ITrainedOptions, IBlockOptions
+public sealed partial record AdaptOptions : ITrainedOptions, IBlockOptions, IStageOptions
 {
+    [JsonIgnore] public string Kind => "adapt";
     public ITrainedOptions WithTrain(TrainConfig train) => this with { Train = train };
     public IBlockOptions WithBlockLength(int tokens) => this with { BlockLength = tokens };
     public AdaptOptions WithReplay(double share) => this with { Replay = share };
     public AdaptOptions WithDomains(DomainMixtureOptions? domains) => this with { Domains = domains };
 }
 
-public sealed partial record TuneOptions : ITrainedOptions, IBlockOptions
+public sealed partial record TuneOptions : ITrainedOptions, IBlockOptions, IStageOptions
 {
+    [JsonIgnore] public string Kind => "tune";
     public ITrainedOptions WithTrain(TrainConfig train) => this with { Train = train };
     public IBlockOptions WithBlockLength(int tokens) => this with { BlockLength = tokens };
     public TuneOptions WithTemplate(string template) => this with { Template = template };
@@ -49,8 +63,9 @@ public sealed partial record TuneOptions : ITrainedOptions, IBlockOptions
     public TuneOptions WithValidationFraction(double fraction) => this with { ValidationFraction = fraction };
 }
 
-public sealed partial record AlignOptions : ITrainedOptions
+public sealed partial record AlignOptions : ITrainedOptions, IStageOptions
 {
+    [JsonIgnore] public string Kind => "align";
     public ITrainedOptions WithTrain(TrainConfig train) => this with { Train = train };
     public AlignOptions WithPreference(PreferenceOptions preference) => this with { Preference = preference };
     public AlignOptions WithMode(AlignMode mode) => this with { Mode = mode };
@@ -76,8 +91,9 @@ public sealed partial record PreferenceOptions
     public PreferenceOptions WithKtoWeights(double desirable, double undesirable) => this with { DesirableWeight = desirable, UndesirableWeight = undesirable };
 }
 
-public sealed partial record DistillStageOptions : ITrainedOptions, IBlockOptions
+public sealed partial record DistillStageOptions : ITrainedOptions, IBlockOptions, IStageOptions
 {
+    [JsonIgnore] public string Kind => "distill";
     public ITrainedOptions WithTrain(TrainConfig train) => this with { Train = train };
     public IBlockOptions WithBlockLength(int tokens) => this with { BlockLength = tokens };
     public DistillStageOptions WithLoss(DistillOptions loss) => this with { Loss = loss };
@@ -95,8 +111,9 @@ public sealed partial record DistillOptions
     public DistillOptions WithTemperature(double temperature) => this with { Temperature = temperature };
 }
 
-public sealed partial record DoReMiOptions : ITrainedOptions, IBlockOptions
+public sealed partial record DoReMiOptions : ITrainedOptions, IBlockOptions, IStageOptions
 {
+    [JsonIgnore] public string Kind => "doremi";
     public ITrainedOptions WithTrain(TrainConfig train) => this with { Train = train };
     public IBlockOptions WithBlockLength(int tokens) => this with { BlockLength = tokens };
 }
@@ -110,4 +127,14 @@ public sealed partial record DomainMixtureOptions
     public DomainMixtureOptions WithLinear(bool on) => this with { Linear = on };
     public DomainMixtureOptions WithUpsampling(string domain, double last, double factor) =>
         this with { UpsampleDomain = domain, UpsampleLast = last, UpsampleFactor = factor };
+}
+
+public sealed partial record MergeStageOptions : IStageOptions
+{
+    [JsonIgnore] public string Kind => "merge";
+}
+
+public sealed partial record CheckpointSource : IStageOptions
+{
+    [JsonIgnore] public string Kind => "checkpoint";
 }

@@ -3,7 +3,7 @@ using Research.Models;
 namespace Research.Stages;
 
 /// <summary>A stage that starts a pipeline from an existing checkpoint directory (made here or elsewhere).</summary>
-public sealed record CheckpointSource
+public sealed partial record CheckpointSource
 {
     public string Path { get; init; } = "";
     /// <summary>Hash of the directory's weight and config files: a changed checkpoint changes every key after it.</summary>

@@ -7,7 +7,7 @@ namespace Research.Stages;
 /// parents), the other parents are the models merged into it. Values left null take the method's
 /// defaults (see <see cref="MergeConfig"/>).
 /// </summary>
-public sealed record MergeStageOptions
+public sealed partial record MergeStageOptions
 {
     public MergeMethod Method { get; init; } = MergeMethod.TaskArithmetic;
     /// <summary>One weight per merged parent (after the base), or null for 1 each.</summary>
