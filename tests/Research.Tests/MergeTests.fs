@@ -263,6 +263,17 @@ seed: 42
                     [ "unknown key 'models[0].parameters.wieght'" ] "model parameter"
                 throwsWith<InvalidDataException> (fun () -> MergeConfig.FromJson """{"merge_method": "linear", "models": [{"model": "a"}], "parameters": {"lamda": 1}}""" |> ignore)
                     [ "unknown key 'parameters.lamda'" ] "json global parameter"
+
+            testCase "deep nesting is a clear error, not a stack overflow" <| fun _ ->
+                let deepFlow = "merge_method: " + String.replicate 100000 "[" + String.replicate 100000 "]"
+                throwsWith<InvalidDataException> (fun () -> MiniYaml.Parse deepFlow |> ignore) [ "YAML line 1"; "nesting deeper than" ] "flow lists"
+                let deepBlock = String.Join("\n", [ for i in 0 .. 5000 -> String.replicate i " " + "k:" ])
+                throwsWith<InvalidDataException> (fun () -> MiniYaml.Parse deepBlock |> ignore) [ "nesting deeper than" ] "block maps"
+                let deepItems = String.Join("\n", [ for i in 0 .. 5000 -> String.replicate (2 * i) " " + "-" ])
+                throwsWith<InvalidDataException> (fun () -> MiniYaml.Parse deepItems |> ignore) [ "nesting deeper than" ] "block lists"
+                // 32 levels still parse
+                let ok = "a: " + String.replicate 32 "[" + String.replicate 32 "]"
+                Expect.isNotNull (MiniYaml.Parse ok) "moderate nesting parses"
         ]
 
         // Sequenced: the process's RSS, which the merge-memory test samples.
