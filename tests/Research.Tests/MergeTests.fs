@@ -274,6 +274,17 @@ seed: 42
                 // 32 levels still parse
                 let ok = "a: " + String.replicate 32 "[" + String.replicate 32 "]"
                 Expect.isNotNull (MiniYaml.Parse ok) "moderate nesting parses"
+
+            testCase "re: filters cannot hang: the non-backtracking engine, and constructs it lacks refused at load" <| fun _ ->
+                let rule = ParamRule("re:^(a+)+$", lst [ 1.0 ])
+                let name = String.replicate 40 "a" + "!"
+                let work = Threading.Tasks.Task.Run(fun () -> rule.Matches name)
+                Expect.isTrue (work.Wait(TimeSpan.FromSeconds 10.0)) "a catastrophic-backtracking pattern ends"
+                Expect.isFalse work.Result "and does not match"
+                Expect.isTrue (ParamRule("re:layers\\.1\\.", lst [ 1.0 ]).Matches "model.layers.1.mlp.up_proj.weight") "ordinary patterns still match"
+                throwsWith<InvalidDataException>
+                    (fun () -> MergeConfig.FromYaml "merge_method: linear\nmodels:\n  - model: a\n    parameters:\n      weight: [{filter: \"re:(a)\\\\1\", value: 1}, {value: 1}]\n" |> ignore)
+                    [ "filter"; "not supported" ] "a backreference"
         ]
 
         // Sequenced: the process's RSS, which the merge-memory test samples.

@@ -12,16 +12,33 @@ public enum MergeMethod { Linear, Slerp, TaskArithmetic, Ties, DareLinear, DareT
 /// "re:PATTERN": a regex searched in the name; a text with * or ?: a glob on the whole name; else a substring,
 /// as mergekit matches). One value is a constant; several are a gradient over the layers: layer l of L reads the
 /// list at l/(L-1), linearly interpolated; tensors outside the layers (embeddings, final norm, head) read position 0.
+/// Patterns run on .NET's non-backtracking engine (time linear in the name, so no pattern can hang a merge); it has no
+/// backreferences, lookarounds or atomic groups, which <see cref="CheckPattern"/> rejects when the config is read.
 /// </summary>
 public sealed record ParamRule(string? Filter, IReadOnlyList<double> Values)
 {
+    /// <summary>The options every filter pattern runs with.</summary>
+    public const RegexOptions PatternOptions = RegexOptions.CultureInvariant | RegexOptions.NonBacktracking;
+
     public bool Matches(string tensorName)
     {
         if (Filter is null or "*") return true;
-        if (Filter.StartsWith("re:", StringComparison.Ordinal)) return Regex.IsMatch(tensorName, Filter[3..], RegexOptions.CultureInvariant);
+        if (Filter.StartsWith("re:", StringComparison.Ordinal)) return Regex.IsMatch(tensorName, Filter[3..], PatternOptions);
         if (Filter.Contains('*') || Filter.Contains('?'))
-            return Regex.IsMatch(tensorName, "^" + Regex.Escape(Filter).Replace(@"\*", ".*").Replace(@"\?", ".") + "$", RegexOptions.CultureInvariant);
+            return Regex.IsMatch(tensorName, "^" + Regex.Escape(Filter).Replace(@"\*", ".*").Replace(@"\?", ".") + "$", PatternOptions);
         return tensorName.Contains(Filter, StringComparison.Ordinal);
+    }
+
+    /// <summary>Null when the "re:" pattern compiles for the non-backtracking engine, else why not.</summary>
+    public static string? CheckPattern(string pattern)
+    {
+        try
+        {
+            _ = new Regex(pattern, PatternOptions);
+            return null;
+        }
+        catch (ArgumentException e) { return $"bad regex: {e.Message}"; }
+        catch (NotSupportedException e) { return $"regex construct not supported (filters use the non-backtracking engine: no backreferences, lookarounds or atomic groups): {e.Message}"; }
     }
 
     /// <summary>The value at layer position t in [0, 1].</summary>
@@ -282,11 +299,8 @@ public sealed record MergeConfig
                     var inner = Setting(val, $"{where}[{i}].value");
                     if (inner.Rules.Count != 1 || inner.Rules[0].Filter is not null)
                         throw new InvalidDataException($"{where}[{i}].value must be a number or a list of numbers");
-                    if (filter is not null && filter.StartsWith("re:", StringComparison.Ordinal))
-                    {
-                        try { _ = new Regex(filter[3..]); }
-                        catch (ArgumentException e) { throw new InvalidDataException($"{where}[{i}].filter: bad regex: {e.Message}"); }
-                    }
+                    if (filter is not null && filter.StartsWith("re:", StringComparison.Ordinal) && ParamRule.CheckPattern(filter[3..]) is { } bad)
+                        throw new InvalidDataException($"{where}[{i}].filter: {bad}");
                     rules.Add(new ParamRule(filter, inner.Rules[0].Values));
                 }
                 return new ParamSetting(rules);
