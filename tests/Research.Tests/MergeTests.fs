@@ -264,6 +264,31 @@ seed: 42
                 throwsWith<InvalidDataException> (fun () -> MergeConfig.FromJson """{"merge_method": "linear", "models": [{"model": "a"}], "parameters": {"lamda": 1}}""" |> ignore)
                     [ "unknown key 'parameters.lamda'" ] "json global parameter"
 
+            testCase "NaN, infinite weights, all-zero weight sums and densities outside (0, 1] are refused, naming the YAML line" <| fun _ ->
+                let ties (models: string) = $"merge_method: ties\nbase_model: base\nmodels:\n{models}"
+                let one (ps: string) = $"  - model: a\n    parameters: {{{ps}}}\n"
+                throwsWith<InvalidDataException> (fun () -> MergeConfig.FromYaml (ties (one "weight: NaN")) |> ignore)
+                    [ "YAML line 5"; "models[0].parameters.weight"; "finite" ] "NaN weight"
+                throwsWith<InvalidDataException> (fun () -> MergeConfig.FromYaml (ties (one "weight: 1e999")) |> ignore)
+                    [ "YAML line 5"; "finite" ] "an infinite weight"
+                throwsWith<InvalidDataException> (fun () -> MergeConfig.FromYaml (ties "  - model: a\n    parameters:\n      weight: [0, -Infinity]\n") |> ignore)
+                    [ "YAML line 6"; "finite" ] "an infinite knot of a gradient"
+                throwsWith<InvalidDataException> (fun () -> MergeConfig.FromYaml (ties (one "weight: 0") + "  - model: b\n    parameters: {weight: 0.0}\n") |> ignore)
+                    [ "YAML line 5"; "weight is 0" ] "all-zero weights"
+                throwsWith<InvalidDataException>
+                    (fun () -> MergeConfig.FromYaml "merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 1}\n  - model: b\n    parameters: {weight: -1}\n" |> ignore)
+                    [ "YAML line 4"; "sum to 0" ] "weights summing to zero under normalize"
+                for d in [ "0"; "-0.5"; "1.5"; "NaN" ] do
+                    throwsWith<InvalidDataException> (fun () -> MergeConfig.FromYaml (ties (one $"weight: 1, density: {d}")) |> ignore)
+                        [ "YAML line 5"; "density" ] $"density {d}"
+                throwsWith<InvalidDataException> (fun () -> MergeConfig.FromYaml (ties (one "weight: 1") + "parameters:\n  density: [0.5, 0]\n") |> ignore)
+                    [ "YAML line 7"; "parameters.density"; "(0, 1]" ] "a global density gradient reaching 0"
+                throwsWith<InvalidDataException> (fun () -> MergeConfig.FromJson """{"merge_method": "linear", "models": [{"model": "a", "parameters": {"weight": 0}}]}""" |> ignore)
+                    [ "weight is 0" ] "JSON too"
+                // the same values are fine without normalize, and densities of 1 are fine
+                MergeConfig.FromYaml "merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: a\n    parameters: {weight: 1}\n  - model: b\n    parameters: {weight: -1}\n" |> ignore
+                MergeConfig.FromYaml (ties (one "weight: 1, density: 1")) |> ignore
+
             testCase "deep nesting is a clear error, not a stack overflow" <| fun _ ->
                 let deepFlow = "merge_method: " + String.replicate 100000 "[" + String.replicate 100000 "]"
                 throwsWith<InvalidDataException> (fun () -> MiniYaml.Parse deepFlow |> ignore) [ "YAML line 1"; "nesting deeper than" ] "flow lists"
@@ -284,7 +309,7 @@ seed: 42
                 Expect.isTrue (ParamRule("re:layers\\.1\\.", lst [ 1.0 ]).Matches "model.layers.1.mlp.up_proj.weight") "ordinary patterns still match"
                 throwsWith<InvalidDataException>
                     (fun () -> MergeConfig.FromYaml "merge_method: linear\nmodels:\n  - model: a\n    parameters:\n      weight: [{filter: \"re:(a)\\\\1\", value: 1}, {value: 1}]\n" |> ignore)
-                    [ "filter"; "not supported" ] "a backreference"
+                    [ "YAML line 5"; "filter"; "not supported" ] "a backreference"
         ]
 
         // Sequenced: the process's RSS, which the merge-memory test samples.
