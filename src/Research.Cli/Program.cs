@@ -57,17 +57,11 @@ public static class Program
                 _ => throw new CliException($"unknown command '{args[0]}'\n\n{Help}"),
             };
         }
-        catch (CliException e)
+        catch (Exception e)
         {
-            Console.Error.WriteLine($"research: {e.Message}");
-            return 2;
-        }
-        catch (Exception e) when (e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException
-                                      or Research.Training.TrainingDivergedException or ArgumentException or InvalidOperationException
-                                      or Research.Models.SafetensorsException or IOException or Research.Templates.TemplateException or Research.Templates.TemplateRaisedException)
-        {
-            Console.Error.WriteLine($"research: {e.Message}");
-            return 1;
+            // An expected failure is one line and exit 1 or 2 (CliErrors); anything else is a bug and keeps its stack trace.
+            if (CliErrors.Report(e, Console.Error) is not { } code) throw;
+            return code;
         }
     }
 

@@ -1,0 +1,55 @@
+/// Defects of issue #20 (fault injection and fuzzing) that no other list covers: the CLI's error path, gc's lock and
+/// options, the executor's order of done.json and checkpoint removal, and errors that must name their file.
+module Research.Tests.ReliabilityTests
+
+open System
+open System.IO
+open Expecto
+open Research
+open Research.Data
+open Research.Models
+open Research.Pipelines
+open Research.Runs
+open Research.Training
+open Research.Tests.TestUtil
+
+let private world = lazy (World.quick 60 5)
+
+/// One pretrain stage of the micro model, 4 steps with a checkpoint at step 2.
+let private tiny () =
+    let start = pretrain world.Value.General microConfig |> Stage.steps 4 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 2
+    Experiment.create "tiny" start id |> Experiment.seed 3L
+
+let private run workspace (e: Experiment) = Executor(ExecutorOptions(Workspace = workspace, Log = TextWriter.Null)).Run e
+
+/// A workspace with a run store and one node directory no run references (what gc removes).
+let private orphanWorkspace name =
+    let ws = tempDir name
+    (new RunStore(ws)).Dispose()
+    let orphan = Path.Combine(ws, Executor.NodesDir, "adapt-0000000000000000")
+    Directory.CreateDirectory(Path.Combine(orphan, "final")) |> ignore
+    File.WriteAllText(Path.Combine(orphan, "final", "model.safetensors"), "x")
+    ws, orphan
+
+let private gc (args: string list) = Research.Cli.Commands.GcCommand.Execute(Research.Cli.CliArgs.Parse(List.toArray args, [| "dry-run" |]))
+
+let private withStderr (f: unit -> 'a) =
+    let saved = Console.Error
+    let err = new StringWriter()
+    Console.SetError err
+    try
+        let r = f ()
+        r, err.ToString()
+    finally Console.SetError saved
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "Reliability" [
+        testCase "a corrupt run store is one line naming the file and exit 1, not a stack trace" <| fun _ ->
+            let ws = tempDir "corrupt-store"
+            File.WriteAllText(Path.Combine(ws, RunStore.FileName), String.replicate 200 "not a database ")
+            let code, err = withStderr (fun () -> Research.Cli.Program.Main [| "runs"; "--workspace"; ws |])
+            Expect.equal code 1 "exit 1"
+            Expect.stringContains err (Path.Combine(ws, RunStore.FileName)) "names the file"
+            Expect.equal (err.Trim().Split('\n').Length) 1 "one line"
+    ]
