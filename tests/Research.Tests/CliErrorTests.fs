@@ -37,4 +37,18 @@ let tests =
             Expect.equal line "" "and prints nothing here"
             let code, _ = report (Research.Data.CorpusException("c.jsonl:3: bad"))
             Expect.equal code (Nullable 1) "corpus errors too"
+
+        testCase "--opt=value, flags with =true/=false, unknown options and missing values, alike" <| fun _ ->
+            let a = CliArgs.Parse([| "x"; "--out=dir"; "--json=false"; "--quick"; "--steps"; "3" |], [| "json"; "quick" |], "out", "steps")
+            Expect.equal (a.Get "out") "dir" "--out=dir"
+            Expect.equal (a.GetInt("steps", 0)) 3 "--steps 3"
+            Expect.isFalse (a.Flags.Contains "json") "--json=false"
+            Expect.isTrue (a.Flags.Contains "quick") "--quick"
+            Expect.equal (List.ofSeq a.Positional) [ "x" ] "positional"
+            Expect.equal ((CliArgs.Parse([| "--workspace=w" |], [||])).Get "workspace") "w" "--workspace everywhere"
+            throwsWith<CliException> (fun () -> CliArgs.Parse([| "--nope"; "1" |], [||], "out") |> ignore) [ "unknown option --nope"; "--out" ] "unknown"
+            throwsWith<CliException> (fun () -> CliArgs.Parse([| "--out" |], [||], "out") |> ignore) [ "--out needs a value" ] "missing value"
+            throwsWith<CliException> (fun () -> CliArgs.Parse([| "--json=1" |], [| "json" |]) |> ignore) [ "--json"; "'1'" ] "flag value"
+            let code = Research.Cli.Commands.MergeCommand.Execute [| "merge"; "c.yml"; "--outdir"; "x" |]
+            Expect.equal code 2 "merge: an unknown option is a usage error"
     ]

@@ -52,4 +52,27 @@ let tests =
             Expect.equal code 1 "exit 1"
             Expect.stringContains err (Path.Combine(ws, RunStore.FileName)) "names the file"
             Expect.equal (err.Trim().Split('\n').Length) 1 "one line"
+
+        testCase "gc --dry-run=true removes nothing; --dry-run=false and a bare gc do" <| fun _ ->
+            let ws, orphan = orphanWorkspace "gc-dry-eq"
+            Expect.equal (gc [ "--dry-run=true"; "--workspace"; ws ]) 0 "dry run"
+            Expect.isTrue (Directory.Exists orphan) "--dry-run=true keeps it"
+            Expect.equal (gc [ $"--workspace={ws}"; "--dry-run=false" ]) 0 "not a dry run"
+            Expect.isFalse (Directory.Exists orphan) "--dry-run=false removes it"
+
+        testCase "gc rejects an option it does not know, naming it" <| fun _ ->
+            let ws, orphan = orphanWorkspace "gc-unknown"
+            throwsWith<Research.Cli.CliException> (fun () -> gc [ "--workspace"; ws; "--dryrun" ] |> ignore) [ "unknown option --dryrun" ] "misspelt flag"
+            throwsWith<Research.Cli.CliException> (fun () -> gc [ "--workspace"; ws; "--dry-run=maybe" ] |> ignore) [ "--dry-run"; "maybe" ] "flag with a bad value"
+            Expect.isTrue (Directory.Exists orphan) "nothing removed"
+
+        testCase "gc leaves a node whose lock another process holds (a stage being written)" <| fun _ ->
+            let ws, orphan = orphanWorkspace "gc-locked"
+            let held = new FileStream(orphan + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None)
+            try
+                Expect.equal (gc [ "--workspace"; ws ]) 0 "gc"
+                Expect.isTrue (Directory.Exists orphan) "the running stage is kept"
+            finally held.Dispose()
+            Expect.equal (gc [ "--workspace"; ws ]) 0 "gc once the lock is released"
+            Expect.isFalse (Directory.Exists orphan) "then removed"
     ]

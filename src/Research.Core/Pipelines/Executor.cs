@@ -173,8 +173,9 @@ public sealed class Executor
         if (IsDone(dir)) return ("cached", ReadDone(done), 0);
         Directory.CreateDirectory(dir);
         // One process per node at a time: a second process asking for the same key waits, then finds it done.
-        using var nodeLock = NodeLock.Acquire(dir + ".lock", Options.Log, stage.Name);
+        using var nodeLock = NodeLock.Acquire(NodeLock.PathOf(dir), Options.Log, stage.Name);
         if (IsDone(dir)) return ("cached", ReadDone(done), 0);
+        Directory.CreateDirectory(dir);   // again: `research gc` may have removed it while this process waited for the lock
         markRunning();
         var files = stage.Config is IReadsFiles f ? f.FilesFingerprint() : "";
         var why = reason(new RerunReason.Ingredients(stage.Kind, StageCode.Version(stage.Kind), System.Text.Json.Nodes.JsonNode.Parse(stage.ConfigJson), seed,
@@ -238,30 +239,4 @@ public sealed class Executor
         });
 
     static string Now() => DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture);
-}
-
-/// <summary>An exclusive lock file held for the life of a node's run (released by the OS if the process dies).</summary>
-sealed class NodeLock : IDisposable
-{
-    readonly FileStream _stream;
-    NodeLock(FileStream stream) => _stream = stream;
-
-    public static NodeLock Acquire(string path, TextWriter log, string name)
-    {
-        var told = false;
-        while (true)
-        {
-            try
-            {
-                return new NodeLock(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
-            }
-            catch (IOException)
-            {
-                if (!told) { log.WriteLine($"  {name}: another process is running this stage; waiting for it"); told = true; }
-                Thread.Sleep(500);
-            }
-        }
-    }
-
-    public void Dispose() => _stream.Dispose();
 }
