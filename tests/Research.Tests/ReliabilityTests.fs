@@ -75,4 +75,16 @@ let tests =
             finally held.Dispose()
             Expect.equal (gc [ "--workspace"; ws ]) 0 "gc once the lock is released"
             Expect.isFalse (Directory.Exists orphan) "then removed"
+
+        testCase "done.json is written before checkpoints/ goes; leftovers of a kill in between are removed on the next run" <| fun _ ->
+            let ws = tempDir "done-first"
+            let r = run ws (tiny ())
+            let dir = r.Runs[0].Nodes[0].Directory
+            Expect.isTrue (File.Exists(Path.Combine(dir, "done.json"))) "done.json"
+            Expect.isFalse (Directory.Exists(Path.Combine(dir, "checkpoints"))) "checkpoints removed after it"
+            // a kill after done.json but before the removal: the node is done, and the next run tidies up
+            Directory.CreateDirectory(Path.Combine(dir, Trainer.LastDir)) |> ignore
+            let again = run ws (tiny ())
+            Expect.equal again.Runs[0].Nodes[0].Status "cached" "reused"
+            Expect.isFalse (Directory.Exists(Path.Combine(dir, "checkpoints"))) "leftover removed"
     ]

@@ -241,6 +241,16 @@ let tests =
                 (fun () -> Trainer.Run(m, ByteTokenizer.Instance, objective (), other, dir, null, quiet) |> ignore)
                 [ "another configuration" ] "config changed"
 
+        testCase "a finished run leaves checkpoints/last for its caller to remove once recorded; a rerun resumes from it" <| fun _ ->
+            let dir = tempDir "keep-last"
+            use m = microModel 27L
+            Trainer.Run(m, ByteTokenizer.Instance, objective (), config 12, dir, null, quiet) |> ignore
+            Expect.isTrue (Checkpoint.Exists(Path.Combine(dir, Trainer.FinalDir))) "final written"
+            Expect.isTrue (TrainCheckpoint.Exists(Path.Combine(dir, Trainer.LastDir))) "checkpoints/last kept (the executor writes done.json, then removes it)"
+            use m2 = microModel 28L
+            let r = Trainer.Run(m2, ByteTokenizer.Instance, objective (), config 12, dir, null, quiet)
+            Expect.equal r.ResumedFrom 8L "a caller killed before recording resumes from step 8, not 0"
+
         testCase "replay mixes the general corpus at the asked share" <| fun _ ->
             let general = Packing.Pack(docs 40 2, ByteTokenizer.Instance, 16)
             let domain = Packing.Pack(Research.Data.Synthetic.QuickWorld.Finance(40, 2), ByteTokenizer.Instance, 16)

@@ -170,11 +170,16 @@ public sealed class Executor
         Func<RerunReason.Ingredients, string> reason)
     {
         var done = Path.Combine(dir, DoneFile);
-        if (IsDone(dir)) return ("cached", ReadDone(done), 0);
+        // Done: cached. Checkpoints a kill left between done.json and their removal are removed below, under the lock.
+        if (IsDone(dir) && !Directory.Exists(Path.Combine(dir, Path.GetDirectoryName(Trainer.LastDir)!))) return ("cached", ReadDone(done), 0);
         Directory.CreateDirectory(dir);
         // One process per node at a time: a second process asking for the same key waits, then finds it done.
         using var nodeLock = NodeLock.Acquire(NodeLock.PathOf(dir), Options.Log, stage.Name);
-        if (IsDone(dir)) return ("cached", ReadDone(done), 0);
+        if (IsDone(dir))
+        {
+            Trainer.RemoveCheckpoints(dir);   // a kill between done.json and their removal left them
+            return ("cached", ReadDone(done), 0);
+        }
         Directory.CreateDirectory(dir);   // again: `research gc` may have removed it while this process waited for the lock
         markRunning();
         var files = stage.Config is IReadsFiles f ? f.FilesFingerprint() : "";
@@ -191,7 +196,9 @@ public sealed class Executor
         var metrics = kind.Execute(context, stage.Config);
         if (!Models.Checkpoint.Exists(context.FinalCheckpoint))
             throw new InvalidOperationException($"stage '{stage.Name}' ({stage.Kind}) finished without writing {context.FinalCheckpoint}");
+        // done.json first, then the resumable checkpoint: a kill in between leaves a finished node, never one to retrain from 0.
         AtomicFile.WriteAllText(done, JsonSerializer.Serialize(metrics.OrderBy(m => m.Key, StringComparer.Ordinal).ToDictionary()));
+        Trainer.RemoveCheckpoints(dir);
         return ("done", metrics, clock.Elapsed.TotalSeconds);
     }
 
