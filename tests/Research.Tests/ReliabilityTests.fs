@@ -87,4 +87,29 @@ let tests =
             let again = run ws (tiny ())
             Expect.equal again.Runs[0].Nodes[0].Status "cached" "reused"
             Expect.isFalse (Directory.Exists(Path.Combine(dir, "checkpoints"))) "leftover removed"
+            // a corrupt done.json names itself
+            File.WriteAllText(Path.Combine(dir, "done.json"), "[1, 2")
+            throwsWith<InvalidDataException> (fun () -> run ws (tiny ()) |> ignore) [ "done.json" ] "corrupt done.json"
+
+        testCase "JSONL strings with a lone surrogate name the file and line" <| fun _ ->
+            let dir = tempDir "surrogate"
+            let corpus = Path.Combine(dir, "c.jsonl")
+            File.WriteAllLines(corpus, [ """{"text": "fine"}"""; """{"text": "bad \ud800 here"}""" ])
+            throwsWith<CorpusException> (fun () -> Corpus.FromJsonl corpus |> ignore) [ $"{corpus}:2"; "surrogate" ] "corpus"
+            let sft = Path.Combine(dir, "s.jsonl")
+            File.WriteAllLines(sft, [ """{"prompt": "q", "completion": "\udc00"}""" ])
+            throwsWith<CorpusException> (fun () -> SftData.Read sft |> ignore) [ $"{sft}:1" ] "sft"
+
+        testCase "a metrics file and a generation_config.json that are not JSON objects name the file" <| fun _ ->
+            let dir = tempDir "not-object"
+            let metrics = Path.Combine(dir, "metrics.jsonl")
+            File.WriteAllLines(metrics, [ """{"step": 1}"""; "[1, 2]" ])
+            throwsWith<InvalidDataException> (fun () -> MetricsLog.Read metrics |> ignore) [ $"{metrics}:2"; "JSON object" ] "metrics line"
+            let ckpt = Path.Combine(dir, "ckpt")
+            use m = microModel 3L
+            Checkpoint.Save(ckpt, m, ByteTokenizer.Instance)
+            File.WriteAllText(Path.Combine(ckpt, Checkpoint.GenerationConfigFile), "[1]")
+            throwsWith<InvalidDataException>
+                (fun () -> Research.Eval.CheckpointTools.Generate(ckpt, "a", false, null, SamplingOptions(MaxNewTokens = 1)) |> ignore)
+                [ Checkpoint.GenerationConfigFile; "JSON object" ] "generation config root"
     ]

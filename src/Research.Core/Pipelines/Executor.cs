@@ -204,8 +204,15 @@ public sealed class Executor
 
     static bool IsDone(string dir) => File.Exists(Path.Combine(dir, DoneFile)) && Models.Checkpoint.Exists(Path.Combine(dir, Trainer.FinalDir));
 
-    internal static IReadOnlyDictionary<string, double> ReadDone(string path) =>
-        JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(path)) ?? [];
+    /// <summary>done.json or an eval/*.json: an object of numbers; anything else is an error naming the file.</summary>
+    internal static IReadOnlyDictionary<string, double> ReadDone(string path)
+    {
+        try { return JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(path)) ?? throw new JsonException("null"); }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: expected a JSON object of numbers ({e.Message}); delete it to run the stage again", e);
+        }
+    }
 
     /// <summary>Suites after this stage, each cached in the node directory under a hash of the suite's fingerprint.</summary>
     IReadOnlyDictionary<string, IReadOnlyDictionary<string, double>> Evaluate(Experiment e, Stage stage, string key, string dir, TorchSharp.torch.Device device, string? parentCheckpoint)
