@@ -13,7 +13,7 @@ public static class Program
           runs [--json]           list runs with their stages (key, kind, status, final metrics)
           show RUN [--json]       one run: stages, configs, metrics, evaluations
           compare RUN RUN         two runs' metrics side by side
-          gc [--dry-run]          remove node checkpoints that no recorded run references
+          gc [--dry-run]          remove node checkpoints that no recorded run references (skips stages that are running)
           inspect DIR [--json]    a checkpoint's family, parameters, dtype, vocabulary, special tokens, chat template
           generate DIR --prompt TEXT [--chat] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--max-new-tokens N] [--json]
           eval DIR [--text FILE] [--mc FILE.jsonl] [--capabilities] [--json]  perplexity, bits per byte, multiple choice, the capability suites
@@ -28,7 +28,8 @@ public static class Program
         `run --on slurm` submits a script's sweep as one Slurm job array (see docs/cluster.md);
         --store CONN (or $RESEARCH_STORE) records runs in PostgreSQL instead of the workspace's SQLite file.
 
-        every command takes --workspace DIR (default ./runs, or $RESEARCH_WORKSPACE)
+        every command takes --workspace DIR (default ./runs, or $RESEARCH_WORKSPACE); --opt=value is --opt value,
+        a flag takes --flag=true|false, and an option a command does not know is an error
         """;
 
     public static int Main(string[] args)
@@ -39,35 +40,29 @@ public static class Program
             Research.Backend.TorchRuntime.EnsureStarted();
             return args[0] switch
             {
-                "quickstart" => QuickstartCommand.Execute(CliArgs.Parse(args.Skip(1))),
+                "quickstart" => QuickstartCommand.Execute(CliArgs.Parse(args.Skip(1), [], QuickstartCommand.Options)),
                 "run" => RunCommand.Execute(args),
-                "runs" => RunsCommand.List(CliArgs.Parse(args.Skip(1), "json")),
-                "show" => RunsCommand.Show(CliArgs.Parse(args.Skip(1), "json")),
-                "compare" => RunsCommand.Compare(CliArgs.Parse(args.Skip(1))),
-                "gc" => GcCommand.Execute(CliArgs.Parse(args.Skip(1), "dry-run")),
+                "runs" => RunsCommand.List(CliArgs.Parse(args.Skip(1), ["json"])),
+                "show" => RunsCommand.Show(CliArgs.Parse(args.Skip(1), ["json"])),
+                "compare" => RunsCommand.Compare(CliArgs.Parse(args.Skip(1), [])),
+                "gc" => GcCommand.Execute(CliArgs.Parse(args.Skip(1), ["dry-run"])),
                 "merge" => MergeCommand.Execute(args),
-                "inspect" => ModelCommands.Inspect(CliArgs.Parse(args.Skip(1), "json")),
-                "generate" => ModelCommands.Generate(CliArgs.Parse(args.Skip(1), "json", "chat")),
-                "eval" => ModelCommands.Evaluate(CliArgs.Parse(args.Skip(1), "json", "capabilities")),
-                "bench" => BenchCommand.Execute(CliArgs.Parse(args.Skip(1), "json", "quick", "vocab-memory")),
+                "inspect" => ModelCommands.Inspect(CliArgs.Parse(args.Skip(1), ["json"])),
+                "generate" => ModelCommands.Generate(CliArgs.Parse(args.Skip(1), ["json", "chat"], ModelCommands.GenerateOptions)),
+                "eval" => ModelCommands.Evaluate(CliArgs.Parse(args.Skip(1), ["json", "capabilities"], ModelCommands.EvalOptions)),
+                "bench" => BenchCommand.Execute(CliArgs.Parse(args.Skip(1), ["json", "quick", "vocab-memory"], BenchCommand.Options)),
                 "doctor" => Doctor(),
-                "report" => ReportCommand.Execute(CliArgs.Parse(args.Skip(1))),
-                "watch" => ClusterCommand.Watch(CliArgs.Parse(args.Skip(1), "once")),
-                "resubmit" => ClusterCommand.Resubmit(CliArgs.Parse(args.Skip(1), "wait")),
+                "report" => ReportCommand.Execute(CliArgs.Parse(args.Skip(1), [], ReportCommand.Options)),
+                "watch" => ClusterCommand.Watch(CliArgs.Parse(args.Skip(1), ["once"], "poll")),
+                "resubmit" => ClusterCommand.Resubmit(CliArgs.Parse(args.Skip(1), ["wait"], "poll")),
                 _ => throw new CliException($"unknown command '{args[0]}'\n\n{Help}"),
             };
         }
-        catch (CliException e)
+        catch (Exception e)
         {
-            Console.Error.WriteLine($"research: {e.Message}");
-            return 2;
-        }
-        catch (Exception e) when (e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException
-                                      or Research.Training.TrainingDivergedException or ArgumentException or InvalidOperationException
-                                      or Research.Models.SafetensorsException or IOException or Research.Templates.TemplateException or Research.Templates.TemplateRaisedException)
-        {
-            Console.Error.WriteLine($"research: {e.Message}");
-            return 1;
+            // An expected failure is one line and exit 1 or 2 (CliErrors); anything else is a bug and keeps its stack trace.
+            if (CliErrors.Report(e, Console.Error) is not { } code) throw;
+            return code;
         }
     }
 

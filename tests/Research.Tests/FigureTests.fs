@@ -137,7 +137,7 @@ let tests =
             let e = Experiment.quickStart (QuickStartOptions(Seed = 3, GeneralDocuments = 120, PretrainSteps = 10, AdaptSteps = 10, CheckpointEvery = 10))
             Executor(ExecutorOptions(Workspace = ws, Log = TextWriter.Null)).Run e |> ignore
             let out = Path.Combine(ws, "report")
-            let run args = Research.Cli.Commands.ReportCommand.Execute(Research.Cli.CliArgs.Parse(List.toArray args))
+            let run args = Research.Cli.Commands.ReportCommand.Execute(Research.Cli.CliArgs.Parse(List.toArray args, [||], Research.Cli.Commands.ReportCommand.Options))
             let code = run [ "quickstart"; "--workspace"; ws; "--out"; out; "--metrics"; "perplexity" ]
             Expect.equal code 0 "exit code"
             let file name = Path.Combine(out, name)

@@ -263,6 +263,53 @@ seed: 42
                     [ "unknown key 'models[0].parameters.wieght'" ] "model parameter"
                 throwsWith<InvalidDataException> (fun () -> MergeConfig.FromJson """{"merge_method": "linear", "models": [{"model": "a"}], "parameters": {"lamda": 1}}""" |> ignore)
                     [ "unknown key 'parameters.lamda'" ] "json global parameter"
+
+            testCase "NaN, infinite weights, all-zero weight sums and densities outside (0, 1] are refused, naming the YAML line" <| fun _ ->
+                let ties (models: string) = $"merge_method: ties\nbase_model: base\nmodels:\n{models}"
+                let one (ps: string) = $"  - model: a\n    parameters: {{{ps}}}\n"
+                throwsWith<InvalidDataException> (fun () -> MergeConfig.FromYaml (ties (one "weight: NaN")) |> ignore)
+                    [ "YAML line 5"; "models[0].parameters.weight"; "finite" ] "NaN weight"
+                throwsWith<InvalidDataException> (fun () -> MergeConfig.FromYaml (ties (one "weight: 1e999")) |> ignore)
+                    [ "YAML line 5"; "finite" ] "an infinite weight"
+                throwsWith<InvalidDataException> (fun () -> MergeConfig.FromYaml (ties "  - model: a\n    parameters:\n      weight: [0, -Infinity]\n") |> ignore)
+                    [ "YAML line 6"; "finite" ] "an infinite knot of a gradient"
+                throwsWith<InvalidDataException> (fun () -> MergeConfig.FromYaml (ties (one "weight: 0") + "  - model: b\n    parameters: {weight: 0.0}\n") |> ignore)
+                    [ "YAML line 5"; "weight is 0" ] "all-zero weights"
+                throwsWith<InvalidDataException>
+                    (fun () -> MergeConfig.FromYaml "merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 1}\n  - model: b\n    parameters: {weight: -1}\n" |> ignore)
+                    [ "YAML line 4"; "sum to 0" ] "weights summing to zero under normalize"
+                for d in [ "0"; "-0.5"; "1.5"; "NaN" ] do
+                    throwsWith<InvalidDataException> (fun () -> MergeConfig.FromYaml (ties (one $"weight: 1, density: {d}")) |> ignore)
+                        [ "YAML line 5"; "density" ] $"density {d}"
+                throwsWith<InvalidDataException> (fun () -> MergeConfig.FromYaml (ties (one "weight: 1") + "parameters:\n  density: [0.5, 0]\n") |> ignore)
+                    [ "YAML line 7"; "parameters.density"; "(0, 1]" ] "a global density gradient reaching 0"
+                throwsWith<InvalidDataException> (fun () -> MergeConfig.FromJson """{"merge_method": "linear", "models": [{"model": "a", "parameters": {"weight": 0}}]}""" |> ignore)
+                    [ "weight is 0" ] "JSON too"
+                // the same values are fine without normalize, and densities of 1 are fine
+                MergeConfig.FromYaml "merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: a\n    parameters: {weight: 1}\n  - model: b\n    parameters: {weight: -1}\n" |> ignore
+                MergeConfig.FromYaml (ties (one "weight: 1, density: 1")) |> ignore
+
+            testCase "deep nesting is a clear error, not a stack overflow" <| fun _ ->
+                let deepFlow = "merge_method: " + String.replicate 100000 "[" + String.replicate 100000 "]"
+                throwsWith<InvalidDataException> (fun () -> MiniYaml.Parse deepFlow |> ignore) [ "YAML line 1"; "nesting deeper than" ] "flow lists"
+                let deepBlock = String.Join("\n", [ for i in 0 .. 5000 -> String.replicate i " " + "k:" ])
+                throwsWith<InvalidDataException> (fun () -> MiniYaml.Parse deepBlock |> ignore) [ "nesting deeper than" ] "block maps"
+                let deepItems = String.Join("\n", [ for i in 0 .. 5000 -> String.replicate (2 * i) " " + "-" ])
+                throwsWith<InvalidDataException> (fun () -> MiniYaml.Parse deepItems |> ignore) [ "nesting deeper than" ] "block lists"
+                // 32 levels still parse
+                let ok = "a: " + String.replicate 32 "[" + String.replicate 32 "]"
+                Expect.isNotNull (MiniYaml.Parse ok) "moderate nesting parses"
+
+            testCase "re: filters cannot hang: the non-backtracking engine, and constructs it lacks refused at load" <| fun _ ->
+                let rule = ParamRule("re:^(a+)+$", lst [ 1.0 ])
+                let name = String.replicate 40 "a" + "!"
+                let work = Threading.Tasks.Task.Run(fun () -> rule.Matches name)
+                Expect.isTrue (work.Wait(TimeSpan.FromSeconds 10.0)) "a catastrophic-backtracking pattern ends"
+                Expect.isFalse work.Result "and does not match"
+                Expect.isTrue (ParamRule("re:layers\\.1\\.", lst [ 1.0 ]).Matches "model.layers.1.mlp.up_proj.weight") "ordinary patterns still match"
+                throwsWith<InvalidDataException>
+                    (fun () -> MergeConfig.FromYaml "merge_method: linear\nmodels:\n  - model: a\n    parameters:\n      weight: [{filter: \"re:(a)\\\\1\", value: 1}, {value: 1}]\n" |> ignore)
+                    [ "YAML line 5"; "filter"; "not supported" ] "a backreference"
         ]
 
         // Sequenced: the process's RSS, which the merge-memory test samples.

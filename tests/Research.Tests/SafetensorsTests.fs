@@ -297,6 +297,19 @@ let tests =
                 expectError good (Some "second") [ "truncated" ] (fun () -> Safetensors.Load good |> ignore))
         }
 
+        test "huge dimensions whose product overflows are refused at open, even beside a zero dimension" {
+            withTempDir (fun dir ->
+                let p = Path.Combine(dir, "huge.safetensors")
+                // empty (one dimension is 0) but the strides of the others overflow: this reached libtorch before
+                writeRaw p """{"e":{"dtype":"F32","shape":[0,4611686018427387904,4611686018427387904],"data_offsets":[0,0]}}""" [||]
+                expectError p (Some "e") [ "too large"; "overflows" ] (fun () -> SafetensorsFile.Open p |> ignore)
+                writeRaw p """{"e":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}}""" [||]
+                expectError p (Some "e") [ "too large" ] (fun () -> SafetensorsFile.Open p |> ignore)
+                // the product fits but disagrees with the byte range
+                writeRaw p """{"e":{"dtype":"F32","shape":[0,3],"data_offsets":[0,12]}}""" (Array.zeroCreate 12)
+                expectError p (Some "e") [ "needs 0" ] (fun () -> SafetensorsFile.Open p |> ignore))
+        }
+
         test "overlapping tensors, holes and trailing bytes are refused" {
             withTempDir (fun dir ->
                 let p = Path.Combine(dir, "layout.safetensors")

@@ -241,6 +241,31 @@ let tests =
                 (fun () -> Trainer.Run(m, ByteTokenizer.Instance, objective (), other, dir, null, quiet) |> ignore)
                 [ "another configuration" ] "config changed"
 
+        testCase "a finished run leaves checkpoints/last for its caller to remove once recorded; a rerun resumes from it" <| fun _ ->
+            let dir = tempDir "keep-last"
+            use m = microModel 27L
+            Trainer.Run(m, ByteTokenizer.Instance, objective (), config 12, dir, null, quiet) |> ignore
+            Expect.isTrue (Checkpoint.Exists(Path.Combine(dir, Trainer.FinalDir))) "final written"
+            Expect.isTrue (TrainCheckpoint.Exists(Path.Combine(dir, Trainer.LastDir))) "checkpoints/last kept (the executor writes done.json, then removes it)"
+            use m2 = microModel 28L
+            let r = Trainer.Run(m2, ByteTokenizer.Instance, objective (), config 12, dir, null, quiet)
+            Expect.equal r.ResumedFrom 8L "a caller killed before recording resumes from step 8, not 0"
+
+        testCase "a corrupt trainer_state.json is an error naming it" <| fun _ ->
+            let dir = tempDir "corrupt-state"
+            use m = microModel 29L
+            let cut = { new IObjective<LmBatch> with
+                          member _.Kind = "pretrain"
+                          member _.Fingerprint = (objective ()).Fingerprint
+                          member _.Batch(step, micro, cfg, dev) = if step >= 5L then failwith "killed" else (objective ()).Batch(step, micro, cfg, dev)
+                          member _.Loss(model, b, s) = (objective ()).Loss(model, b, s) }
+            Expect.throws (fun () -> Trainer.Run(m, ByteTokenizer.Instance, cut, config 12, dir, null, quiet) |> ignore) "interrupted"
+            let state = Path.Combine(dir, Trainer.LastDir, TrainCheckpoint.StateFile)
+            for text in [ "{\"step\": 4, \"tok"; "[1, 2]"; "{\"step\": \"four\"}" ] do
+                File.WriteAllText(state, text)
+                throwsWith<InvalidDataException> (fun () -> Trainer.Run(m, ByteTokenizer.Instance, objective (), config 12, dir, null, quiet) |> ignore)
+                    [ TrainCheckpoint.StateFile; "corrupt" ] text
+
         testCase "replay mixes the general corpus at the asked share" <| fun _ ->
             let general = Packing.Pack(docs 40 2, ByteTokenizer.Instance, 16)
             let domain = Packing.Pack(Research.Data.Synthetic.QuickWorld.Finance(40, 2), ByteTokenizer.Instance, 16)

@@ -20,6 +20,9 @@ public static class BenchCommand
         WriteIndented = false,
     };
 
+    /// <summary>bench's options, --vocab-memory's included.</summary>
+    public static readonly string[] Options = ["steps", "rss-steps", "device", "seq", "batch", "loss-chunk-rows"];
+
     public static int Execute(CliArgs a)
     {
         if (a.Flags.Contains("vocab-memory")) return VocabMemoryCommand.Execute(a);

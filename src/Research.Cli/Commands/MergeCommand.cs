@@ -18,10 +18,8 @@ public static class MergeCommand
         var rest = args.Length > 0 && args[0] == "merge" ? args[1..] : args;
         if (rest.Contains("--help") || rest.Contains("-h")) { Console.Out.WriteLine(Usage); return 0; }
         CliArgs parsed;
-        try { parsed = CliArgs.Parse(rest); }
+        try { parsed = CliArgs.Parse(rest, [], "out", "shard-size"); }
         catch (CliException e) { return Fail(e.Message); }
-        foreach (var k in parsed.Options.Keys)
-            if (k is not ("out" or "shard-size" or "workspace")) return Fail($"unknown option --{k}");
         if (parsed.Positional.Count != 1) return Fail(parsed.Positional.Count == 0 ? "missing config path" : "expected one config path");
         var outDir = parsed.Get("out") ?? "merged";
         var shard = StreamingMerge.DefaultShardBytes;

@@ -44,6 +44,9 @@ public static class ModelCommands
         });
     }
 
+    public static readonly string[] GenerateOptions = ["prompt", "max-new-tokens", "temperature", "top-k", "top-p", "seed", "system"];
+    public static readonly string[] EvalOptions = ["text", "mc", "few-shot", "max-length", "batch-size", "world-size", "world-seed"];
+
     public const string GenerateUsage =
         "usage: research generate DIR --prompt TEXT [--chat] [--system TEXT] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--json]";
 

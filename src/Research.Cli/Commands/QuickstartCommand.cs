@@ -9,6 +9,9 @@ namespace Research.Cli.Commands;
 public static class QuickstartCommand
 {
     public const string Usage = "research quickstart [--workspace DIR] [--seed N] [--pretrain-steps N] [--adapt-steps N] [--tune-steps N] [--align-steps N] [--replay F] [--general-docs N] [--device cpu|cuda] [--threads N]";
+    /// <summary>The options quickstart takes: the script's, and the device and threads.</summary>
+    public static string[] Options => [.. ScriptOptions, "device", "threads"];
+
     static readonly string[] ScriptOptions = ["seed", "pretrain-steps", "adapt-steps", "tune-steps", "align-steps", "replay", "general-docs", "checkpoint-every"];
 
     public static int Execute(CliArgs a)

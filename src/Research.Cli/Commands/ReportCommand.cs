@@ -8,6 +8,8 @@ namespace Research.Cli.Commands;
 /// </summary>
 public static class ReportCommand
 {
+    public static readonly string[] Options = ["out", "metrics"];
+
     public static int Execute(CliArgs a)
     {
         if (a.Positional.Count != 1) throw new CliException("usage: research report RUN|EXPERIMENT [--out DIR] [--metrics m1,m2] (see `research runs`)");

@@ -52,6 +52,12 @@ public static class RunCommand
                 i += 2;
             }
             if (!Known.Contains(name)) return Fail($"unknown option {name}");
+            if (Flags.Contains(name))
+            {
+                // --no-wait, --no-wait=true or --no-wait=false, as every command's flags
+                if (value is not ("" or "true" or "false")) return Fail($"{name} takes no value (or =true / =false), got '{value}'");
+                if (value == "false") { options.Remove(name); continue; }
+            }
             (options.TryGetValue(name, out var list) ? list : options[name] = []).Add(value);
         }
         if (i >= args.Length) return Fail("missing script path");

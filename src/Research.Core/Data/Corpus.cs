@@ -104,7 +104,7 @@ public sealed class Corpus
                 var root = json.RootElement;
                 if (!root.TryGetProperty(field, out var value) || value.ValueKind != JsonValueKind.String)
                     throw new CorpusException($"{path}:{lineNo}: no string field \"{field}\"");
-                var text = value.GetString()!;
+                var text = JsonLine.Text(value, $"{path}:{lineNo}");
                 if (!string.IsNullOrWhiteSpace(text)) docs.Add(new Document(text, path, lineNo));
             }
         }

@@ -19,6 +19,19 @@ public static class JsonLine
     }
 
     /// <summary>
+    /// A JSON string's text; a string that is not valid UTF-16 (a lone surrogate escape such as <c>"\ud800"</c>, which the
+    /// parser accepts but cannot decode) is a <see cref="CorpusException"/> naming <paramref name="at"/> (file:line).
+    /// </summary>
+    public static string Text(JsonElement value, string at)
+    {
+        try { return value.GetString()!; }
+        catch (InvalidOperationException e) when (value.ValueKind == JsonValueKind.String)
+        {
+            throw new CorpusException($"{at}: a string is not valid text ({e.Message}); a lone surrogate escape such as \\ud800 has no character", e);
+        }
+    }
+
+    /// <summary>
     /// Every non-blank line of a JSONL file through <paramref name="parse"/> (text, file, 1-based line number).
     /// A missing file or one with no object is a <see cref="CorpusException"/> with the given messages (the path is prepended).
     /// </summary>

@@ -124,7 +124,7 @@ public static class PreferenceData
             throw new CorpusException($"{where}: missing field \"{field}\"");
         return v.ValueKind switch
         {
-            JsonValueKind.String => v.GetString()!,
+            JsonValueKind.String => JsonLine.Text(v, where),
             JsonValueKind.Array => isPrompt ? RenderPrompt(v, field, where) : RenderCompletion(v, field, where),
             _ => throw new CorpusException($"{where}: field \"{field}\" must be a string or a messages array, got {v.ValueKind.ToString().ToLowerInvariant()}"),
         };
@@ -136,7 +136,7 @@ public static class PreferenceData
             || !m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String
             || !m.TryGetProperty("content", out var content) || content.ValueKind != JsonValueKind.String)
             throw new CorpusException($"{where}: \"{field}\"[{i}] must be an object with string fields \"role\" and \"content\"");
-        return (role.GetString()!, content.GetString()!);
+        return (JsonLine.Text(role, where), JsonLine.Text(content, where));
     }
 
     /// <summary>Messages as <c>&lt;|role|&gt;\n{content}\n</c> each, then <c>&lt;|assistant|&gt;\n</c>.</summary>

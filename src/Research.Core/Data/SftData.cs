@@ -63,13 +63,13 @@ public static class SftData
             {
                 if (completion.ValueKind != JsonValueKind.String)
                     throw new CorpusException($"{at}: \"completion\" must be a string when \"prompt\" is a string, got {Kind(completion)}");
-                return new SftExample(source, line, prompt.GetString()!, completion.GetString()!, null);
+                return new SftExample(source, line, JsonLine.Text(prompt, at), JsonLine.Text(completion, at), null);
             }
             if (prompt.ValueKind != JsonValueKind.Array)
                 throw new CorpusException($"{at}: \"prompt\" must be a string or a list of messages, got {Kind(prompt)}");
             var turns = new List<ChatMessage>(Messages(prompt, "prompt", at, trained: _ => false));
             if (completion.ValueKind == JsonValueKind.String)
-                turns.Add(new ChatMessage(ChatRole.Assistant, completion.GetString()!, true));
+                turns.Add(new ChatMessage(ChatRole.Assistant, JsonLine.Text(completion, at), true));
             else if (completion.ValueKind == JsonValueKind.Array)
             {
                 var done = Messages(completion, "completion", at, trained: _ => true);
@@ -119,14 +119,14 @@ public static class SftData
             if (!m.TryGetProperty("content", out var content)) throw new CorpusException($"{what}: missing field \"content\"");
             if (role.ValueKind != JsonValueKind.String) throw new CorpusException($"{what}: \"role\" must be a string, got {Kind(role)}");
             if (content.ValueKind != JsonValueKind.String) throw new CorpusException($"{what}: \"content\" must be a string, got {Kind(content)}");
-            var r = role.GetString() switch
+            var r = JsonLine.Text(role, at) switch
             {
                 "system" => ChatRole.System,
                 "user" => ChatRole.User,
                 "assistant" => ChatRole.Assistant,
                 var other => throw new CorpusException($"{what}: unknown role \"{other}\" (expected system, user or assistant)"),
             };
-            result.Add(new ChatMessage(r, content.GetString()!, trained(r)));
+            result.Add(new ChatMessage(r, JsonLine.Text(content, at), trained(r)));
         }
         if (result.Count == 0) throw new CorpusException($"{at}: \"{field}\" is an empty list");
         return result.ToArray();

@@ -204,12 +204,19 @@ public sealed unsafe partial class SafetensorsFile : IDisposable
         {
             checked
             {
-                long count = 1;
-                foreach (var d in shape) count *= d;
+                // Zero-size dimensions make the element count 0 whatever the others are, but libtorch still multiplies the
+                // others into strides: their product (and its byte size) must fit 64 bits too, or a stride overflows.
+                long count = 1, strides = 1;
+                foreach (var d in shape)
+                {
+                    count *= d;
+                    strides *= Math.Max(d, 1);
+                }
                 expected = count * Safetensors.DTypeSize(dtype);
+                _ = strides * Safetensors.DTypeSize(dtype);
             }
         }
-        catch (OverflowException) { throw Bad($"shape {sh.GetRawText()} is too large."); }
+        catch (OverflowException) { throw Bad($"shape {sh.GetRawText()} is too large: the product of its dimensions overflows 64 bits."); }
         if (end - begin != expected)
             throw Bad($"data_offsets {off.GetRawText()} cover {end - begin} bytes, but shape {sh.GetRawText()} of {dtype} needs {expected}.");
         return new TensorEntry(name, dtype, shape, begin.Value, end.Value);

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Research.Eval;
 using System.Text.Json.Nodes;
 using Research.Data;
@@ -92,15 +93,32 @@ public static class CheckpointTools
         return tokenizer.Encode(ModelChatTemplate.Of(tokenizer).RenderText(messages, addGenerationPrompt: true));
     }
 
+    /// <summary>generation_config.json, which must hold a JSON object.</summary>
+    static JsonObject GenerationConfig(string path)
+    {
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InvalidDataException($"{path}: expected a JSON object");
+        }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: malformed JSON ({e.Message})", e); }
+    }
+
     /// <summary>eos ids from generation_config.json (int or list), config.json and the tokenizer.</summary>
     static int[] StopIds(string dir, ModelConfig config, ITokenizer tokenizer)
     {
         var ids = new SortedSet<int>();
         var gen = Path.Combine(dir, Checkpoint.GenerationConfigFile);
-        if (File.Exists(gen) && JsonNode.Parse(File.ReadAllText(gen))?["eos_token_id"] is { } e)
+        if (File.Exists(gen) && GenerationConfig(gen)["eos_token_id"] is { } e)
         {
-            if (e is JsonArray arr) foreach (var x in arr) ids.Add(x!.GetValue<int>());
-            else ids.Add(e.GetValue<int>());
+            try
+            {
+                if (e is JsonArray arr) foreach (var x in arr) ids.Add((x ?? throw new FormatException("null")).GetValue<int>());
+                else ids.Add(e.GetValue<int>());
+            }
+            catch (Exception x) when (x is InvalidOperationException or FormatException)
+            {
+                throw new InvalidDataException($"{gen}: eos_token_id must be an integer or a list of integers, got {e.ToJsonString()}", x);
+            }
         }
         if (config.EosTokenId is { } c) ids.Add(c);
         if (tokenizer is HfTokenizer hf) foreach (var id in hf.EosIds) ids.Add(id);

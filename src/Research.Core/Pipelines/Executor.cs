@@ -168,11 +168,17 @@ public sealed class Executor
         Func<RerunReason.Ingredients, string> reason)
     {
         var done = Path.Combine(dir, DoneFile);
-        if (IsDone(dir)) return ("cached", ReadDone(done), 0);
+        // Done: cached. Checkpoints a kill left between done.json and their removal are removed below, under the lock.
+        if (IsDone(dir) && !Directory.Exists(Path.Combine(dir, Path.GetDirectoryName(Trainer.LastDir)!))) return ("cached", ReadDone(done), 0);
         Directory.CreateDirectory(dir);
         // One process per node at a time: a second process asking for the same key waits, then finds it done.
-        using var nodeLock = NodeLock.Acquire(dir + ".lock", Options.Log, stage.Name);
-        if (IsDone(dir)) return ("cached", ReadDone(done), 0);
+        using var nodeLock = NodeLock.Acquire(NodeLock.PathOf(dir), Options.Log, stage.Name);
+        if (IsDone(dir))
+        {
+            Trainer.RemoveCheckpoints(dir);   // a kill between done.json and their removal left them
+            return ("cached", ReadDone(done), 0);
+        }
+        Directory.CreateDirectory(dir);   // again: `research gc` may have removed it while this process waited for the lock
         markRunning();
         var files = stage.Config is IReadsFiles f ? f.FilesFingerprint() : "";
         var why = reason(new RerunReason.Ingredients(stage.Kind, StageCode.Version(stage.Kind), System.Text.Json.Nodes.JsonNode.Parse(stage.ConfigJson), seed,
@@ -188,14 +194,23 @@ public sealed class Executor
         var metrics = kind.Execute(context, stage.Config);
         if (!Models.Checkpoint.Exists(context.FinalCheckpoint))
             throw new InvalidOperationException($"stage '{stage.Name}' ({stage.Kind}) finished without writing {context.FinalCheckpoint}");
+        // done.json first, then the resumable checkpoint: a kill in between leaves a finished node, never one to retrain from 0.
         AtomicFile.WriteAllText(done, JsonSerializer.Serialize(metrics.OrderBy(m => m.Key, StringComparer.Ordinal).ToDictionary()));
+        Trainer.RemoveCheckpoints(dir);
         return ("done", metrics, clock.Elapsed.TotalSeconds);
     }
 
     static bool IsDone(string dir) => File.Exists(Path.Combine(dir, DoneFile)) && Models.Checkpoint.Exists(Path.Combine(dir, Trainer.FinalDir));
 
-    internal static IReadOnlyDictionary<string, double> ReadDone(string path) =>
-        JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(path)) ?? [];
+    /// <summary>done.json or an eval/*.json: an object of numbers; anything else is an error naming the file.</summary>
+    internal static IReadOnlyDictionary<string, double> ReadDone(string path)
+    {
+        try { return JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(path)) ?? throw new JsonException("null"); }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: expected a JSON object of numbers ({e.Message}); delete it to run the stage again", e);
+        }
+    }
 
     /// <summary>Suites after this stage, each cached in the node directory under a hash of the suite's fingerprint.</summary>
     IReadOnlyDictionary<string, IReadOnlyDictionary<string, double>> Evaluate(Experiment e, Stage stage, string key, string dir, TorchSharp.torch.Device device, string? parentCheckpoint)
@@ -236,30 +251,4 @@ public sealed class Executor
         });
 
     static string Now() => DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture);
-}
-
-/// <summary>An exclusive lock file held for the life of a node's run (released by the OS if the process dies).</summary>
-sealed class NodeLock : IDisposable
-{
-    readonly FileStream _stream;
-    NodeLock(FileStream stream) => _stream = stream;
-
-    public static NodeLock Acquire(string path, TextWriter log, string name)
-    {
-        var told = false;
-        while (true)
-        {
-            try
-            {
-                return new NodeLock(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
-            }
-            catch (IOException)
-            {
-                if (!told) { log.WriteLine($"  {name}: another process is running this stage; waiting for it"); told = true; }
-                Thread.Sleep(500);
-            }
-        }
-    }
-
-    public void Dispose() => _stream.Dispose();
 }

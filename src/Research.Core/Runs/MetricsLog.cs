@@ -52,9 +52,21 @@ public sealed class MetricsLog : IDisposable
         _writer.WriteLine(o.ToJsonString());
     }
 
-    /// <summary>Every line of a metrics file, as parsed objects.</summary>
-    public static IReadOnlyList<JsonObject> Read(string path) =>
-        File.ReadAllLines(path).Where(l => l.Length > 0).Select(l => JsonNode.Parse(l)!.AsObject()).ToArray();
+    /// <summary>Every line of a metrics file, as parsed objects; a line that is not a JSON object is an error naming file:line.</summary>
+    public static IReadOnlyList<JsonObject> Read(string path)
+    {
+        var lines = File.ReadAllLines(path);
+        var result = new List<JsonObject>(lines.Length);
+        for (var i = 0; i < lines.Length; i++)
+        {
+            if (lines[i].Length == 0) continue;
+            JsonNode? node;
+            try { node = JsonNode.Parse(lines[i]); }
+            catch (JsonException e) { throw new InvalidDataException($"{path}:{i + 1}: malformed JSON ({e.Message})", e); }
+            result.Add(node as JsonObject ?? throw new InvalidDataException($"{path}:{i + 1}: expected a JSON object"));
+        }
+        return result;
+    }
 
     public void Dispose() => _writer.Dispose();
 }

@@ -58,11 +58,19 @@ public sealed partial class RunStore : IDisposable
             Directory.CreateDirectory(workspace);
             Path = System.IO.Path.Combine(workspace, FileName);
             _db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = Path, Pooling = false, DefaultTimeout = 60 }.ToString());
-            _db.Open();
-            Exec("PRAGMA busy_timeout = 60000;");
-            Exec("PRAGMA journal_mode = WAL;");
-            Exec("PRAGMA synchronous = NORMAL;");
-            InTransaction(() => Exec(StoreSchema.Sqlite));
+            try
+            {
+                _db.Open();
+                Exec("PRAGMA busy_timeout = 60000;");
+                Exec("PRAGMA journal_mode = WAL;");
+                Exec("PRAGMA synchronous = NORMAL;");
+                InTransaction(() => Exec(StoreSchema.Sqlite));
+            }
+            catch (SqliteException e)
+            {
+                _db.Dispose();
+                throw new InvalidDataException($"{Path}: not a readable run store ({e.Message}); move it aside to start a new one", e);
+            }
         }
         var version = Scalar("SELECT value FROM meta WHERE key = 'schema_version'") as string;
         if (version != StoreSchema.Version.ToString(CultureInfo.InvariantCulture))

@@ -43,6 +43,19 @@ public static class TrainCheckpoint
             AtomicFile.WriteAllText(Path.Combine(tmp, StateFile), JsonSerializer.Serialize(withRng, Json));
         });
 
+    /// <summary>trainer_state.json; a corrupt one (truncated, not an object, wrong types) is an error naming the file.</summary>
+    static TrainerState ReadState(string path)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path)) ?? throw new InvalidDataException($"{path}: empty trainer state");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: corrupt trainer state ({e.Message}); delete the checkpoint directory to train from the start", e);
+        }
+    }
+
     public static bool Exists(string dir) => File.Exists(Path.Combine(dir, StateFile)) && Checkpoint.Exists(dir);
 
     /// <summary>Restores weights, optimizer moments and the RNG; returns the state to continue from.</summary>
@@ -50,8 +63,7 @@ public static class TrainCheckpoint
         IStatefulObjective? objective = null)
     {
         var statePath = Path.Combine(dir, StateFile);
-        var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath))
-            ?? throw new InvalidDataException($"{statePath}: empty trainer state");
+        var state = ReadState(statePath);
         if (state.Identity != identity)
             throw new InvalidOperationException(
                 $"{dir}: this checkpoint was written by a run with another configuration; " +

@@ -19,7 +19,8 @@ public sealed record TrainResult(long Steps, long ResumedFrom, string FinalCheck
 /// The one training loop. Every stage plugs in an objective (how a batch becomes a summed loss);
 /// the loop owns the optimizer, schedule, accumulation, clipping, validation, checkpoints,
 /// NaN detection, progress and metrics. Run directory layout:
-/// <c>checkpoints/last/</c> (resumable), <c>final/</c> (the stage's output), <c>metrics.jsonl</c>.
+/// <c>checkpoints/last/</c> (resumable; kept after the run until <see cref="RemoveCheckpoints"/>), <c>final/</c> (the stage's
+/// output), <c>metrics.jsonl</c>.
 /// </summary>
 public static class Trainer
 {
@@ -173,9 +174,20 @@ public static class Trainer
             adapter.MergeAndDetach();                                                             // final/ is the merged model
         }
         Checkpoint.Save(finalDir, model, tokenizer);
-        if (Directory.Exists(lastDir)) Directory.Delete(lastDir, recursive: true);
+        // checkpoints/last stays: the caller removes it (RemoveCheckpoints) once it has recorded the run as finished, so a kill
+        // between the two never leaves a finished-but-unrecorded run without the checkpoint to resume from.
         Backend.NativeAllocator.ReturnFreePages();                                                // the activations the loop kept for reuse
         return new TrainResult(config.Steps, startStep, finalDir, last);
+    }
+
+    /// <summary>
+    /// Removes <c>checkpoints/</c> of a finished run: what the caller does once the run is recorded as finished (the executor:
+    /// after done.json). Until then a kill resumes from <c>checkpoints/last</c> instead of training from step 0.
+    /// </summary>
+    public static void RemoveCheckpoints(string runDir)
+    {
+        var dir = Path.Combine(runDir, Path.GetDirectoryName(LastDir)!);
+        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
     }
 
     /// <summary>Scales gradients so their global L2 norm is at most maxNorm; returns the norm before clipping, on device (no host sync).</summary>

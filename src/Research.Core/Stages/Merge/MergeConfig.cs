@@ -12,16 +12,33 @@ public enum MergeMethod { Linear, Slerp, TaskArithmetic, Ties, DareLinear, DareT
 /// "re:PATTERN": a regex searched in the name; a text with * or ?: a glob on the whole name; else a substring,
 /// as mergekit matches). One value is a constant; several are a gradient over the layers: layer l of L reads the
 /// list at l/(L-1), linearly interpolated; tensors outside the layers (embeddings, final norm, head) read position 0.
+/// Patterns run on .NET's non-backtracking engine (time linear in the name, so no pattern can hang a merge); it has no
+/// backreferences, lookarounds or atomic groups, which <see cref="CheckPattern"/> rejects when the config is read.
 /// </summary>
 public sealed record ParamRule(string? Filter, IReadOnlyList<double> Values)
 {
+    /// <summary>The options every filter pattern runs with.</summary>
+    public const RegexOptions PatternOptions = RegexOptions.CultureInvariant | RegexOptions.NonBacktracking;
+
     public bool Matches(string tensorName)
     {
         if (Filter is null or "*") return true;
-        if (Filter.StartsWith("re:", StringComparison.Ordinal)) return Regex.IsMatch(tensorName, Filter[3..], RegexOptions.CultureInvariant);
+        if (Filter.StartsWith("re:", StringComparison.Ordinal)) return Regex.IsMatch(tensorName, Filter[3..], PatternOptions);
         if (Filter.Contains('*') || Filter.Contains('?'))
-            return Regex.IsMatch(tensorName, "^" + Regex.Escape(Filter).Replace(@"\*", ".*").Replace(@"\?", ".") + "$", RegexOptions.CultureInvariant);
+            return Regex.IsMatch(tensorName, "^" + Regex.Escape(Filter).Replace(@"\*", ".*").Replace(@"\?", ".") + "$", PatternOptions);
         return tensorName.Contains(Filter, StringComparison.Ordinal);
+    }
+
+    /// <summary>Null when the "re:" pattern compiles for the non-backtracking engine, else why not.</summary>
+    public static string? CheckPattern(string pattern)
+    {
+        try
+        {
+            _ = new Regex(pattern, PatternOptions);
+            return null;
+        }
+        catch (ArgumentException e) { return $"bad regex: {e.Message}"; }
+        catch (NotSupportedException e) { return $"regex construct not supported (filters use the non-backtracking engine: no backreferences, lookarounds or atomic groups): {e.Message}"; }
     }
 
     /// <summary>The value at layer position t in [0, 1].</summary>
@@ -128,7 +145,13 @@ public sealed record MergeConfig
         }
     }
 
-    public static MergeConfig FromYaml(string text) => FromTree(MiniYaml.Parse(text));
+    /// <summary>Reads YAML; every error names the line it is about ("YAML line 7: models[1].parameters.density ...").</summary>
+    public static MergeConfig FromYaml(string text)
+    {
+        var tree = MiniYaml.Parse(text, out var lines);
+        try { return FromTree(tree); }
+        catch (InvalidDataException e) { throw MergeConfigError.WithLine(e, lines); }
+    }
 
     public static MergeConfig FromJson(string text)
     {
@@ -152,7 +175,7 @@ public sealed record MergeConfig
         }),
         JsonValueKind.Array => e.EnumerateArray().Select(FromJsonElement).ToList(),
         JsonValueKind.String => e.GetString(),
-        JsonValueKind.Number => e.GetDouble(),
+        JsonValueKind.Number => e.TryGetDouble(out var d) ? d : throw new InvalidDataException($"number {e.GetRawText()} does not fit a double"),
         JsonValueKind.True => true,
         JsonValueKind.False => false,
         _ => null,
@@ -161,29 +184,29 @@ public sealed record MergeConfig
     /// <summary>Builds the record from parsed YAML/JSON values, naming any key it does not know.</summary>
     public static MergeConfig FromTree(object? tree)
     {
-        var root = tree as Dictionary<string, object?> ?? throw new InvalidDataException("merge config must be a map at the top level");
+        var root = tree as Dictionary<string, object?> ?? throw MergeConfigError.At("", "merge config must be a map at the top level");
         CheckKeys(root, TopKeys, "");
         var methodText = root.TryGetValue("merge_method", out var mv) ? mv as string : null;
-        if (methodText is null) throw new InvalidDataException("merge config lacks 'merge_method'");
+        if (methodText is null) throw MergeConfigError.At("", "merge config lacks 'merge_method'");
         var method = Enum.GetValues<MergeMethod>().Cast<MergeMethod?>().FirstOrDefault(m => MethodName(m!.Value) == methodText)
-            ?? throw new InvalidDataException($"merge_method '{methodText}' is not known (known: {string.Join(", ", Enum.GetValues<MergeMethod>().Select(MethodName))})");
+            ?? throw MergeConfigError.At("merge_method", $"merge_method '{methodText}' is not known (known: {string.Join(", ", Enum.GetValues<MergeMethod>().Select(MethodName))})");
 
         var baseModel = root.TryGetValue("base_model", out var b) ? AsString(b, "base_model") : null;
         var models = new List<MergeModel>();
         if (root.TryGetValue("models", out var ms))
         {
-            var list = ms as List<object?> ?? throw new InvalidDataException("'models' must be a list");
+            var list = ms as List<object?> ?? throw MergeConfigError.At("models", "'models' must be a list");
             for (var i = 0; i < list.Count; i++)
             {
                 var where = $"models[{i}]";
-                var m = list[i] as Dictionary<string, object?> ?? throw new InvalidDataException($"{where} must be a map with 'model'");
+                var m = list[i] as Dictionary<string, object?> ?? throw MergeConfigError.At(where, $"{where} must be a map with 'model'");
                 CheckKeys(m, ["model", "parameters"], where + ".");
                 var path = m.TryGetValue("model", out var mp) ? AsString(mp, where + ".model") : null;
-                if (string.IsNullOrEmpty(path)) throw new InvalidDataException($"{where} lacks 'model'");
+                if (string.IsNullOrEmpty(path)) throw MergeConfigError.At(where, $"{where} lacks 'model'");
                 var ps = new SortedDictionary<string, ParamSetting>(StringComparer.Ordinal);
                 if (m.TryGetValue("parameters", out var pv) && pv is not null)
                 {
-                    var pm = pv as Dictionary<string, object?> ?? throw new InvalidDataException($"{where}.parameters must be a map");
+                    var pm = pv as Dictionary<string, object?> ?? throw MergeConfigError.At(where + ".parameters", $"{where}.parameters must be a map");
                     CheckKeys(pm, ModelParameterNames, where + ".parameters.");
                     foreach (var (k, v) in pm) ps[k] = Setting(v, $"{where}.parameters.{k}");
                 }
@@ -196,13 +219,13 @@ public sealed record MergeConfig
         RescaleMode? rescale = null;
         if (root.TryGetValue("parameters", out var gp) && gp is not null)
         {
-            var pm = gp as Dictionary<string, object?> ?? throw new InvalidDataException("'parameters' must be a map");
+            var pm = gp as Dictionary<string, object?> ?? throw MergeConfigError.At("parameters", "'parameters' must be a map");
             CheckKeys(pm, GlobalParameterNames, "parameters.");
             foreach (var (k, v) in pm)
             {
                 switch (k)
                 {
-                    case "normalize": normalize = v as bool? ?? throw new InvalidDataException($"parameters.normalize must be true or false, got {Show(v)}"); break;
+                    case "normalize": normalize = v as bool? ?? throw MergeConfigError.At("parameters.normalize", $"parameters.normalize must be true or false, got {Show(v)}"); break;
                     case "int8_mask": break;
                     case "rescale":
                         rescale = v switch
@@ -210,7 +233,7 @@ public sealed record MergeConfig
                             true or "inverse" => RescaleMode.Inverse,
                             false or "none" => RescaleMode.None,
                             "l1" => RescaleMode.L1,
-                            _ => throw new InvalidDataException($"parameters.rescale must be true, false, 'inverse', 'l1' or 'none', got {Show(v)}"),
+                            _ => throw MergeConfigError.At("parameters.rescale", $"parameters.rescale must be true, false, 'inverse', 'l1' or 'none', got {Show(v)}"),
                         };
                         break;
                     default: globals[k] = Setting(v, $"parameters.{k}"); break;
@@ -220,10 +243,10 @@ public sealed record MergeConfig
 
         var dtype = root.TryGetValue("dtype", out var dv) ? AsString(dv, "dtype") : null;
         if (dtype is not null && !Dtypes.Contains(dtype))
-            throw new InvalidDataException($"dtype '{dtype}' is not one of {string.Join(", ", Dtypes)}");
+            throw MergeConfigError.At("dtype", $"dtype '{dtype}' is not one of {string.Join(", ", Dtypes)}");
         long seed = 0;
         if (root.TryGetValue("seed", out var sv))
-            seed = sv is double sd && sd == Math.Floor(sd) ? (long)sd : throw new InvalidDataException($"seed must be an integer, got {Show(sv)}");
+            seed = sv is double sd && sd == Math.Floor(sd) ? (long)sd : throw MergeConfigError.At("seed", $"seed must be an integer, got {Show(sv)}");
 
         var config = new MergeConfig
         {
@@ -233,21 +256,22 @@ public sealed record MergeConfig
         return config.Validate();
     }
 
-    /// <summary>Checks the model counts each method needs.</summary>
+    /// <summary>Checks the model counts each method needs, and the parameters' values (<see cref="MergeConfigChecks"/>).</summary>
     public MergeConfig Validate()
     {
         var name = MethodName(Method);
-        if (NeedsBase(Method) && BaseModel is null) throw new InvalidDataException($"merge_method {name} needs 'base_model'");
-        if (Method == MergeMethod.Linear && Models.Count == 0) throw new InvalidDataException("merge_method linear needs at least one entry under 'models'");
+        if (NeedsBase(Method) && BaseModel is null) throw MergeConfigError.At("merge_method", $"merge_method {name} needs 'base_model'");
+        if (Method == MergeMethod.Linear && Models.Count == 0) throw MergeConfigError.At("models", "merge_method linear needs at least one entry under 'models'");
         var others = Others.Count;
         if (Method == MergeMethod.Slerp)
         {
-            if (others != 1) throw new InvalidDataException($"merge_method slerp interpolates the base and exactly one other model; 'models' names {others} besides the base");
-            if (!Parameters.ContainsKey("t")) throw new InvalidDataException("merge_method slerp needs parameters.t");
+            if (others != 1) throw MergeConfigError.At("models", $"merge_method slerp interpolates the base and exactly one other model; 'models' names {others} besides the base");
+            if (!Parameters.ContainsKey("t")) throw MergeConfigError.At("merge_method", "merge_method slerp needs parameters.t");
         }
         if (Method == MergeMethod.ModelStock && others < 2)
-            throw new InvalidDataException($"merge_method model_stock needs at least two models besides the base; 'models' names {others}");
-        if (NeedsBase(Method) && others == 0) throw new InvalidDataException($"merge_method {name} needs at least one model besides the base under 'models'");
+            throw MergeConfigError.At("models", $"merge_method model_stock needs at least two models besides the base; 'models' names {others}");
+        if (NeedsBase(Method) && others == 0) throw MergeConfigError.At("models", $"merge_method {name} needs at least one model besides the base under 'models'");
+        MergeConfigChecks.Values(this);
         return this;
     }
 
@@ -255,13 +279,13 @@ public sealed record MergeConfig
     {
         foreach (var k in map.Keys)
             if (!known.Contains(k))
-                throw new InvalidDataException(k == "slices" && prefix == ""
+                throw MergeConfigError.At(prefix + k, k == "slices" && prefix == ""
                     ? "unknown key 'slices': layer slicing is not supported; list whole models under 'models'"
                     : $"unknown key '{prefix}{k}' (known here: {string.Join(", ", known)})");
     }
 
     static string? AsString(object? v, string where) =>
-        v is null or string ? (string?)v : throw new InvalidDataException($"{where} must be a string, got {Show(v)}");
+        v is null or string ? (string?)v : throw MergeConfigError.At(where, $"{where} must be a string, got {Show(v)}");
 
     /// <summary>A scalar, a gradient list of numbers, or a list of {filter, value} rules.</summary>
     static ParamSetting Setting(object? v, string where)
@@ -278,20 +302,17 @@ public sealed record MergeConfig
                     var m = (Dictionary<string, object?>)list[i]!;
                     CheckKeys(m, ["filter", "value"], $"{where}[{i}].");
                     var filter = m.TryGetValue("filter", out var f) ? AsString(f, $"{where}[{i}].filter") : null;
-                    if (!m.TryGetValue("value", out var val)) throw new InvalidDataException($"{where}[{i}] lacks 'value'");
+                    if (!m.TryGetValue("value", out var val)) throw MergeConfigError.At($"{where}[{i}]", $"{where}[{i}] lacks 'value'");
                     var inner = Setting(val, $"{where}[{i}].value");
                     if (inner.Rules.Count != 1 || inner.Rules[0].Filter is not null)
-                        throw new InvalidDataException($"{where}[{i}].value must be a number or a list of numbers");
-                    if (filter is not null && filter.StartsWith("re:", StringComparison.Ordinal))
-                    {
-                        try { _ = new Regex(filter[3..]); }
-                        catch (ArgumentException e) { throw new InvalidDataException($"{where}[{i}].filter: bad regex: {e.Message}"); }
-                    }
+                        throw MergeConfigError.At($"{where}[{i}].value", $"{where}[{i}].value must be a number or a list of numbers");
+                    if (filter is not null && filter.StartsWith("re:", StringComparison.Ordinal) && ParamRule.CheckPattern(filter[3..]) is { } bad)
+                        throw MergeConfigError.At($"{where}[{i}].filter", $"{where}[{i}].filter: {bad}");
                     rules.Add(new ParamRule(filter, inner.Rules[0].Values));
                 }
                 return new ParamSetting(rules);
             default:
-                throw new InvalidDataException($"{where} must be a number, a list of numbers (a gradient over layers) or a list of {{filter, value}} rules; got {Show(v)}");
+                throw MergeConfigError.At(where, $"{where} must be a number, a list of numbers (a gradient over layers) or a list of {{filter, value}} rules; got {Show(v)}");
         }
     }
 

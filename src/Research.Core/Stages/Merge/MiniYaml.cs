@@ -19,9 +19,20 @@ public static class MiniYaml
         public string Text = text;
     }
 
-    public static object? Parse(string text)
+    /// <summary>Deeper nesting (block or flow) is rejected: the parser recurses once per level.</summary>
+    public const int MaxDepth = 64;
+
+    public static object? Parse(string text) => Parse(text, out _);
+
+    /// <summary>
+    /// Parses <paramref name="text"/>; <paramref name="lines"/> maps each value's path ("models[0].parameters.weight",
+    /// the names MergeConfig's errors use) to its 1-based line, so later checks can name the line.
+    /// </summary>
+    public static object? Parse(string text, out IReadOnlyDictionary<string, int> lines)
     {
-        var lines = new List<Line>();
+        var paths = new Dictionary<string, int>(StringComparer.Ordinal);
+        lines = paths;
+        var all = new List<Line>();
         var raw = text.Replace("\r\n", "\n").Split('\n');
         for (var i = 0; i < raw.Length; i++)
         {
@@ -29,66 +40,143 @@ public static class MiniYaml
             if (l.Trim().Length == 0 || l.Trim() == "---") continue;
             var indent = l.Length - l.TrimStart(' ').Length;
             if (l[indent] == '\t') throw Error(i + 1, "tabs cannot indent YAML; use spaces");
-            lines.Add(new Line(i + 1, indent, l[indent..]));
+            all.Add(new Line(i + 1, indent, l[indent..]));
         }
-        if (lines.Count == 0) return null;
-        var pos = 0;
-        var value = Block(lines, ref pos, lines[0].Indent);
-        if (pos < lines.Count) throw Error(lines[pos].Number, $"unexpected indentation at '{lines[pos].Text}'");
+        if (all.Count == 0) return null;
+        var parser = new Parser(all, paths);
+        var value = parser.Block(all[0].Indent, "", 1);
+        if (parser.Pos < all.Count) throw Error(all[parser.Pos].Number, $"unexpected indentation at '{all[parser.Pos].Text}'");
         return value;
     }
 
     static bool IsItem(Line l) => l.Text == "-" || l.Text.StartsWith("- ", StringComparison.Ordinal);
 
-    static object? Block(List<Line> lines, ref int pos, int indent) =>
-        IsItem(lines[pos]) ? List(lines, ref pos, indent) : Map(lines, ref pos, indent);
+    static string Child(string path, string key) => path.Length == 0 ? key : path + "." + key;
 
-    static List<object?> List(List<Line> lines, ref int pos, int indent)
+    /// <summary>One parse: the lines, the position in them, and the line of every path read so far.</summary>
+    sealed class Parser(List<Line> lines, Dictionary<string, int> paths)
     {
-        var list = new List<object?>();
-        while (pos < lines.Count && lines[pos].Indent == indent && IsItem(lines[pos]))
-        {
-            var line = lines[pos];
-            var rest = line.Text.Length > 1 ? line.Text[2..] : "";
-            var inner = rest.TrimStart(' ');
-            if (inner.Length == 0)
-            {
-                pos++;
-                list.Add(pos < lines.Count && lines[pos].Indent > indent ? Block(lines, ref pos, lines[pos].Indent) : null);
-            }
-            else if (KeySplit(inner) is not null)
-            {
-                // "- key: value": the item is a map whose keys line up with "key".
-                line.Indent = indent + 2 + (rest.Length - inner.Length);
-                line.Text = inner;
-                list.Add(Map(lines, ref pos, line.Indent));
-            }
-            else
-            {
-                list.Add(Inline(inner, line.Number));
-                pos++;
-            }
-        }
-        return list;
-    }
+        public int Pos;
 
-    static Dictionary<string, object?> Map(List<Line> lines, ref int pos, int indent)
-    {
-        var map = new Dictionary<string, object?>(StringComparer.Ordinal);
-        while (pos < lines.Count && lines[pos].Indent == indent && !IsItem(lines[pos]))
+        static void Deeper(int depth, int lineNo)
         {
-            var line = lines[pos];
-            var kv = KeySplit(line.Text) ?? throw Error(line.Number, $"expected 'key: value', got '{line.Text}'");
-            if (map.ContainsKey(kv.Key)) throw Error(line.Number, $"key '{kv.Key}' appears twice");
-            pos++;
-            object? value;
-            if (kv.Value.Length > 0) value = Inline(kv.Value, line.Number);
-            else if (pos < lines.Count && lines[pos].Indent > indent) value = Block(lines, ref pos, lines[pos].Indent);
-            else if (pos < lines.Count && lines[pos].Indent == indent && IsItem(lines[pos])) value = List(lines, ref pos, indent);
-            else value = null;
-            map[kv.Key] = value;
+            if (depth > MaxDepth) throw Error(lineNo, $"nesting deeper than {MaxDepth} levels");
         }
-        return map;
+
+        public object? Block(int indent, string path, int depth)
+        {
+            Deeper(depth, lines[Pos].Number);
+            return IsItem(lines[Pos]) ? List(indent, path, depth) : Map(indent, path, depth);
+        }
+
+        List<object?> List(int indent, string path, int depth)
+        {
+            var list = new List<object?>();
+            while (Pos < lines.Count && lines[Pos].Indent == indent && IsItem(lines[Pos]))
+            {
+                var line = lines[Pos];
+                var item = $"{path}[{list.Count}]";
+                paths[item] = line.Number;
+                var rest = line.Text.Length > 1 ? line.Text[2..] : "";
+                var inner = rest.TrimStart(' ');
+                if (inner.Length == 0)
+                {
+                    Pos++;
+                    list.Add(Pos < lines.Count && lines[Pos].Indent > indent ? Block(lines[Pos].Indent, item, depth + 1) : null);
+                }
+                else if (KeySplit(inner) is not null)
+                {
+                    // "- key: value": the item is a map whose keys line up with "key".
+                    line.Indent = indent + 2 + (rest.Length - inner.Length);
+                    line.Text = inner;
+                    Deeper(depth + 1, line.Number);
+                    list.Add(Map(line.Indent, item, depth + 1));
+                }
+                else
+                {
+                    list.Add(Inline(inner, line.Number, item, depth + 1));
+                    Pos++;
+                }
+            }
+            return list;
+        }
+
+        Dictionary<string, object?> Map(int indent, string path, int depth)
+        {
+            var map = new Dictionary<string, object?>(StringComparer.Ordinal);
+            while (Pos < lines.Count && lines[Pos].Indent == indent && !IsItem(lines[Pos]))
+            {
+                var line = lines[Pos];
+                var kv = KeySplit(line.Text) ?? throw Error(line.Number, $"expected 'key: value', got '{line.Text}'");
+                if (map.ContainsKey(kv.Key)) throw Error(line.Number, $"key '{kv.Key}' appears twice");
+                var key = Child(path, kv.Key);
+                paths[key] = line.Number;
+                Pos++;
+                object? value;
+                if (kv.Value.Length > 0) value = Inline(kv.Value, line.Number, key, depth + 1);
+                else if (Pos < lines.Count && lines[Pos].Indent > indent) value = Block(lines[Pos].Indent, key, depth + 1);
+                else if (Pos < lines.Count && lines[Pos].Indent == indent && IsItem(lines[Pos])) { Deeper(depth + 1, line.Number); value = List(indent, key, depth + 1); }
+                else value = null;
+                map[kv.Key] = value;
+            }
+            return map;
+        }
+
+        object? Inline(string text, int lineNo, string path, int depth)
+        {
+            var p = 0;
+            var v = Flow(text, ref p, lineNo, inFlow: false, path, depth);
+            SkipSpaces(text, ref p);
+            if (p < text.Length) throw Error(lineNo, $"unexpected '{text[p..]}' after a value");
+            return v;
+        }
+
+        object? Flow(string s, ref int p, int lineNo, bool inFlow, string? path, int depth)
+        {
+            Deeper(depth, lineNo);
+            if (path is not null) paths.TryAdd(path, lineNo);
+            SkipSpaces(s, ref p);
+            if (p >= s.Length) return null;
+            if (s[p] is '&' or '*' or '!' or '|' or '>') throw Error(lineNo, $"YAML feature '{s[p]}' (anchors, tags, block scalars) is not supported here");
+            if (s[p] == '[')
+            {
+                p++;
+                var list = new List<object?>();
+                SkipSpaces(s, ref p);
+                if (p < s.Length && s[p] == ']') { p++; return list; }
+                while (true)
+                {
+                    list.Add(Flow(s, ref p, lineNo, inFlow: true, $"{path}[{list.Count}]", depth + 1));
+                    SkipSpaces(s, ref p);
+                    if (p < s.Length && s[p] == ',') { p++; continue; }
+                    if (p < s.Length && s[p] == ']') { p++; return list; }
+                    throw Error(lineNo, "unterminated flow list '['");
+                }
+            }
+            if (s[p] == '{')
+            {
+                p++;
+                var map = new Dictionary<string, object?>(StringComparer.Ordinal);
+                SkipSpaces(s, ref p);
+                if (p < s.Length && s[p] == '}') { p++; return map; }
+                while (true)
+                {
+                    var key = Flow(s, ref p, lineNo, inFlow: true, null, depth + 1) as string ?? throw Error(lineNo, "flow map keys must be strings");
+                    SkipSpaces(s, ref p);
+                    if (p >= s.Length || s[p] != ':') throw Error(lineNo, $"expected ':' after flow map key '{key}'");
+                    p++;
+                    if (!map.TryAdd(key, Flow(s, ref p, lineNo, inFlow: true, Child(path!, key), depth + 1))) throw Error(lineNo, $"key '{key}' appears twice");
+                    SkipSpaces(s, ref p);
+                    if (p < s.Length && s[p] == ',') { p++; continue; }
+                    if (p < s.Length && s[p] == '}') { p++; return map; }
+                    throw Error(lineNo, "unterminated flow map '{'");
+                }
+            }
+            if (s[p] is '"' or '\'') return Quoted(s, ref p, lineNo);
+            var start = p;
+            while (p < s.Length && !(inFlow && s[p] is ',' or ']' or '}' or ':')) p++;
+            return Plain(s[start..p].Trim());
+        }
     }
 
     /// <summary>"key: rest" or "key:" (key plain or quoted); null when the text is not a map entry.</summary>
@@ -121,61 +209,7 @@ public static class MiniYaml
         return line;
     }
 
-    static object? Inline(string text, int lineNo)
-    {
-        var p = 0;
-        var v = Flow(text, ref p, lineNo, inFlow: false);
-        SkipSpaces(text, ref p);
-        if (p < text.Length) throw Error(lineNo, $"unexpected '{text[p..]}' after a value");
-        return v;
-    }
-
     static void SkipSpaces(string s, ref int p) { while (p < s.Length && s[p] == ' ') p++; }
-
-    static object? Flow(string s, ref int p, int lineNo, bool inFlow)
-    {
-        SkipSpaces(s, ref p);
-        if (p >= s.Length) return null;
-        if (s[p] is '&' or '*' or '!' or '|' or '>') throw Error(lineNo, $"YAML feature '{s[p]}' (anchors, tags, block scalars) is not supported here");
-        if (s[p] == '[')
-        {
-            p++;
-            var list = new List<object?>();
-            SkipSpaces(s, ref p);
-            if (p < s.Length && s[p] == ']') { p++; return list; }
-            while (true)
-            {
-                list.Add(Flow(s, ref p, lineNo, inFlow: true));
-                SkipSpaces(s, ref p);
-                if (p < s.Length && s[p] == ',') { p++; continue; }
-                if (p < s.Length && s[p] == ']') { p++; return list; }
-                throw Error(lineNo, "unterminated flow list '['");
-            }
-        }
-        if (s[p] == '{')
-        {
-            p++;
-            var map = new Dictionary<string, object?>(StringComparer.Ordinal);
-            SkipSpaces(s, ref p);
-            if (p < s.Length && s[p] == '}') { p++; return map; }
-            while (true)
-            {
-                var key = Flow(s, ref p, lineNo, inFlow: true) as string ?? throw Error(lineNo, "flow map keys must be strings");
-                SkipSpaces(s, ref p);
-                if (p >= s.Length || s[p] != ':') throw Error(lineNo, $"expected ':' after flow map key '{key}'");
-                p++;
-                if (!map.TryAdd(key, Flow(s, ref p, lineNo, inFlow: true))) throw Error(lineNo, $"key '{key}' appears twice");
-                SkipSpaces(s, ref p);
-                if (p < s.Length && s[p] == ',') { p++; continue; }
-                if (p < s.Length && s[p] == '}') { p++; return map; }
-                throw Error(lineNo, "unterminated flow map '{'");
-            }
-        }
-        if (s[p] is '"' or '\'') return Quoted(s, ref p, lineNo);
-        var start = p;
-        while (p < s.Length && !(inFlow && s[p] is ',' or ']' or '}' or ':')) p++;
-        return Plain(s[start..p].Trim());
-    }
 
     static string Quoted(string s, ref int p, int lineNo)
     {
