@@ -76,6 +76,14 @@ let private lossCurve (precision: Precision) steps =
     MetricsLog.Read(Path.Combine(dir, "metrics.jsonl")) |> Seq.filter (fun o -> string o["kind"] = "train")
     |> Seq.map (fun o -> (o["loss"]).GetValue<float>()) |> Array.ofSeq
 
+/// The test objective, killed when it reaches step 5 (after the checkpoint at step 4).
+let private killedAtStep5 () =
+    { new IObjective<LmBatch> with
+        member _.Kind = "pretrain"
+        member _.Fingerprint = (objective ()).Fingerprint
+        member _.Batch(step, micro, cfg, dev) = if step >= 5L then failwith "killed" else (objective ()).Batch(step, micro, cfg, dev)
+        member _.Loss(model, b, s) = (objective ()).Loss(model, b, s) }
+
 [<Tests>]
 let tests =
     testList "Training" [
@@ -214,6 +222,25 @@ let tests =
             Expect.stringContains state "\"step\": 4" "checkpoint of step 4 kept"
             Expect.isFalse (Directory.Exists(Path.Combine(dir, Trainer.FinalDir))) "no final checkpoint from a diverged run"
 
+        testCase "NaN weights after a finite loss are refused before the checkpoint, naming the tensor and step" <| fun _ ->
+            use m = microModel 30L
+            let dir = tempDir "nan-weights"
+            // Validation runs at step 8, after that step's (finite) loss and update and before its checkpoint: it stands
+            // for an update that overflowed, which no loss has measured yet.
+            let struct (poisoned, _) = m.named_parameters() |> Seq.item 3
+            let validate (model: CausalLM) =
+                let struct (_, p) = model.named_parameters() |> Seq.item 3
+                use _ = torch.no_grad()
+                p.view(-1L).[0L].fill_(Scalar.op_Implicit infinity) |> ignore
+                readOnlyDict [ "val_loss", 1.0 ]
+            let cfg = TrainConfig(Steps = 12, BatchSize = 4, LearningRate = 3e-3, WarmupSteps = 2, LogEvery = 2, EvalEvery = 8, CheckpointEvery = 4, Seed = 5L)
+            throwsWith<TrainingDivergedException>
+                (fun () -> Trainer.Run(m, ByteTokenizer.Instance, objective (), cfg, dir, validate, quiet) |> ignore)
+                [ $"parameter '{poisoned}'"; "at step 8"; "last good checkpoint (step 4)" ] "names the tensor, the step and what is kept"
+            let state = File.ReadAllText(Path.Combine(dir, Trainer.LastDir, TrainCheckpoint.StateFile))
+            Expect.stringContains state "\"step\": 4" "the step-4 checkpoint is kept, not replaced by NaN weights"
+            Expect.isFalse (Directory.Exists(Path.Combine(dir, Trainer.FinalDir))) "no final/"
+
         testCase "a step whose targets are all masked is a loud error" <| fun _ ->
             use m = microModel 25L
             let masked = { new IObjective<LmBatch> with
@@ -230,11 +257,7 @@ let tests =
         testCase "resume refuses a checkpoint made with another configuration" <| fun _ ->
             let dir = tempDir "other"
             use m = microModel 26L
-            let cut = { new IObjective<LmBatch> with
-                          member _.Kind = "pretrain"
-                          member _.Fingerprint = (objective ()).Fingerprint
-                          member _.Batch(step, micro, cfg, dev) = if step >= 5L then failwith "killed" else (objective ()).Batch(step, micro, cfg, dev)
-                          member _.Loss(model, b, s) = (objective ()).Loss(model, b, s) }
+            let cut = killedAtStep5 ()
             Expect.throws (fun () -> Trainer.Run(m, ByteTokenizer.Instance, cut, config 12, dir, null, quiet) |> ignore) "interrupted"
             let other = TrainConfig(Steps = 12, BatchSize = 4, LearningRate = 1e-2, WarmupSteps = 2, LogEvery = 2, EvalEvery = 0, CheckpointEvery = 4, Seed = 5L)
             throwsWith<System.InvalidOperationException>
@@ -254,11 +277,7 @@ let tests =
         testCase "a corrupt trainer_state.json is an error naming it" <| fun _ ->
             let dir = tempDir "corrupt-state"
             use m = microModel 29L
-            let cut = { new IObjective<LmBatch> with
-                          member _.Kind = "pretrain"
-                          member _.Fingerprint = (objective ()).Fingerprint
-                          member _.Batch(step, micro, cfg, dev) = if step >= 5L then failwith "killed" else (objective ()).Batch(step, micro, cfg, dev)
-                          member _.Loss(model, b, s) = (objective ()).Loss(model, b, s) }
+            let cut = killedAtStep5 ()
             Expect.throws (fun () -> Trainer.Run(m, ByteTokenizer.Instance, cut, config 12, dir, null, quiet) |> ignore) "interrupted"
             let state = Path.Combine(dir, Trainer.LastDir, TrainCheckpoint.StateFile)
             for text in [ "{\"step\": 4, \"tok"; "[1, 2]"; "{\"step\": \"four\"}" ] do

@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 
 namespace Research.Training;
 
-/// <summary>The loss became NaN or infinite; the last good checkpoint is kept.</summary>
+/// <summary>The loss or a parameter became NaN or infinite; the last good checkpoint is kept.</summary>
 public sealed class TrainingDivergedException(string message) : Exception(message);
 
 /// <summary>What a finished (or cached) training run reports.</summary>
@@ -160,6 +160,7 @@ public static class Trainer
             }
             if (!atEnd && config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0)
             {
+                FiniteCheck.EnsureFinite(model, objective.Kind, step, "the checkpoint", lastGoodCheckpoint, lastDir);
                 TrainCheckpoint.Save(lastDir, model, tokenizer, optimizer, new TrainerState { Step = step, TokensSeen = tokensSeen, Identity = identity }, adapter,
                     objective as IStatefulObjective);
                 lastGoodCheckpoint = step;
@@ -167,6 +168,7 @@ public static class Trainer
         }
 
         var finalDir = Path.Combine(runDir, FinalDir);
+        FiniteCheck.EnsureFinite(model, objective.Kind, config.Steps, "final/", lastGoodCheckpoint, lastDir);
         if (fullPrecision is not null) MixedPrecision.End(model, optimizer, fullPrecision);
         if (adapter is not null)
         {
