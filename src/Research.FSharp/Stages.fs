@@ -108,9 +108,9 @@ type Modifiable =
 
 [<AutoOpen>]
 module ModifiableOps =
-    /// Applies a change of one stage to a stage or to a step (resolved at compile time; anything else does not compile).
     /// The overload of ^m's Apply for ^x (the resolution `modify` uses).
     let inline applyOn (_: ^m) (x: ^x) (f: Stage -> Stage) : ^x = ((^m or ^x): (static member Apply: ^x * (Stage -> Stage) -> ^x) (x, f))
+    /// Applies a change of one stage to a stage or to a step (resolved at compile time; anything else does not compile).
     let inline modify (f: Stage -> Stage) (x: ^x) : ^x = applyOn Unchecked.defaultof<Modifiable> x f
 
 /// Modifiers of stages and steps: each returns a new value, so they pipe, and each takes a stage or a step alike.
