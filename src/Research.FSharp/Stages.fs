@@ -260,13 +260,17 @@ type Merge =
     | DareTies of Density
     | Slerp of Interpolation
     | ModelStock of unit
+    | Breadcrumbs of Breadcrumbs
     | BreadcrumbsTies of Breadcrumbs
     | DellaTies of Della
+    | DellaLinear of Della
 
 /// Merging stages that already exist in the pipeline.
 [<AutoOpen>]
 module MergeDsl =
-    let private options (m: Merge) =
+    /// The stage options of a method and its settings. Each case names a method of the registry (`MergeMethods`, which
+    /// the DSL tests check this union covers); the registry checks, when the stage runs, that the method reads each setting.
+    let mergeOptions (m: Merge) : MergeStageOptions =
         match m with
         | Linear () -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.Linear)
         | TaskArithmetic s -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.TaskArithmetic, Lambda = System.Nullable s.lambda)
@@ -275,13 +279,15 @@ module MergeDsl =
         | DareTies d -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.DareTies, Density = System.Nullable d.density)
         | Slerp i -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.Slerp, T = System.Nullable i.t)
         | ModelStock () -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.ModelStock)
+        | Breadcrumbs b -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.Breadcrumbs, Density = System.Nullable b.density, Gamma = System.Nullable b.gamma)
         | BreadcrumbsTies b -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.BreadcrumbsTies, Density = System.Nullable b.density, Gamma = System.Nullable b.gamma)
         | DellaTies d -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.Della, Density = System.Nullable d.density, Epsilon = System.Nullable d.epsilon)
+        | DellaLinear d -> MergeStageOptions(Method = Research.Stages.Merge.MergeMethod.DellaLinear, Density = System.Nullable d.density, Epsilon = System.Nullable d.epsilon)
 
     /// `merge Ties { density = 0.5 } base [ a; b ]`: the models' task vectors against `baseStage`, merged by the method
     /// (for Linear, `baseStage` is one of the averaged models). Weights are 1 each; `mergeWeighted` sets them.
     let merge (method: 'settings -> Merge) (settings: 'settings) (baseStage: Stage) (models: Stage list) : Stage =
-        Stage("merge", options (method settings), List.toArray (baseStage :: models), [||])
+        Stage("merge", mergeOptions (method settings), List.toArray (baseStage :: models), [||])
 
     /// Branches from the parent, merged back: the parent is the base (task vectors are taken against it), each branch
     /// one merged model. `adapt mix >=> mergeBranches (Ties { density = 0.5 }) [ tuneA; tuneB ]`.
@@ -290,10 +296,7 @@ module MergeDsl =
 
     /// The same with one weight per merged model (after the base).
     let mergeWeighted (method: 'settings -> Merge) (settings: 'settings) (baseStage: Stage) (models: (Stage * float) list) : Stage =
-        let o = options (method settings)
-        Stage("merge", MergeStageOptions(Method = o.Method, Density = o.Density, Lambda = o.Lambda, T = o.T, Gamma = o.Gamma, Epsilon = o.Epsilon,
-                                                  Weights = [| for _, w in models -> w |]),
-              List.toArray (baseStage :: List.map fst models), [||])
+        Stage("merge", (mergeOptions (method settings)).WithWeights [| for _, w in models -> w |], List.toArray (baseStage :: List.map fst models), [||])
 
 /// LoRA settings for `Stage.lora`: `tune "sft.jsonl" |> Stage.lora (lora 8 16.0 |> loraTargets [ "all-linear" ])`.
 [<AutoOpen>]

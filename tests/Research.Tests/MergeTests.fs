@@ -207,7 +207,7 @@ let tests =
         testList "config" [
             testCase "YAML and JSON parse to the same record" <| fun _ ->
                 let yaml = """
-merge_method: ties   # TIES
+merge_method: dare_ties   # DARE then TIES
 base_model: base
 models:
   - model: a
@@ -233,7 +233,7 @@ dtype: bfloat16
 seed: 42
 """
                 let json = """
-{ "merge_method": "ties", "base_model": "base",
+{ "merge_method": "dare_ties", "base_model": "base",
   "models": [
     { "model": "a", "parameters": { "weight": 0.5, "density": [1, 0.7, 0.1] } },
     { "model": "b", "parameters": { "weight": 1, "density": 0.5 } },
@@ -246,7 +246,7 @@ seed: 42
                 let y = MergeConfig.FromYaml yaml
                 let j = MergeConfig.FromJson json
                 Expect.equal y j "same record"
-                Expect.equal y.Method MergeMethod.Ties "method"
+                Expect.equal y.Method MergeMethod.DareTies "method"
                 Expect.equal y.Rescale (Nullable RescaleMode.L1) "rescale"
                 let c = y.Models.[2].Parameters.["weight"]
                 Expect.equal (c.Evaluate("model.layers.0.mlp.up_proj.weight", 0.0)) (Nullable 0.5) "substring filter"

@@ -79,15 +79,17 @@ public static class MergeMemory
             var results = new List<MergeMemoryResult>();
             foreach (var method in methods)
             {
+            // What each method reads, from the registry: a weight of 1 per model, density 0.5, slerp's t 0.5.
+            var spec = MergeMethods.Of(method);
+            var own = spec.TakesWeights ? new Dictionary<string, ParamSetting> { ["weight"] = ParamSetting.Constant(1.0) } : [];
+            var globals = new Dictionary<string, ParamSetting>();
+            if (spec.Reads("t")) globals["t"] = ParamSetting.Constant(0.5);
+            if (spec.Reads("density")) globals["density"] = ParamSetting.Constant(0.5);
             var config = new MergeConfig
             {
-                Method = method, BaseModel = method == MergeMethod.Linear ? null : inputs[0],
-                Models = method == MergeMethod.Linear
-                    ? [.. inputs.Select(i => new MergeModel(i, new Dictionary<string, ParamSetting> { ["weight"] = ParamSetting.Constant(1.0) }))]
-                    : [new MergeModel(inputs[1], new Dictionary<string, ParamSetting> { ["weight"] = ParamSetting.Constant(1.0) })],
-                Parameters = method == MergeMethod.Slerp
-                    ? new Dictionary<string, ParamSetting> { ["t"] = ParamSetting.Constant(0.5) }
-                    : new Dictionary<string, ParamSetting> { ["density"] = ParamSetting.Constant(0.5) },
+                Method = method, BaseModel = spec.NeedsBase ? inputs[0] : null,
+                Models = spec.NeedsBase ? [new MergeModel(inputs[1], own)] : [.. inputs.Select(i => new MergeModel(i, own))],
+                Parameters = globals,
             };
             // Warm-up: the same merge once, unmeasured (JIT, first use of each op, torch's thread pool).
             var warm = Path.Combine(root, "warm-up");

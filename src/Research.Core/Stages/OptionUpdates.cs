@@ -132,6 +132,7 @@ public sealed partial record DomainMixtureOptions
 public sealed partial record MergeStageOptions : IStageOptions
 {
     [JsonIgnore] public string Kind => "merge";
+    public MergeStageOptions WithWeights(double[] weights) => this with { Weights = weights };
 }
 
 public sealed partial record CheckpointSource : IStageOptions

@@ -110,22 +110,22 @@ public sealed record MergeConfig
     static readonly string[] TopKeys = ["merge_method", "base_model", "models", "parameters", "dtype", "seed"];
     static readonly string[] Dtypes = ["float32", "float16", "bfloat16"];
 
-    public static string MethodName(MergeMethod m) => m switch
-    {
-        MergeMethod.Linear => "linear", MergeMethod.Slerp => "slerp", MergeMethod.TaskArithmetic => "task_arithmetic",
-        MergeMethod.Ties => "ties", MergeMethod.DareLinear => "dare_linear", MergeMethod.DareTies => "dare_ties",
-        MergeMethod.Breadcrumbs => "breadcrumbs", MergeMethod.BreadcrumbsTies => "breadcrumbs_ties",
-        MergeMethod.ModelStock => "model_stock", MergeMethod.Della => "della", MergeMethod.DellaLinear => "della_linear",
-        _ => throw new ArgumentOutOfRangeException(nameof(m)),
-    };
+    /// <summary>The method's name in configs (mergekit's), from <see cref="MergeMethods"/>.</summary>
+    public static string MethodName(MergeMethod m) => MergeMethods.Of(m).Name;
 
     /// <summary>Whether the method adds task vectors to a base (so base_model is required).</summary>
-    public static bool NeedsBase(MergeMethod m) => m != MergeMethod.Linear;
+    public static bool NeedsBase(MergeMethod m) => MergeMethods.Of(m).NeedsBase;
 
     /// <summary>The models other than the base, in config order (the base is skipped if listed).</summary>
     public IReadOnlyList<MergeModel> Others => Models.Where(m => m.Model != BaseModel).ToArray();
 
-    public bool EffectiveNormalize => Normalize ?? Method is MergeMethod.Linear or MergeMethod.Ties or MergeMethod.Della;
+    /// <summary>The method's spec in the registry.</summary>
+    public MergeMethodSpec Spec => MergeMethods.Of(Method);
+
+    /// <summary>The models the method weighs and merges: every model for a method without a base, else those besides it.</summary>
+    public IReadOnlyList<MergeModel> Merged => Spec.NeedsBase ? Others : Models;
+
+    public bool EffectiveNormalize => Normalize ?? Spec.NormalizeByDefault;
 
     public RescaleMode EffectiveRescale => Rescale ?? RescaleMode.Inverse;
 
@@ -188,8 +188,8 @@ public sealed record MergeConfig
         CheckKeys(root, TopKeys, "");
         var methodText = root.TryGetValue("merge_method", out var mv) ? mv as string : null;
         if (methodText is null) throw MergeConfigError.At("", "merge config lacks 'merge_method'");
-        var method = Enum.GetValues<MergeMethod>().Cast<MergeMethod?>().FirstOrDefault(m => MethodName(m!.Value) == methodText)
-            ?? throw MergeConfigError.At("merge_method", $"merge_method '{methodText}' is not known (known: {string.Join(", ", Enum.GetValues<MergeMethod>().Select(MethodName))})");
+        var method = MergeMethods.Named(methodText)?.Method
+            ?? throw MergeConfigError.At("merge_method", $"merge_method '{methodText}' is not known (known: {string.Join(", ", MergeMethods.All.Select(m => m.Name))})");
 
         var baseModel = root.TryGetValue("base_model", out var b) ? AsString(b, "base_model") : null;
         var models = new List<MergeModel>();
@@ -256,21 +256,33 @@ public sealed record MergeConfig
         return config.Validate();
     }
 
-    /// <summary>Checks the model counts each method needs, and the parameters' values (<see cref="MergeConfigChecks"/>).</summary>
+    /// <summary>
+    /// Checks what the method's spec asks for (a base, the number of models besides it, its required parameters), that
+    /// no parameter is set that the method does not read (a typo or a wrong method would otherwise be silently ignored),
+    /// and the parameters' values (<see cref="MergeConfigChecks"/>).
+    /// </summary>
     public MergeConfig Validate()
     {
-        var name = MethodName(Method);
-        if (NeedsBase(Method) && BaseModel is null) throw MergeConfigError.At("merge_method", $"merge_method {name} needs 'base_model'");
-        if (Method == MergeMethod.Linear && Models.Count == 0) throw MergeConfigError.At("models", "merge_method linear needs at least one entry under 'models'");
-        var others = Others.Count;
-        if (Method == MergeMethod.Slerp)
+        var spec = Spec;
+        var name = spec.Name;
+        if (spec.NeedsBase && BaseModel is null) throw MergeConfigError.At("merge_method", $"merge_method {name} needs 'base_model'");
+        var merged = Merged.Count;
+        var what = spec.NeedsBase ? "besides the base" : "in all";
+        if (merged < spec.MinOthers || (spec.MaxOthers is { } max && merged > max))
         {
-            if (others != 1) throw MergeConfigError.At("models", $"merge_method slerp interpolates the base and exactly one other model; 'models' names {others} besides the base");
-            if (!Parameters.ContainsKey("t")) throw MergeConfigError.At("merge_method", "merge_method slerp needs parameters.t");
+            var wanted = spec.MaxOthers == spec.MinOthers ? $"exactly {spec.MinOthers}" : $"at least {spec.MinOthers}";
+            throw MergeConfigError.At("models", $"merge_method {name} needs {wanted} model(s) {what} under 'models'; it names {merged}");
         }
-        if (Method == MergeMethod.ModelStock && others < 2)
-            throw MergeConfigError.At("models", $"merge_method model_stock needs at least two models besides the base; 'models' names {others}");
-        if (NeedsBase(Method) && others == 0) throw MergeConfigError.At("models", $"merge_method {name} needs at least one model besides the base under 'models'");
+        foreach (var p in spec.Required)
+            if (!Parameters.ContainsKey(p)) throw MergeConfigError.At("merge_method", $"merge_method {name} needs parameters.{p}");
+        var reads = spec.Parameters.Count == 0 ? "no parameters" : $"only {string.Join(", ", spec.Parameters)}";
+        for (var i = 0; i < Models.Count; i++)
+            foreach (var k in Models[i].Parameters.Keys)
+                if (!spec.Reads(k)) throw MergeConfigError.At($"models[{i}].parameters.{k}", $"merge_method {name} does not read '{k}' (it reads {reads}); remove it or choose another method");
+        foreach (var k in Parameters.Keys)
+            if (!spec.Reads(k)) throw MergeConfigError.At($"parameters.{k}", $"merge_method {name} does not read '{k}' (it reads {reads}); remove it or choose another method");
+        if (Rescale is not null && !spec.TakesRescale)
+            throw MergeConfigError.At("parameters.rescale", $"merge_method {name} does not rescale (only {string.Join(", ", MergeMethods.All.Where(m => m.TakesRescale).Select(m => m.Name))} do); remove parameters.rescale");
         MergeConfigChecks.Values(this);
         return this;
     }

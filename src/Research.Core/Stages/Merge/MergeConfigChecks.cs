@@ -45,8 +45,8 @@ static class MergeConfigChecks
     /// <summary>The weights of the models the method weighs: not all zero, and (when normalized) not summing to zero.</summary>
     static void Weights(MergeConfig c)
     {
-        if (c.Method is MergeMethod.Slerp or MergeMethod.ModelStock) return;       // they take no weights
-        var models = c.Method == MergeMethod.Linear ? c.Models : c.Others;
+        if (!c.Spec.TakesWeights) return;
+        var models = c.Merged;
         if (models.Count == 0) return;
         c.Parameters.TryGetValue("weight", out var global);
         var settings = models.Select(m => m.Parameters.TryGetValue("weight", out var s) ? s : global ?? ParamSetting.Constant(1)).ToArray();

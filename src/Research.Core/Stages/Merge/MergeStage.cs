@@ -24,9 +24,10 @@ public sealed partial record MergeStageOptions
     /// <summary>The streaming merge's config for these parent checkpoints.</summary>
     public MergeConfig ToConfig(IReadOnlyList<string> parents, long seed)
     {
-        var needsBase = MergeConfig.NeedsBase(Method);
+        var spec = MergeMethods.Of(Method);
+        var needsBase = spec.NeedsBase;
         if (parents.Count < (needsBase ? 2 : 1))
-            throw new ArgumentException($"merge ({MergeConfig.MethodName(Method)}): needs {(needsBase ? "a base and at least one other model" : "at least one model")}, got {parents.Count} parent(s)");
+            throw new ArgumentException($"merge ({spec.Name}): needs {(needsBase ? "a base and at least one other model" : "at least one model")}, got {parents.Count} parent(s)");
         var merged = needsBase ? parents.Skip(1).ToArray() : parents.ToArray();
         if (Weights is not null && Weights.Length != merged.Length)
             throw new ArgumentException($"merge: {Weights.Length} weights for {merged.Length} merged models");

@@ -113,9 +113,9 @@ public static class StreamingMerge
         {
             foreach (var p in paths) readers[p] = new CheckpointReader(p);
             var reference = readers[paths[0]];
-            var inputs = config.Method == MergeMethod.Linear ? config.Models : config.Others;
+            var inputs = config.Merged;
             var inputReaders = inputs.Select(m => readers[m.Model]).ToArray();
-            var baseReader = config.Method == MergeMethod.Linear ? null : reference;
+            var baseReader = config.Spec.NeedsBase ? reference : null;
             CheckCompatible(reference, readers.Values.Where(r => r != reference));
 
             var layers = reference.Names.Select(n => LayerIndex.Match(n)).Where(m => m.Success).Select(m => int.Parse(m.Groups[1].Value) + 1).DefaultIfEmpty(0).Max();
@@ -185,20 +185,16 @@ public static class StreamingMerge
     /// </summary>
     public static Tensor MergeTensor(MergeConfig config, string name, double layerPosition, Tensor? theta0, IReadOnlyList<Tensor> thetas)
     {
-        var models = config.Method == MergeMethod.Linear ? config.Models : config.Others;
+        var spec = config.Spec;
+        var models = config.Merged;
         if (models.Count != thetas.Count) throw new ArgumentException($"{models.Count} models in the config but {thetas.Count} tensors given for '{name}'");
-        if (config.Method != MergeMethod.Linear && theta0 is null) throw new ArgumentException($"{MergeConfig.MethodName(config.Method)} needs the base tensor of '{name}'");
+        if (spec.NeedsBase && theta0 is null) throw new ArgumentException($"{spec.Name} needs the base tensor of '{name}'");
 
-        double Global(string key, double fallback) =>
-            config.Parameters.TryGetValue(key, out var g) && g.Evaluate(name, layerPosition) is { } v ? v : fallback;
-        double[] PerModel(string key, double fallback) => models.Select(m =>
-            m.Parameters.TryGetValue(key, out var s) && s.Evaluate(name, layerPosition) is { } v ? v : Global(key, fallback)).ToArray();
+        double Global(string key, double? fallback) =>
+            config.Parameters.TryGetValue(key, out var g) && g.Evaluate(name, layerPosition) is { } v ? v : fallback ?? double.NaN;
+        double[] PerModel(string key) => models.Select(m =>
+            m.Parameters.TryGetValue(key, out var s) && s.Evaluate(name, layerPosition) is { } v ? v : Global(key, MergeMethods.DefaultOf(key))).ToArray();
 
-        var w = PerModel("weight", 1);
-        var density = PerModel("density", 1);
-        var lambda = Global("lambda", 1);
-        var normalize = config.EffectiveNormalize;
-        var b = theta0!;
         var generators = new List<Generator>();
         try
         {
@@ -208,21 +204,9 @@ public static class StreamingMerge
                 for (var i = 0; i < models.Count; i++) generators.Add(new Generator(Rng.Derive(config.Seed, h, i)));
                 return generators;
             }
-            return config.Method switch
-            {
-                MergeMethod.Linear => MergeRules.Linear(thetas, w, normalize),
-                MergeMethod.Slerp => MergeRules.Slerp(b, thetas[0], Global("t", 0.5)),
-                MergeMethod.TaskArithmetic => MergeRules.TaskArithmetic(b, thetas, w, lambda, normalize),
-                MergeMethod.Ties => MergeRules.Ties(b, thetas, w, density, lambda, normalize),
-                MergeMethod.DareLinear or MergeMethod.DareTies => MergeRules.Dare(b, thetas, w, density, Gens(),
-                    ties: config.Method == MergeMethod.DareTies, lambda, normalize, config.EffectiveRescale),
-                MergeMethod.Breadcrumbs or MergeMethod.BreadcrumbsTies => MergeRules.Breadcrumbs(b, thetas, w, density, PerModel("gamma", 0.01),
-                    ties: config.Method == MergeMethod.BreadcrumbsTies, lambda, normalize),
-                MergeMethod.ModelStock => MergeRules.ModelStock(b, thetas),
-                MergeMethod.Della or MergeMethod.DellaLinear => MergeRules.Della(b, thetas, w, density, PerModel("epsilon", 0.15), Gens(),
-                    ties: config.Method == MergeMethod.Della, lambda, normalize, config.EffectiveRescale),
-                _ => throw new ArgumentOutOfRangeException(nameof(config)),
-            };
+            var inputs = new MergeInputs(theta0, thetas, PerModel("weight"), PerModel("density"), PerModel("gamma"), PerModel("epsilon"),
+                Global("lambda", MergeMethods.DefaultOf("lambda")), Global("t", null), config.EffectiveNormalize, config.EffectiveRescale, Gens);
+            return spec.Apply(inputs);
         }
         finally
         {
