@@ -13,6 +13,10 @@ module Experiment =
 
     let seed (s: int64) (e: Experiment) = e.WithSeed s
 
+    /// Seeds as a dimension: every point runs once per seed (`Experiment.seeds [ 1L .. 5L ]`), cached per seed; results
+    /// carry the seed, and `Results.summary`, tables and figures give the mean and a 95% interval over seeds.
+    let seeds (seeds: int64 list) (e: Experiment) = e.WithSeeds seeds
+
     /// Perplexity and bits per byte on the held-out documents of a corpus after every stage.
     let perplexity (name: string) (data: DataSource) = PerplexitySuite(name, data, 0.04, 0L, 128) :> ISuite
 

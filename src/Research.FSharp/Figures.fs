@@ -134,6 +134,42 @@ module Figures =
         |> style title "stage" scoreTitle
         |> Chart.withLayoutStyle (BarMode = StyleParam.BarMode.Group)
 
+    /// Error bars from a mean to its interval's bounds; none where the bounds are NaN (one seed).
+    let private errorBars (means: float list) (lower: float list) (upper: float list) =
+        let plus = List.map2 (fun m u -> if Double.IsNaN u then 0.0 else u - m) means upper
+        let minus = List.map2 (fun m l -> if Double.IsNaN l then 0.0 else m - l) means lower
+        TraceObjects.Error.init (Symmetric = false, Array = plus, Arrayminus = minus, Visible = true)
+
+    /// Capability by stage over seeds: grouped bars of the mean with error bars to the 95% interval, from `Results.summary`
+    /// rows (capability = source, or source and metric when several metrics are drawn). The title says how many seeds
+    /// and which interval ("1 seed, no interval" when there is one).
+    let capabilityByStageOverSeeds (title: string) (scoreTitle: string) (rows: SummaryRow list) =
+        if rows.IsEmpty then invalidArg "rows" "capabilityByStageOverSeeds: no rows to plot"
+        let stages = rows |> List.map (fun r -> r.Stage) |> List.distinct
+        let caption = rows |> List.map (fun r -> r.Interval) |> List.distinct |> String.concat "; "
+        rows
+        |> List.map (fun r -> r.Source)
+        |> List.distinct
+        |> List.map (fun cap ->
+            let present = stages |> List.choose (fun st -> rows |> List.tryFindBack (fun r -> r.Source = cap && r.Stage = st))
+            Chart.Column(values = (present |> List.map (fun r -> r.Mean)), Keys = (present |> List.map (fun r -> r.Stage)), Name = cap)
+            |> Chart.withYError (errorBars (present |> List.map (fun r -> r.Mean)) (present |> List.map (fun r -> r.Lower)) (present |> List.map (fun r -> r.Upper))))
+        |> Chart.combine
+        |> style $"{title} ({caption})" "stage" scoreTitle
+        |> Chart.withLayoutStyle (BarMode = StyleParam.BarMode.Group)
+
+    /// Sweep curves over seeds: per series, the mean at each x with error bars to its interval and a line through the
+    /// means: (name, (x, mean, lower, upper) points). `caption` says over what (e.g. interval.Describe()).
+    let sweepOverSeeds (title: string) (xTitle: string) (yTitle: string) (caption: string) (series: (string * (float * float * float * float) list) list) =
+        if series.IsEmpty then invalidArg "series" "sweepOverSeeds: no series to plot"
+        [ for name, pts in series do
+            let pts = List.sortBy (fun (x, _, _, _) -> x) pts
+            let xs, ms = pts |> List.map (fun (x, _, _, _) -> x), pts |> List.map (fun (_, m, _, _) -> m)
+            yield Chart.Line(x = xs, y = ms, Name = name, ShowMarkers = true)
+                  |> Chart.withYError (errorBars ms (pts |> List.map (fun (_, _, l, _) -> l)) (pts |> List.map (fun (_, _, _, u) -> u))) ]
+        |> Chart.combine
+        |> style $"{title} ({caption})" xTitle yTitle
+
     /// Forgetting against domain gain: one labelled point per run / sweep point (label, gain, forgetting).
     let forgettingVsGain (title: string) (gainTitle: string) (forgettingTitle: string) (points: (string * float * float) list) =
         if points.IsEmpty then invalidArg "points" "forgettingVsGain: no points to plot"

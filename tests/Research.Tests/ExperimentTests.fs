@@ -55,6 +55,36 @@ let tests =
             Expect.equal (RerunReason.Recorded b.Checkpoint) "Train.LearningRate 0.001 -> 0.0005" "why b was not reused (research runs shows it)"
             Expect.equal (RerunReason.Recorded (store.Nodes(1L).[0].Checkpoint)) "no earlier run of this stage" "the first run's reason"
 
+        testCase "seeds as a dimension: one run per seed, cached per seed, summarized with a t interval and paired" <| fun _ ->
+            let ws = tempDir "seeds"
+            let start = pretrain world.General micro |> Stage.steps 4 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0
+            let tuned = adapt (domain world.Finance) |> Stage.steps 4 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0 |> Stage.named "adapt"
+            let e =
+                Experiment.create "seeds" start tuned
+                |> Experiment.seeds [ 3L; 4L; 5L ]
+                |> Experiment.evaluateEach [ Experiment.heldOutPerplexity world.Finance ]
+            let r = quietRun ws e
+            Expect.equal [ for run in r.Runs -> run.Seed ] [ 3L; 4L; 5L ] "one run per seed, in order"
+            let keys = [ for run in r.Runs -> run.Node("adapt").Key ]
+            Expect.equal (List.distinct keys |> List.length) 3 "each seed keys its own stages"
+            let again = quietRun ws e
+            Expect.equal [ for run in again.Runs do for n in run.Nodes -> n.Status ] (List.replicate 6 "cached") "a rerun reuses every seed's stages"
+            use store = new RunStore(ws)
+            Expect.equal [ for run in store.Runs() |> Seq.truncate 3 -> run.Seed ] [ 3L; 4L; 5L ] "the store records each run's seed"
+            let summary = Results.summary r |> List.filter (fun x -> x.Source = "finance" && x.Metric = "perplexity")
+            Expect.equal [ for x in summary -> x.Stage, x.Seeds ] [ "pretrain", 3; "adapt", 3 ] "one summary row per stage, over 3 seeds"
+            let adaptValues = [| for run in r.Runs -> run.Node("adapt").Evaluations["finance"]["perplexity"] |]
+            let expected = Research.Eval.Statistics.TInterval adaptValues
+            let row = summary |> List.find (fun x -> x.Stage = "adapt")
+            Expect.equal (row.Mean, row.Lower, row.Upper) (expected.Mean, expected.Lower, expected.Upper) "the summary is the t interval of the seeds' values"
+            Expect.equal row.Interval "mean and 95% t interval over 3 seeds" "labelled"
+            let test = Results.compare "finance" "perplexity" ("-", "adapt") ("-", "pretrain") r
+            Expect.equal test.N 3 "paired over the three seeds"
+            let pre = [| for run in r.Runs -> run.Node("pretrain").Evaluations["finance"]["perplexity"] |]
+            Expect.floatClose Accuracy.veryHigh test.MeanDifference (Array.average (Array.map2 (-) adaptValues pre)) "a - b, paired by seed"
+            Expect.throwsT<ArgumentException> (fun () -> e |> Experiment.seeds [ 6L ] |> ignore) "seeds are given once"
+            Expect.throwsT<ArgumentException> (fun () -> Experiment.create "x" start tuned |> Experiment.seeds [ 1L; 1L ] |> ignore) "no repeated seed"
+
         testCase "a sweep over typed values runs one point per value, sharing the common parent" <| fun _ ->
             let ws = tempDir "sweep"
             let start = pretrain world.General micro |> Stage.steps 6 |> Stage.blockLength 32 |> Stage.logEvery 2 |> Stage.evalEvery 0 |> Stage.checkpointEvery 0

@@ -67,6 +67,21 @@ let tests =
             let c = Statistics.Bootstrap([| 2.0; 2.0; 2.0 |], 1L)
             Expect.equal (c.Lower, c.Upper) (2.0, 2.0) "constant data"
 
+        testCase "figures over seeds draw error bars to the interval and say how many seeds" <| fun _ ->
+            let row stage source mean lower upper interval =
+                ({ Point = "-"; Stage = stage; Source = source; Metric = "acc"; Seeds = 5; Mean = mean; Lower = lower; Upper = upper; Interval = interval } : Research.SummaryRow)
+            let chart =
+                Research.Figures.capabilityByStageOverSeeds "Accuracy" "acc"
+                    [ row "base" "finance" 0.5 0.4 0.7 "mean and 95% t interval over 5 seeds"; row "tuned" "finance" 0.8 0.75 0.85 "mean and 95% t interval over 5 seeds" ]
+            let json = Plotly.NET.GenericChart.toFigureJson chart |> Newtonsoft.Json.Linq.JObject.Parse
+            let err = json.["data"].[0].["error_y"]
+            Expect.sequenceEqual [ for v in err.["array"] -> float v ] [ 0.7 - 0.5; 0.85 - 0.8 ] "up to the upper bound"
+            Expect.sequenceEqual [ for v in err.["arrayminus"] -> float v ] [ 0.5 - 0.4; 0.8 - 0.75 ] "down to the lower bound"
+            Expect.stringContains (string json.["layout"].["title"].["text"]) "over 5 seeds" "the title says over what"
+            let one = Research.Figures.sweepOverSeeds "Sweep" "replay" "ppl" "1 seed, no interval" [ "finance", [ 0.0, 3.0, nan, nan; 0.1, 2.5, nan, nan ] ]
+            let j1 = Plotly.NET.GenericChart.toFigureJson one |> Newtonsoft.Json.Linq.JObject.Parse
+            Expect.sequenceEqual [ for v in j1.["data"].[0].["error_y"].["array"] -> float v ] [ 0.0; 0.0 ] "no bar for one seed"
+
         testCase "standard error of 0/1 scores is sqrt(p (1 - p) / (n - 1))" <| fun _ ->
             close 1e-12 (Statistics.StandardError [| 1.0; 0.0; 1.0; 1.0 |]) (sqrt (0.75 * 0.25 / 3.0)) "p = 0.75, n = 4"
             close 1e-12 (Statistics.Quantile([| 1.0; 2.0; 3.0; 4.0 |], 0.5)) 2.5 "median interpolates"

@@ -142,7 +142,7 @@ let tests =
 
         testCase "capability report: capabilities × stages from node evaluations, '-' where a stage was not evaluated" <| fun _ ->
             let run =
-                RunResult(1L, SweepPoint(Dictionary<string, float>(), [||]),
+                RunResult(1L, SweepPoint(Dictionary<string, float>(), [||]), 1234L,
                           [| node "pretrain" [ "domain_knowledge", [ "acc", 0.25; "acc_norm", 0.5; "count", 12.0 ]; "general_retention", [ "acc", 0.5; "perplexity", 9.5 ] ]
                              node "adapt" [ "domain_knowledge", [ "acc", 0.75; "acc_norm", 0.5; "count", 12.0 ]; "general_retention", [ "acc", 0.25; "perplexity", 12.25 ]; "reasoning", [ "exact_match", 0.125 ] ] |])
             let r = CapabilityReport.From(ExperimentResult("x", [| run |]))

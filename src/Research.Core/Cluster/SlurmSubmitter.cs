@@ -187,7 +187,7 @@ public sealed class SlurmSubmitter(SlurmOptions slurmOptions) : IRemoteBackend
                 return new NodeResult(n.Name, n.Kind, n.Key, n.Status, dir, File.Exists(done) ? Executor.ReadDone(done) : new Dictionary<string, double>(),
                     evaluations.TryGetValue(n.Key, out var ev) ? ev : new Dictionary<string, IReadOnlyDictionary<string, double>>());
             }).ToArray();
-            return new RunResult(runId, experiment.Points[e.Point], nodes);
+            return new RunResult(runId, experiment.Points[e.Point], experiment.SeedOf(experiment.Points[e.Point]), nodes);
         }).ToArray();
         return new ExperimentResult(experiment.Name, runs);
     }

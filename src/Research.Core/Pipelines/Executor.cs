@@ -18,7 +18,8 @@ public sealed record NodeResult(string Name, string Kind, string Key, string Sta
     public string Checkpoint => Path.Combine(Directory, Trainer.FinalDir);
 }
 
-public sealed record RunResult(long RunId, SweepPoint Point, IReadOnlyList<NodeResult> Nodes)
+/// <summary>One run: a sweep point under one seed, and its stages.</summary>
+public sealed record RunResult(long RunId, SweepPoint Point, long Seed, IReadOnlyList<NodeResult> Nodes)
 {
     public NodeResult Node(string name) => Nodes.FirstOrDefault(n => n.Name == name)
         ?? throw new KeyNotFoundException($"run {RunId}: no stage named '{name}' (stages: {string.Join(", ", Nodes.Select(n => n.Name))})");
@@ -98,13 +99,14 @@ public sealed class Executor
         foreach (var index in indices)
         {
             var point = experiment.Points[index];
-            var runId = store.StartRun(experiment.Name, point.Label, experiment.Seed);
-            Options.Log.WriteLine($"run {runId}: {experiment.Name} [{point.Label}] seed {experiment.Seed}");
+            var seed = experiment.SeedOf(point);
+            var runId = store.StartRun(experiment.Name, point.Label, seed);
+            Options.Log.WriteLine($"run {runId}: {experiment.Name} [{point.Label}] seed {seed}");
             if (Options.Submission is long submission)
                 store.SetElement(submission, index, ElementStates.Running, ElementStates.JobIdFromEnvironment(), runId);
             try
             {
-                runs.Add(new RunResult(runId, point, RunPoint(experiment, point, runId, store, workspace, device)));
+                runs.Add(new RunResult(runId, point, seed, RunPoint(experiment, point, seed, runId, store, workspace, device)));
                 store.FinishRun(runId, "done");
                 if (Options.Submission is long s) store.SetElement(s, index, ElementStates.Done);
             }
@@ -118,7 +120,7 @@ public sealed class Executor
         return new ExperimentResult(experiment.Name, runs);
     }
 
-    IReadOnlyList<NodeResult> RunPoint(Experiment e, SweepPoint point, long runId, RunStore store, string workspace, TorchSharp.torch.Device device)
+    IReadOnlyList<NodeResult> RunPoint(Experiment e, SweepPoint point, long seed, long runId, RunStore store, string workspace, TorchSharp.torch.Device device)
     {
         var order = new List<Stage>();
         var seen = new HashSet<Stage>(ReferenceEqualityComparer.Instance);
@@ -137,11 +139,11 @@ public sealed class Executor
             if (!_kinds.TryGetValue(stage.Config.GetType(), out var kind))
                 throw new InvalidOperationException(
                     $"stage '{stage.Name}': no executor runs {stage.Config.GetType().Name} options (known: {string.Join(", ", _kinds.Values.Select(k => $"{k.Options.Name} ({k.Kind})"))}); register one with Executor.Register");
-            var key = keys[stage] = Key(stage, e.Seed, keys);
+            var key = keys[stage] = Key(stage, seed, keys);
             var dir = dirs[stage] = Path.Combine(workspace, NodesDir, $"{stage.Kind}-{key}");
             var parents = JsonSerializer.Serialize(stage.Parents.Select(p => keys[p]));
             var record = new NodeRecord(runId, key, stage.Name, stage.Kind, stage.ConfigJson, parents, "running", Now(), null, 0, Path.Combine(dir, Trainer.FinalDir));
-            var (status, metrics, seconds) = RunNode(stage, kind, key, dir, stage.Parents.Select(p => Path.Combine(dirs[p], Trainer.FinalDir)).ToArray(), e.Seed, device,
+            var (status, metrics, seconds) = RunNode(stage, kind, key, dir, stage.Parents.Select(p => Path.Combine(dirs[p], Trainer.FinalDir)).ToArray(), seed, device,
                 () => store.UpsertNode(record), now => RerunReason.Explain(Previous(store, e.Name, runId, stage.Name), now, stage.Parents.Select(p => p.Name).ToArray()));
             store.UpsertNode(record with { Status = status, Finished = Now(), Seconds = seconds });
             var metricsFile = Path.Combine(dir, Trainer.MetricsFile);
