@@ -197,7 +197,9 @@ module RunReport =
         let evalMetrics = evals |> List.map (fun (_, _, m, _) -> m) |> List.distinct
         for m in evalMetrics do
             let pts = evals |> List.filter (fun (_, _, x, _) -> x = m)
-            if metrics.IsEmpty || List.contains m metrics then
+            // An uncertainty (a standard error, an interval's bound) is a column of the tables, not a figure of its own.
+            let uncertainty = m.EndsWith "_stderr" || m.EndsWith "_lower" || m.EndsWith "_upper"
+            if (metrics.IsEmpty && not uncertainty) || List.contains m metrics then
                 let chart = Figures.capabilityByStage $"{m} by stage: {title}" m (pts |> List.map (fun (l, s, _, v) -> s, l, v))
                 addFigure (Figures.save outDir $"eval-{slug m}" chart)
             let suites = pts |> List.map (fun (_, s, _, _) -> s) |> List.distinct

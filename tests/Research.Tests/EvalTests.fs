@@ -44,6 +44,23 @@ let tests =
             let b = Perplexity.Evaluate(m, ByteTokenizer.Instance, many, "t", 16, batchSize = 7)
             Expect.floatClose Accuracy.medium a.LogLikelihood b.LogLikelihood "same LL"
 
+        testCase "each document's LL is kept, and the bootstrap interval over documents brackets the corpus perplexity" <| fun _ ->
+            use m = microModel 35L
+            let r = Perplexity.Evaluate(m, ByteTokenizer.Instance, docs, "t", 128, batchSize = 3)   // both documents in one batch
+            Expect.equal r.Documents.Count docs.Length "one entry per document"
+            for struct (ll, tokens), d in Seq.zip r.Documents docs do
+                Expect.floatClose Accuracy.medium ll (directLL m d.Text) $"LL of document {d.Line}, apart from its batch neighbour"
+                Expect.equal tokens (int64 d.Text.Length) $"tokens of document {d.Line}"
+            Expect.floatClose Accuracy.high (r.Documents |> Seq.sumBy (fun struct (l, _) -> l)) r.LogLikelihood "documents sum to the corpus LL"
+            let ci = r.PerplexityInterval()
+            Expect.isTrue (ci.Lower <= r.Perplexity && r.Perplexity <= ci.Upper && ci.Lower < ci.Upper) $"{ci.Lower} <= {r.Perplexity} <= {ci.Upper}"
+            Expect.equal ci.Method "bootstrap" "method"
+            Expect.equal (r.PerplexityInterval()) ci "fixed seed: the same interval"
+            let metrics = r.ToMetrics "t_"
+            Expect.equal (metrics["t_perplexity_lower"], metrics["t_perplexity_upper"]) (ci.Lower, ci.Upper) "reported as metrics"
+            let one = Perplexity.Evaluate(m, ByteTokenizer.Instance, [ List.head docs ], "t", 16)
+            Expect.isFalse (one.ToMetrics("").ContainsKey "perplexity_lower") "one document: no interval"
+
         testCase "an empty corpus is an error" <| fun _ ->
             use m = microModel 34L
             throwsWith<System.ArgumentException> (fun () -> Perplexity.Evaluate(m, ByteTokenizer.Instance, [], "nothing", 16) |> ignore) [ "nothing" ] "empty"

@@ -84,7 +84,11 @@ let tests =
                         Expect.floatClose { absolute = 1e-4; relative = 0.0 } a b $"LL of {p.Item.Where}"
             Expect.equal r1.Count its.Length "count"
             let metrics = r1.ToMetrics()
-            Expect.equal (Set.ofSeq metrics.Keys) (Set.ofList [ "acc"; "acc_norm"; "count" ]) "metric names"
+            Expect.equal (Set.ofSeq metrics.Keys) (Set.ofList [ "acc"; "acc_norm"; "acc_norm_stderr"; "acc_stderr"; "count" ]) "metric names"
+            // The harness's standard error of a mean of 0/1 scores: sqrt(acc (1 - acc) / (n - 1)).
+            let n = float r1.Count
+            Expect.floatClose Accuracy.veryHigh metrics["acc_stderr"] (sqrt (r1.Acc * (1.0 - r1.Acc) / (n - 1.0))) "acc_stderr"
+            Expect.floatClose Accuracy.veryHigh metrics["acc_norm_stderr"] (sqrt (r1.AccNorm * (1.0 - r1.AccNorm) / (n - 1.0))) "acc_norm_stderr"
 
         testCase "few-shot examples: seeded, differ by seed, never the item itself" <| fun _ ->
             let pool = items () |> ResizeArray

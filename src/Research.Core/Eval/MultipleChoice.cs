@@ -14,12 +14,17 @@ public sealed record McPrediction(McItem Item, string Context, IReadOnlyList<dou
 /// <summary>Accuracy (argmax LL) and length-normalized accuracy (argmax LL / characters) over <see cref="Count"/> items.</summary>
 public sealed record McResult(double Acc, double AccNorm, int Count, IReadOnlyList<McPrediction> Predictions)
 {
-    public IReadOnlyDictionary<string, double> ToMetrics() => new Dictionary<string, double>
+    /// <summary>acc, acc_norm and their per-item standard errors (as lm-evaluation-harness reports them), and the count.</summary>
+    public IReadOnlyDictionary<string, double> ToMetrics()
     {
-        ["acc"] = Acc,
-        ["acc_norm"] = AccNorm,
-        ["count"] = Count,
-    };
+        var m = new Dictionary<string, double> { ["acc"] = Acc, ["acc_norm"] = AccNorm, ["count"] = Count };
+        if (Predictions.Count > 1)
+        {
+            m["acc_stderr"] = Statistics.StandardError(Predictions.Select(p => p.Correct ? 1.0 : 0.0).ToArray());
+            m["acc_norm_stderr"] = Statistics.StandardError(Predictions.Select(p => p.CorrectNorm ? 1.0 : 0.0).ToArray());
+        }
+        return m;
+    }
 }
 
 /// <summary>

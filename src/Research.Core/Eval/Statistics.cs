@@ -62,20 +62,29 @@ public static class Statistics
     public static Interval Bootstrap(IReadOnlyList<double> xs, long seed, int resamples = 1000, double level = 0.95)
     {
         CheckFinite(xs, nameof(xs));
-        if (xs.Count == 0) throw new ArgumentException("a bootstrap needs at least one value", nameof(xs));
+        return Bootstrap(xs.Count, Mean(xs), idx => { var sum = 0.0; foreach (var i in idx) sum += xs[i]; return sum / idx.Length; }, seed, resamples, level);
+    }
+
+    /// <summary>
+    /// Percentile bootstrap of any statistic of n units (documents, items): each resample draws n unit indices with
+    /// replacement and <paramref name="statistic"/> computes the statistic of those units (a corpus perplexity is a
+    /// ratio of sums, not a mean); <paramref name="estimate"/> is the statistic of the sample itself.
+    /// </summary>
+    public static Interval Bootstrap(int n, double estimate, Func<int[], double> statistic, long seed, int resamples = 1000, double level = 0.95)
+    {
+        if (n <= 0) throw new ArgumentException("a bootstrap needs at least one value", nameof(n));
         if (resamples < 2) throw new ArgumentOutOfRangeException(nameof(resamples), resamples, "a bootstrap needs at least 2 resamples");
-        var m = Mean(xs);
-        if (xs.Count == 1) return new Interval(m, double.NaN, double.NaN, 1, level, "bootstrap");
+        if (n == 1) return new Interval(estimate, double.NaN, double.NaN, 1, level, "bootstrap");
         var rng = new Rng(seed);
-        var means = new double[resamples];
+        var values = new double[resamples];
+        var idx = new int[n];
         for (var b = 0; b < resamples; b++)
         {
-            var sum = 0.0;
-            for (var i = 0; i < xs.Count; i++) sum += xs[rng.NextInt(xs.Count)];
-            means[b] = sum / xs.Count;
+            for (var i = 0; i < n; i++) idx[i] = rng.NextInt(n);
+            values[b] = statistic(idx);
         }
-        Array.Sort(means);
-        return new Interval(m, Quantile(means, (1 - level) / 2), Quantile(means, (1 + level) / 2), xs.Count, level, "bootstrap");
+        Array.Sort(values);
+        return new Interval(estimate, Quantile(values, (1 - level) / 2), Quantile(values, (1 + level) / 2), n, level, "bootstrap");
     }
 
     /// <summary>The q-quantile of sorted values, linearly interpolated between order statistics (numpy's default).</summary>

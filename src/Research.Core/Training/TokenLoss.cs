@@ -16,6 +16,11 @@ public static class TokenLoss
     public static Tensor SummedCrossEntropy(Tensor logits, Tensor targets) =>
         F.cross_entropy(logits.reshape(-1, logits.shape[^1]).to(float32), targets.reshape(-1), ignore_index: IgnoreIndex, reduction: nn.Reduction.Sum);
 
+    /// <summary>The summed cross-entropy of each row (logits (B, T, V), targets (B, T)): (B), for per-document scores.</summary>
+    public static Tensor RowCrossEntropy(Tensor logits, Tensor targets) =>
+        F.cross_entropy(logits.reshape(-1, logits.shape[^1]).to(float32), targets.reshape(-1), ignore_index: IgnoreIndex, reduction: nn.Reduction.None)
+            .view(targets.shape[0], -1).sum(1);
+
     /// <summary>
     /// Summed next-token cross-entropy of the model on embeddings (B, T, C) (<see cref="CausalLM.Embed"/>, perturbed or not):
     /// from full logits, or through <see cref="ChunkedLoss"/> when <see cref="LossChunking"/> says so for the model's
