@@ -88,6 +88,55 @@ type Fit =
     | FitFunction of label: string * f: (float -> float)
     | FitSamples of label: string * points: (float * float) list
 
+/// The width of a figure in a two-column paper: one column (3.3 in) or the full text width (6.8 in).
+type PaperWidth =
+    | Column
+    | FullWidth
+
+/// A figure style a venue takes without rework: white background, the column or full-width size at 96 px per inch
+/// (exports scale it to 300 dpi), the Okabe-Ito colour-blind-safe palette, a serif-free 8 pt font (Chromium embeds
+/// the fonts it uses in the PDF), the legend outside the data, and axis titles required (with their units).
+module PaperStyle =
+    /// Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision deficiencies.
+    let palette = [ "#0072B2"; "#E69F00"; "#009E73"; "#D55E00"; "#CC79A7"; "#56B4E9"; "#F0E442"; "#000000" ]
+
+    /// Pixels per inch of the layout (CSS), and the export scale that makes 300 dpi of it.
+    let pixelsPerInch, exportScale = 96.0, 300.0 / 96.0
+
+    /// (width, height) in pixels: 3.3 x 2.4 in for a column, 6.8 x 2.8 in for the full width.
+    let size (w: PaperWidth) =
+        match w with
+        | Column -> int (3.3 * pixelsPerInch), int (2.4 * pixelsPerInch)
+        | FullWidth -> int (6.8 * pixelsPerInch), int (2.8 * pixelsPerInch)
+
+    let private axisTitle (chart: GenericChart) (axis: string) =
+        let layout = GenericChart.getLayout chart
+        match layout.TryGetTypedPropertyValue<LayoutObjects.LinearAxis> axis with
+        | Some a ->
+            match a.TryGetTypedPropertyValue<Title> "title" with
+            | Some t -> t.TryGetTypedPropertyValue<string> "text" |> Option.defaultValue ""
+            | None -> ""
+        | None -> ""
+
+    /// The chart in paper style; fails when an axis has no title (a paper's axes say what and in which unit).
+    let apply (w: PaperWidth) (chart: GenericChart) =
+        for axis in [ "xaxis"; "yaxis" ] do
+            if String.IsNullOrWhiteSpace(axisTitle chart axis) then
+                invalidArg "chart" $"PaperStyle.apply: the {axis} has no title; give it one with its unit (Chart.withXAxisStyle / withYAxisStyle)"
+        let font = Font.init (Family = StyleParam.FontFamily.Arial, Size = 8.0, Color = Color.fromString "#000000")
+        let axis = LayoutObjects.LinearAxis.init (ShowLine = true, LineColor = Color.fromString "#000000", Ticks = StyleParam.TickOptions.Outside,
+                                                  ShowGrid = false, ZeroLine = false, Mirror = StyleParam.Mirror.False)
+        let pw, ph = size w
+        chart
+        |> Chart.withSize (pw, ph)
+        |> Chart.withLayoutStyle (PaperBGColor = Color.fromString "#FFFFFF", PlotBGColor = Color.fromString "#FFFFFF", Font = font,
+                                  Colorway = Color.fromColors (palette |> List.map Color.fromString),
+                                  Margin = LayoutObjects.Margin.init (Left = 44, Right = 8, Top = 24, Bottom = 36))
+        |> Chart.withXAxis (axis, StyleParam.SubPlotId.XAxis 1)
+        |> Chart.withYAxis (axis, StyleParam.SubPlotId.YAxis 1)
+        |> Chart.withLegendStyle (X = 1.02, Y = 1.0, XAnchor = StyleParam.XAnchorPosition.Left, YAnchor = StyleParam.YAnchorPosition.Top,
+                                  BorderWidth = 0.0)
+
 /// Paper figures as Plotly.NET charts (titles, axis titles, legends), saved as self-contained HTML
 /// and exported to PNG, SVG and PDF through headless Chromium. See docs/figures.md.
 module Figures =
@@ -232,20 +281,31 @@ module Figures =
         | Some t -> t.TryGetTypedPropertyValue<string> "text" |> Option.defaultValue "figure"
         | None -> "figure"
 
+    /// The chart's size from its layout (`Chart.withSize`, `PaperStyle.apply`), else the default 900 x 520.
+    let sizeOf (chart: GenericChart) =
+        let layout = GenericChart.getLayout chart
+        let get (k: string) d = layout.TryGetTypedPropertyValue<int> k |> Option.defaultValue d
+        get "width" width, get "height" height
+
+    /// The PNG export's scale: 300 dpi for figures up to a paper's full width (6.8 in), else 2x.
+    let pngScale (chart: GenericChart) =
+        if float (fst (sizeOf chart)) <= 6.8 * PaperStyle.pixelsPerInch then PaperStyle.exportScale else 2.0
+
     /// A self-contained page (plotly.js inline, no external script) that draws the chart into div#figure,
     /// then runs `after` (JavaScript, with `gd` bound to the div).
     let page (chart: GenericChart) (after: string) =
         let fig = (GenericChart.toFigureJson chart).Replace("</", "<\\/")
+        let w, h = sizeOf chart
         $"""<!DOCTYPE html>
 <html>
 <head>
 <meta charset="utf-8">
 <title>{htmlEscape (titleOf chart)}</title>
-<style>@page {{ size: {width}px {height}px; margin: 0 }} html, body {{ margin: 0; padding: 0; background: white }}</style>
+<style>@page {{ size: {w}px {h}px; margin: 0 }} html, body {{ margin: 0; padding: 0; background: white }}</style>
 <script>{plotlyJs.Value}</script>
 </head>
 <body>
-<div id="figure" style="width:{width}px;height:{height}px"></div>
+<div id="figure" style="width:{w}px;height:{h}px"></div>
 <script>
 var fig = {fig};
 var gd = document.getElementById('figure');
@@ -260,7 +320,7 @@ Plotly.newPlot(gd, fig.data, fig.layout, {{ responsive: false, displaylogo: fals
 
     let private exportJs =
         """Promise.all([Plotly.toImage(gd, { format: 'svg', width: WIDTH, height: HEIGHT }),
-                     Plotly.toImage(gd, { format: 'png', width: WIDTH, height: HEIGHT, scale: 2 })])
+                     Plotly.toImage(gd, { format: 'png', width: WIDTH, height: HEIGHT, scale: SCALE })])
   .then(function (urls) {
     var svg = decodeURIComponent(urls[0].substring(urls[0].indexOf(',') + 1));
     var pre = document.createElement('pre');
@@ -293,7 +353,7 @@ Plotly.newPlot(gd, fig.data, fig.layout, {{ responsive: false, displaylogo: fals
             // through --dump-dom, in a hidden element), and the PDF printed from the same page
             // (page size = figure size through @page; no header or footer).
             let exportPage = Path.Combine(tmp, "export.html")
-            File.WriteAllText(exportPage, page chart (exportJs.Replace("WIDTH", string width).Replace("HEIGHT", string height)))
+            File.WriteAllText(exportPage, page chart (exportJs.Replace("WIDTH", string (fst (sizeOf chart))).Replace("HEIGHT", string (snd (sizeOf chart))).Replace("SCALE", (pngScale chart).ToString(Globalization.CultureInfo.InvariantCulture))))
             let pdf = Path.Combine(tmp, "figure.pdf")
             let dom = Chromium.run [ "--virtual-time-budget=10000"; "--no-pdf-header-footer"; $"--print-to-pdf={pdf}"; "--dump-dom" ] exportPage
             let exported =
