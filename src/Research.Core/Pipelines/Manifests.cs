@@ -8,7 +8,7 @@ namespace Research.Pipelines;
 /// run store. Each stage's key ingredients (code version, config, seed, parents, data fingerprints, files) are read from
 /// its node.json, which the executor writes beside the checkpoint when the stage runs.
 /// </summary>
-public static class Provenance
+public static class Manifests
 {
     /// <summary>The manifest of an export made from this result (the commit of the current directory's repository).</summary>
     public static Manifest Of(ExperimentResult result)
