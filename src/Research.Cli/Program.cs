@@ -22,6 +22,8 @@ public static class Program
           bench --vocab-memory [--seq N] peak RSS of one SFT step of a Qwen3-0.6B-shaped model, full vs chunked loss
           doctor                  show how torch was started (backend, device, threads)
           report RUN|EXPERIMENT [--out DIR]  figures (HTML, PNG, SVG, PDF) and LaTeX/Markdown tables of runs
+          export [runs|stages|metrics|evaluations] --format csv|jsonl|parquet [--out FILE]  a table of the run store, with provenance
+          provenance FILE [--data NAME=PATH]  an export's manifest; whether this code and data would produce its stages again
           watch SWEEP [--once]    follow a sweep submitted with `run --on slurm` (elements, job ids, states)
           resubmit SWEEP [--wait] submit again only the failed points of a Slurm sweep
 
@@ -52,6 +54,8 @@ public static class Program
                 "eval" => ModelCommands.Evaluate(CliArgs.Parse(args.Skip(1), ["json", "capabilities"], ModelCommands.EvalOptions)),
                 "bench" => BenchCommand.Execute(CliArgs.Parse(args.Skip(1), ["json", "quick", "vocab-memory"], BenchCommand.Options)),
                 "doctor" => Doctor(),
+                "export" => ExportCommand.Execute(CliArgs.Parse(args.Skip(1), [], ExportCommand.Options)),
+                "provenance" => ProvenanceCommand.Execute(CliArgs.Parse(args.Skip(1), [], ProvenanceCommand.Options)),
                 "report" => ReportCommand.Execute(CliArgs.Parse(args.Skip(1), [], ReportCommand.Options)),
                 "watch" => ClusterCommand.Watch(CliArgs.Parse(args.Skip(1), ["once"], "poll")),
                 "resubmit" => ClusterCommand.Resubmit(CliArgs.Parse(args.Skip(1), ["wait"], "poll")),

@@ -340,12 +340,13 @@ Plotly.newPlot(gd, fig.data, fig.layout, {{ responsive: false, displaylogo: fals
             let j = text.IndexOf(b, i + a.Length)
             if j < 0 then None else Some(text.Substring(i + a.Length, j - i - a.Length))
 
-    /// Writes name.html (self-contained), name.png, name.svg and name.pdf into dir (each atomically).
-    let save (dir: string) (name: string) (chart: GenericChart) : FigureFiles =
+    /// Writes name.html (self-contained), name.png, name.svg and name.pdf into dir (each atomically), each with the
+    /// provenance manifest inside it and beside it (name.png.provenance.json...; docs/provenance.md).
+    let saveWith (provenance: Manifest) (dir: string) (name: string) (chart: GenericChart) : FigureFiles =
         Directory.CreateDirectory dir |> ignore
         let file ext = Path.Combine(Path.GetFullPath dir, name + ext)
         let html = toHtml chart
-        AtomicFile.WriteAllText(file ".html", html)
+        ManifestFiles.WriteText(file ".html", html, provenance)
         let tmp = Path.Combine(Path.GetTempPath(), $"research-figure-{Guid.NewGuid():N}")
         Directory.CreateDirectory tmp |> ignore
         try
@@ -363,18 +364,24 @@ Plotly.newPlot(gd, fig.data, fig.layout, {{ responsive: false, displaylogo: fals
             | Some text when text.StartsWith "ERROR:" -> failwithf "Plotly.toImage failed for %s: %s" name (text.Substring 6)
             | Some text when text.StartsWith "SVG:" && text.Contains ":PNG:" ->
                 let svg, png = between text "SVG:" ":PNG:" |> Option.get, between text ":PNG:" ":END" |> Option.get
-                AtomicFile.WriteAllBytes(file ".svg", ReadOnlySpan(Convert.FromBase64String svg))
-                AtomicFile.WriteAllBytes(file ".png", ReadOnlySpan(Convert.FromBase64String png))
+                ManifestFiles.Write(file ".svg", Convert.FromBase64String svg, provenance)
+                ManifestFiles.Write(file ".png", Convert.FromBase64String png, provenance)
             | _ -> failwithf "chromium rendered no SVG/PNG export for %s (plotly did not finish within the time budget?)" name
             if not (File.Exists pdf) then failwithf "chromium wrote no PDF for %s" name
-            AtomicFile.WriteAllBytes(file ".pdf", ReadOnlySpan(File.ReadAllBytes pdf))
+            ManifestFiles.Write(file ".pdf", File.ReadAllBytes pdf, provenance)
         finally
             try Directory.Delete(tmp, true) with _ -> ()
         { Html = file ".html"; Png = file ".png"; Svg = file ".svg"; Pdf = file ".pdf" }
 
-    /// Writes only name.html (no Chromium needed).
-    let saveHtml (dir: string) (name: string) (chart: GenericChart) =
+    /// Figures.saveWith with a manifest that names no runs (Provenance.here ()).
+    let save (dir: string) (name: string) (chart: GenericChart) : FigureFiles = saveWith (Manifest.Here()) dir name chart
+
+    /// Writes only name.html (no Chromium needed), with the provenance manifest inside it and beside it.
+    let saveHtmlWith (provenance: Manifest) (dir: string) (name: string) (chart: GenericChart) =
         Directory.CreateDirectory dir |> ignore
         let path = Path.Combine(Path.GetFullPath dir, name + ".html")
-        AtomicFile.WriteAllText(path, toHtml chart)
+        ManifestFiles.WriteText(path, toHtml chart, provenance)
         path
+
+    /// Figures.saveHtmlWith with a manifest that names no runs.
+    let saveHtml (dir: string) (name: string) (chart: GenericChart) = saveHtmlWith (Manifest.Here()) dir name chart

@@ -120,14 +120,18 @@ module Tables =
                 box (string key) :: [ for c in cols -> match row.TryGet c with | OptionalValue.Present v -> box v | _ -> missing ] ]
         { Header = keyTitle :: (cols |> List.map string); Rows = rows }
 
-    /// Writes name.tex (booktabs) and name.md into dir, atomically; returns both paths.
-    let save (dir: string) (name: string) (caption: string) (label: string) (t: Table) =
+    /// Writes name.tex (booktabs) and name.md into dir, atomically, each with the provenance manifest inside it (a
+    /// % comment line, an HTML comment) and beside it (name.tex.provenance.json...); returns both paths.
+    let saveWith (provenance: Manifest) (dir: string) (name: string) (caption: string) (label: string) (t: Table) =
         Directory.CreateDirectory dir |> ignore
         let tex = Path.Combine(Path.GetFullPath dir, name + ".tex")
         let md = Path.Combine(Path.GetFullPath dir, name + ".md")
-        AtomicFile.WriteAllText(tex, latex caption label t)
-        AtomicFile.WriteAllText(md, $"**{escapeMarkdown caption}**\n\n" + markdown t)
+        ManifestFiles.WriteText(tex, latex caption label t, provenance)
+        ManifestFiles.WriteText(md, $"**{escapeMarkdown caption}**\n\n" + markdown t, provenance)
         tex, md
+
+    /// Tables.saveWith with a manifest that names no runs (Provenance.here ()).
+    let save (dir: string) (name: string) (caption: string) (label: string) (t: Table) = saveWith (Manifest.Here()) dir name caption label t
 
 /// `research report`: the figures and tables of recorded runs, read from a workspace's run store.
 /// Generic over stages and evaluations: every stage with a training loss gets a curve, every
@@ -169,6 +173,7 @@ module RunReport =
     let write (store: RunStore) (runs: RunRecord list) (metrics: string list) (outDir: string) =
         if runs.IsEmpty then invalidArg "runs" "no runs to report"
         let rows = stageRows store runs
+        let provenance = Provenance.ofRuns store runs
         let title = runs.Head.Experiment + (if runs.Length = 1 then $" (run {runs.Head.Id})" else $" ({runs.Length} runs)")
         let files = Collections.Generic.List<string>()
         let addFigure (f: FigureFiles) = files.AddRange [ f.Html; f.Png; f.Svg; f.Pdf ]
@@ -184,7 +189,7 @@ module RunReport =
                     |> Seq.toList
                 if pts.IsEmpty then None else Some(s.Label, pts))
         if not curves.IsEmpty then
-            addFigure (Figures.save outDir "training-curves" (Figures.trainingCurves $"Training loss: {title}" "training loss" curves))
+            addFigure (Figures.saveWith provenance outDir "training-curves" (Figures.trainingCurves $"Training loss: {title}" "training loss" curves))
         // Evaluations: suite × stage per metric.
         let evals =
             [ for r in runs do
@@ -201,7 +206,7 @@ module RunReport =
             let uncertainty = m.EndsWith "_stderr" || m.EndsWith "_lower" || m.EndsWith "_upper"
             if (metrics.IsEmpty && not uncertainty) || List.contains m metrics then
                 let chart = Figures.capabilityByStage $"{m} by stage: {title}" m (pts |> List.map (fun (l, s, _, v) -> s, l, v))
-                addFigure (Figures.save outDir $"eval-{slug m}" chart)
+                addFigure (Figures.saveWith provenance outDir $"eval-{slug m}" chart)
             let suites = pts |> List.map (fun (_, s, _, _) -> s) |> List.distinct
             let stageLabels = pts |> List.map (fun (l, _, _, _) -> l) |> List.distinct
             let table =
@@ -212,7 +217,7 @@ module RunReport =
                                     match pts |> List.tryFind (fun (l2, s2, _, _) -> l2 = l && s2 = s) with
                                     | Some (_, _, _, v) -> box v
                                     | None -> Tables.missing ] ] }
-            let tex, md = Tables.save outDir $"eval-{slug m}" $"{m} after each stage ({title})" $"tab:{slug runs.Head.Experiment}-{slug m}" table
+            let tex, md = Tables.saveWith provenance outDir $"eval-{slug m}" $"{m} after each stage ({title})" $"tab:{slug runs.Head.Experiment}-{slug m}" table
             files.AddRange [ tex; md ]
         // Results: one row per stage of each run, final train loss and every evaluation.
         let columns = evals |> List.map (fun (_, s, m, _) -> s, m) |> List.distinct
@@ -227,6 +232,6 @@ module RunReport =
                           match evals |> List.tryFind (fun (l, s2, m2, _) -> l = s.Label && s2 = suite && m2 = m) with
                           | Some (_, _, _, v) -> box v
                           | None -> Tables.missing ] ] }
-        let tex, md = Tables.save outDir "results" $"Results: {title}" $"tab:{slug runs.Head.Experiment}-results" results
+        let tex, md = Tables.saveWith provenance outDir "results" $"Results: {title}" $"tab:{slug runs.Head.Experiment}-results" results
         files.AddRange [ tex; md ]
         files |> Seq.toList

@@ -135,7 +135,7 @@ let tests =
         testCase "research report on a tiny quick start writes HTML, PNG, SVG, PDF, .tex and .md" <| fun _ ->
             let ws = tempDir "report-ws"
             let e = Experiment.quickStart (QuickStartOptions(Seed = 3, GeneralDocuments = 120, PretrainSteps = 10, AdaptSteps = 10, CheckpointEvery = 10))
-            Executor(ExecutorOptions(Workspace = ws, Log = TextWriter.Null)).Run e |> ignore
+            let result = Executor(ExecutorOptions(Workspace = ws, Log = TextWriter.Null)).Run e
             let out = Path.Combine(ws, "report")
             let run args = Research.Cli.Commands.ReportCommand.Execute(Research.Cli.CliArgs.Parse(List.toArray args, [||], Research.Cli.Commands.ReportCommand.Options))
             let code = run [ "quickstart"; "--workspace"; ws; "--out"; out; "--metrics"; "perplexity" ]
@@ -149,6 +149,13 @@ let tests =
                 Expect.isGreaterThan (FileInfo(file (stem + ".png"))).Length 10_000L $"{stem}.png is not blank"
                 let pdf = File.ReadAllBytes(file (stem + ".pdf"))
                 Expect.equal (Text.Encoding.ASCII.GetString(pdf, 0, 5)) "%PDF-" $"{stem}.pdf signature"
+            // Provenance: each file carries the reported run's manifest inside it (PNG tEXt, PDF Info...) and beside it.
+            let keys = [ for n in result.Runs[0].Nodes -> n.Key ]
+            for f in [ "training-curves.png"; "eval-perplexity.pdf"; "eval-perplexity.svg"; "eval-perplexity.html"; "results.tex"; "results.md" ] do
+                Expect.isTrue (File.Exists(file (f + Manifest.SidecarSuffix))) $"{f} has its sidecar"
+                let inside = Manifest.Parse(ManifestFiles.Embedded(file f), f)
+                Expect.equal (List.ofSeq inside.Runs) [ 1L ] $"{f}: the run, inside the file"
+                Expect.equal [ for s in inside.Stages -> s.Key ] keys $"{f}: the stage keys, inside the file"
             let curves = svgTexts (file "training-curves.svg")
             for t in [ "Training loss: quickstart (run 1)"; "step"; "training loss"; "pretrain"; "adapt-no-replay"; "adapt-replay-0.1" ] do
                 Expect.contains curves t $"training-curves.svg has '{t}' (title, axis titles, legend)"
