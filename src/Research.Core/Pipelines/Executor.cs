@@ -68,10 +68,8 @@ public sealed class Executor
     {
         codeVersion ??= StageCode.Version;
         var parents = stage.Parents.Select(p => parentKeys is not null && parentKeys.TryGetValue(p, out var k) ? k : Key(p, seed, null, codeVersion));
-        var text = string.Join("\n", [$"format={FormatVersion}", $"kind={stage.Kind}", $"code={codeVersion(stage.Kind)}", $"config={stage.ConfigJson}", $"seed={seed}",
-            $"parents={string.Join(",", parents)}", $"data={string.Join(",", stage.Data.Select(d => d.Fingerprint))}",
-            $"files={(stage.Config is IReadsFiles f ? f.FilesFingerprint() : "")}"]);
-        return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16].ToLowerInvariant();
+        return StageKey.Of(FormatVersion, stage.Kind, codeVersion(stage.Kind), stage.ConfigJson, seed, parents,
+            stage.Data.Select(d => d.Fingerprint), stage.Config is IReadsFiles f ? f.FilesFingerprint() : "");
     }
 
     /// <summary>

@@ -4,9 +4,8 @@ using System.Text;
 namespace Research.Pipelines;
 
 /// <summary>
-/// A stage key from its recorded ingredients (what node.json and a provenance manifest hold) rather than from a
-/// <see cref="Stage"/> value: the same text and hash as <see cref="Executor.Key"/>, so that `research provenance`
-/// can recompute the key of a stage it only knows from a manifest. ProvenanceTests checks that both agree.
+/// A stage key from its ingredients: the one definition of the key's text and hash. <see cref="Executor.Key"/> calls it
+/// with a <see cref="Stage"/>'s values; `research provenance` with what node.json and a manifest recorded.
 /// </summary>
 public static class StageKey
 {
