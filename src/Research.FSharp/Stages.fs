@@ -68,6 +68,11 @@ module Dsl =
     let align (jsonl: string) : Step =
         fun parent -> Stage("align", AlignOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| parent |], [||])
 
+    /// On-policy training with a verifiable reward on a JSONL file of {"prompt", "answer"}: GRPO with group 4 and the
+    /// "exact_answer" reward by default; `Grpo.reward`, `Grpo.group`, `Grpo.clip`, `Grpo.aggregation`... change it.
+    let grpo (jsonl: string) : Step =
+        fun parent -> Stage("grpo", Research.Stages.Online.GrpoOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| parent |], [||])
+
     /// Distil the parent (the student) from `teacher` on a corpus: (1 - kd) CE + kd GJSD(teacher, student).
     let distill (teacher: Stage) (corpus: DataSource) : Step =
         fun student -> Stage("distill", DistillStageOptions(), [| student; teacher |], [| corpus |])
@@ -210,6 +215,26 @@ module Align =
     let samples (perPrompt: int) (temperature: float) (topP: float) = update (fun o -> o.WithSamples(perPrompt, temperature, topP))
 
 /// Options of tune stages.
+module Grpo =
+    open Research.Stages.Online
+    let private update (f: GrpoOptions -> GrpoOptions) (step: Step) : Step = step >> StageOps.update f
+    /// The reward: registered rewards by name with their weights (`[ "exact_answer", 1.0 ]`); register your own with
+    /// `Rewards.Register (Reward.Of("name", version, fun prompt completion answer -> ...))`.
+    let reward (terms: (string * float) list) = update (fun o -> o.WithReward [| for n, w in terms -> RewardTerm(n, w) |])
+    /// Completions per prompt (G).
+    let group (g: int) = update (fun o -> o.WithGroup g)
+    let promptsPerStep (n: int) = update (fun o -> o.WithPromptsPerStep n)
+    let maxNewTokens (n: int) = update (fun o -> o.WithMaxNewTokens n)
+    let temperature (t: float) = update (fun o -> o.WithTemperature t)
+    /// The clip range [1 - low, 1 + high]; high above low is DAPO's clip-higher (0.2, 0.28).
+    let clip (low: float) (high: float) = update (fun o -> o.WithClip(low, high))
+    let scale (s: AdvantageScale) = update (fun o -> o.WithScale s)
+    let aggregation (a: LossAggregation) = update (fun o -> o.WithAggregation a)
+    /// Dr. GRPO: advantages without the std scaling and the dr_grpo aggregation.
+    let drGrpo : Step -> Step = update (fun o -> o.WithScale(AdvantageScale.None).WithAggregation(LossAggregation.DrGrpo))
+    /// Keep groups whose rewards are all equal (they are dropped by default: they have no signal).
+    let keepUninformative : Step -> Step = update (fun o -> o.WithFilter false)
+
 module Tune =
     let private update (f: TuneOptions -> TuneOptions) (step: Step) : Step = step >> StageOps.update f
     let packing (on: bool) = update (fun o -> o.WithPacking on)

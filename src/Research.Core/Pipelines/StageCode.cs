@@ -21,6 +21,7 @@ public static class StageCode
         ["distill"] = 1,
         ["merge"] = 1,
         ["doremi"] = 1,
+        ["grpo"] = 1,
     };
 
     public static int Version(string kind) => Versions.GetValueOrDefault(kind, 0);

@@ -1,0 +1,69 @@
+using System.Text.Json.Serialization;
+using Research.Data;
+using Research.Training;
+
+namespace Research.Stages.Online;
+
+/// <summary>
+/// grpo: on-policy training from the parent with a verifiable reward. Each step samples <see cref="PromptsPerStep"/>
+/// prompts, <see cref="Group"/> completions each (<see cref="Research.Models.Rollouts"/>), scores them, turns the rewards
+/// into group-relative advantages and takes one step of the clipped surrogate (<see cref="GrpoLosses"/>). One
+/// optimisation step per batch of rollouts, so the old policy is the sampling policy.
+/// </summary>
+public sealed record GrpoOptions : ITrainedOptions, IReadsFiles
+{
+    [JsonIgnore] public string Kind => "grpo";
+
+    /// <summary>JSONL of {"prompt", "answer"} (<see cref="PromptData"/>); its SHA-256 is part of the key.</summary>
+    public string DataPath { get; init; } = "";
+    /// <summary>Terms of the reward, by registered name (<see cref="Rewards"/>), summed with their weights.</summary>
+    public RewardTerm[] Reward { get; init; } = [new("exact_answer")];
+    /// <summary>Completions per prompt, G (at least 2: advantages are relative to the group).</summary>
+    public int Group { get; init; } = 4;
+    public int PromptsPerStep { get; init; } = 4;
+    public int MaxNewTokens { get; init; } = 16;
+    public double Temperature { get; init; } = 1.0;
+    public int TopK { get; init; }
+    public double TopP { get; init; } = 1.0;
+    public double EpsLow { get; init; } = 0.2;
+    /// <summary>The upper clip range; above <see cref="EpsLow"/> is DAPO's clip-higher (0.28).</summary>
+    public double EpsHigh { get; init; } = 0.2;
+    /// <summary>KL penalty to the parent (k3). 0, TRL's default, loads no reference model.</summary>
+    public double Beta { get; init; }
+    public AdvantageScale Scale { get; init; } = AdvantageScale.Group;
+    public LossAggregation Aggregation { get; init; } = LossAggregation.Grpo;
+    /// <summary>Drop groups whose rewards are all equal (no signal), DAPO's dynamic sampling.</summary>
+    public bool FilterUninformative { get; init; } = true;
+    /// <summary>Token ids that end a completion besides the tokenizer's EOS.</summary>
+    public int[] StopTokens { get; init; } = [];
+    public TrainConfig Train { get; init; } = new() { Steps = 50, BatchSize = 1, LearningRate = 1e-5, WeightDecay = 0.0, WarmupSteps = 0, EvalEvery = 0, CheckpointEvery = 10, LogEvery = 1 };
+
+    public ITrainedOptions WithTrain(TrainConfig train) => this with { Train = train };
+    /// <summary>The prompt file's digest and each reward term's name, version and weight: a changed reward function re-runs the stage.</summary>
+    public string FilesFingerprint() => $"{SftData.FileFingerprint(DataPath)}|{Rewards.Fingerprint(Reward)}";
+
+    public GrpoOptions WithReward(params RewardTerm[] terms) => this with { Reward = terms };
+    public GrpoOptions WithGroup(int g) => this with { Group = g };
+    public GrpoOptions WithPromptsPerStep(int n) => this with { PromptsPerStep = n };
+    public GrpoOptions WithMaxNewTokens(int n) => this with { MaxNewTokens = n };
+    public GrpoOptions WithTemperature(double t) => this with { Temperature = t };
+    public GrpoOptions WithClip(double low, double high) => this with { EpsLow = low, EpsHigh = high };
+    public GrpoOptions WithBeta(double beta) => this with { Beta = beta };
+    public GrpoOptions WithScale(AdvantageScale scale) => this with { Scale = scale };
+    public GrpoOptions WithAggregation(LossAggregation how) => this with { Aggregation = how };
+    public GrpoOptions WithFilter(bool on) => this with { FilterUninformative = on };
+
+    public GrpoOptions Validate()
+    {
+        if (string.IsNullOrWhiteSpace(DataPath)) throw new ArgumentException("grpo: data_path is required (a JSONL file of {\"prompt\", \"answer\"} objects)");
+        if (Group < 2) throw new ArgumentException($"grpo: group must be at least 2 (got {Group}): advantages are relative to the other completions of the prompt");
+        if (PromptsPerStep < 1) throw new ArgumentException($"grpo: prompts_per_step must be at least 1 (got {PromptsPerStep})");
+        if (MaxNewTokens < 1) throw new ArgumentException($"grpo: max_new_tokens must be at least 1 (got {MaxNewTokens})");
+        if (!(Temperature > 0)) throw new ArgumentException($"grpo: temperature must be > 0 (got {Temperature})");
+        if (!(EpsLow is >= 0 and < 1) || !(EpsHigh >= 0)) throw new ArgumentException($"grpo: clip ranges must be eps_low in [0, 1) and eps_high >= 0 (got {EpsLow}, {EpsHigh})");
+        if (!(Beta >= 0)) throw new ArgumentException($"grpo: beta must be >= 0 (got {Beta})");
+        if (Reward.Length == 0) throw new ArgumentException("grpo: reward needs at least one term");
+        if (Beta > 0) throw new NotSupportedException("grpo: a KL penalty to the parent (beta > 0) is not built yet; use beta 0 (TRL's default)");
+        return this;
+    }
+}
