@@ -21,7 +21,7 @@ public static class Program
           bench [--json] [--quick] measure our loop against a hand-written one, MFU, optimizer share, memory, merge bandwidth
           bench --vocab-memory [--seq N] peak RSS of one SFT step of a Qwen3-0.6B-shaped model, full vs chunked loss
           doctor                  show how torch was started (backend, device, threads)
-          report RUN|EXPERIMENT [--out DIR]  figures (HTML, PNG, SVG, PDF) and LaTeX/Markdown tables of runs
+          report RUN|EXPERIMENT [--out DIR] [--paper]  figures (HTML, PNG, SVG, PDF) and LaTeX/Markdown tables of runs, over seeds
           export [runs|stages|metrics|evaluations] --format csv|jsonl|parquet [--out FILE]  a table of the run store, with provenance
           provenance FILE [--data NAME=PATH]  an export's manifest; whether this code and data would produce its stages again
           watch SWEEP [--once]    follow a sweep submitted with `run --on slurm` (elements, job ids, states)
@@ -56,7 +56,7 @@ public static class Program
                 "doctor" => Doctor(),
                 "export" => ExportCommand.Execute(CliArgs.Parse(args.Skip(1), [], ExportCommand.Options)),
                 "provenance" => ProvenanceCommand.Execute(CliArgs.Parse(args.Skip(1), [], ProvenanceCommand.Options)),
-                "report" => ReportCommand.Execute(CliArgs.Parse(args.Skip(1), [], ReportCommand.Options)),
+                "report" => ReportCommand.Execute(CliArgs.Parse(args.Skip(1), ReportCommand.Flags, ReportCommand.Options)),
                 "watch" => ClusterCommand.Watch(CliArgs.Parse(args.Skip(1), ["once"], "poll")),
                 "resubmit" => ClusterCommand.Resubmit(CliArgs.Parse(args.Skip(1), ["wait"], "poll")),
                 _ => throw new CliException($"unknown command '{args[0]}'\n\n{Help}"),

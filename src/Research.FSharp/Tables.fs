@@ -157,7 +157,8 @@ module RunReport =
             | [] ->
                 let names = runs |> List.map (fun r -> r.Experiment) |> List.distinct |> String.concat ", "
                 failwithf "no run and no experiment named '%s' in %s (experiments: %s)" what (Path.GetDirectoryName store.Path) names
-            | rs -> rs |> List.groupBy (fun r -> r.Point) |> List.map (fun (_, g) -> g |> List.maxBy (fun r -> r.Id)) |> List.sortBy (fun r -> r.Id)
+            // The latest run of each (point, seed): an experiment over seeds reports every seed.
+            | rs -> rs |> List.groupBy (fun r -> r.Point, r.Seed) |> List.map (fun (_, g) -> g |> List.maxBy (fun r -> r.Id)) |> List.sortBy (fun r -> r.Id)
 
     type private StageRow = { Run: RunRecord; Node: NodeRecord; Label: string }
 
@@ -168,15 +169,32 @@ module RunReport =
             for n in store.Nodes r.Id ->
                 { Run = r; Node = n; Label = if multi then $"{n.Name} [{r.Point}]" else n.Name } ]
 
-    /// Writes the report of the given runs into outDir; returns the files written.
-    /// `metrics`: evaluation metrics to draw (empty = all); every metric is in the tables regardless.
-    let write (store: RunStore) (runs: RunRecord list) (metrics: string list) (outDir: string) =
+    /// A mean over seeds as a cell: "0.512 ± 0.031" (the 95% t half-width) over several seeds, the number for one.
+    let private cell (x: SummaryRow) : objnull =
+        if x.Seeds > 1 && not (Double.IsNaN x.Lower) then box $"{Tables.formatNumber 3 x.Mean} ± {Tables.formatNumber 3 ((x.Upper - x.Lower) / 2.0)}"
+        else box x.Mean
+
+    /// The report's options: which evaluation metrics get a figure (empty: all but uncertainties), paper style, and
+    /// HTML figures only (no Chromium: no PNG, SVG or PDF).
+    type Options = { Metrics: string list; Paper: bool; HtmlOnly: bool }
+
+    /// Writes the report of the given runs into outDir; returns the files written. Evaluations are aggregated over the
+    /// runs' seeds (mean and 95% t interval; error bars in the figures); with `Paper`, figures are column-sized in
+    /// PaperStyle and summary.md says which stage-to-stage differences hold over seeds (paired t and Wilcoxon, p < 0.05).
+    let writeWith (options: Options) (store: RunStore) (runs: RunRecord list) (outDir: string) =
+        let metrics = options.Metrics
         if runs.IsEmpty then invalidArg "runs" "no runs to report"
         let rows = stageRows store runs
         let provenance = Provenance.ofRuns store runs
+        let seeds = runs |> List.map (fun r -> r.Seed) |> List.distinct
         let title = runs.Head.Experiment + (if runs.Length = 1 then $" (run {runs.Head.Id})" else $" ({runs.Length} runs)")
         let files = Collections.Generic.List<string>()
-        let addFigure (f: FigureFiles) = files.AddRange [ f.Html; f.Png; f.Svg; f.Pdf ]
+        let styled (chart: Plotly.NET.GenericChart) = if options.Paper then PaperStyle.apply Column chart else chart
+        let figure (name: string) (chart: Plotly.NET.GenericChart) =
+            if options.HtmlOnly then files.Add(Figures.saveHtmlWith provenance outDir name (styled chart))
+            else
+                let f = Figures.saveWith provenance outDir name (styled chart)
+                files.AddRange [ f.Html; f.Png; f.Svg; f.Pdf ]
         // Training curves: train loss per step, once per distinct node (a cached stage shared by runs is drawn once).
         let curves =
             rows
@@ -187,26 +205,37 @@ module RunReport =
                     |> Seq.filter (fun m -> m.Kind = "train" && m.Name = "loss")
                     |> Seq.map (fun m -> float m.Step, m.Value)
                     |> Seq.toList
-                if pts.IsEmpty then None else Some(s.Label, pts))
+                let label = if seeds.Length > 1 then $"{s.Label} (seed {s.Run.Seed})" else s.Label
+                if pts.IsEmpty then None else Some(label, pts))
         if not curves.IsEmpty then
-            addFigure (Figures.saveWith provenance outDir "training-curves" (Figures.trainingCurves $"Training loss: {title}" "training loss" curves))
-        // Evaluations: suite × stage per metric.
-        let evals =
+            let chart = Figures.trainingCurves $"Training loss: {title}" "training loss (nats per token)" curves
+            figure "training-curves" chart
+        // Evaluations: suite x stage per metric, one value per seed, then the mean and interval over seeds.
+        let perSeed =
             [ for r in runs do
                 let labels = rows |> List.filter (fun s -> s.Run.Id = r.Id) |> List.map (fun s -> s.Node.Key, s.Label) |> dict
                 for e in store.Evaluations r.Id do
                     match labels.TryGetValue e.NodeKey with
-                    | true, label -> yield label, e.Suite, e.Metric, e.Value
+                    | true, label -> yield label, e.Suite, e.Metric, r.Seed, e.Value
                     | _ -> () ]
-            |> List.distinctBy (fun (l, s, m, _) -> l, s, m)
+            |> List.distinctBy (fun (l, s, m, seed, _) -> l, s, m, seed)
+        let summary =
+            perSeed
+            |> List.map (fun (l, s, m, seed, v) ->
+                { Run = 0L; Point = "-"; Seed = seed; Stage = l; Kind = ""; Status = ""; Source = s; Metric = m; Value = v } : ResultRow)
+            |> Results.summarize
+        let evals = [ for x in summary -> x.Stage, x.Source, x.Metric, x ]
         let evalMetrics = evals |> List.map (fun (_, _, m, _) -> m) |> List.distinct
+        let over = summary |> List.map (fun x -> x.Interval) |> List.distinct |> String.concat "; "
         for m in evalMetrics do
             let pts = evals |> List.filter (fun (_, _, x, _) -> x = m)
             // An uncertainty (a standard error, an interval's bound) is a column of the tables, not a figure of its own.
             let uncertainty = m.EndsWith "_stderr" || m.EndsWith "_lower" || m.EndsWith "_upper"
             if (metrics.IsEmpty && not uncertainty) || List.contains m metrics then
-                let chart = Figures.capabilityByStage $"{m} by stage: {title}" m (pts |> List.map (fun (l, s, _, v) -> s, l, v))
-                addFigure (Figures.saveWith provenance outDir $"eval-{slug m}" chart)
+                let chart =
+                    if seeds.Length > 1 then Figures.capabilityByStageOverSeeds $"{m} by stage" m [ for (_, _, _, x) in pts -> x ]
+                    else Figures.capabilityByStage $"{m} by stage: {title}" m (pts |> List.map (fun (l, s, _, x) -> s, l, x.Mean))
+                figure $"eval-{slug m}" chart
             let suites = pts |> List.map (fun (_, s, _, _) -> s) |> List.distinct
             let stageLabels = pts |> List.map (fun (l, _, _, _) -> l) |> List.distinct
             let table =
@@ -215,23 +244,57 @@ module RunReport =
                     [ for l in stageLabels ->
                         box l :: [ for s in suites ->
                                     match pts |> List.tryFind (fun (l2, s2, _, _) -> l2 = l && s2 = s) with
-                                    | Some (_, _, _, v) -> box v
+                                    | Some (_, _, _, x) -> cell x
                                     | None -> Tables.missing ] ] }
-            let tex, md = Tables.saveWith provenance outDir $"eval-{slug m}" $"{m} after each stage ({title})" $"tab:{slug runs.Head.Experiment}-{slug m}" table
+            let caption = if seeds.Length > 1 then $"{m} after each stage ({title}; {over})" else $"{m} after each stage ({title})"
+            let tex, md = Tables.saveWith provenance outDir $"eval-{slug m}" caption $"tab:{slug runs.Head.Experiment}-{slug m}" table
             files.AddRange [ tex; md ]
-        // Results: one row per stage of each run, final train loss and every evaluation.
-        let columns = evals |> List.map (fun (_, s, m, _) -> s, m) |> List.distinct
+        if options.Paper then
+            // Which differences hold: each stage against the one before it (report order), per suite and metric, paired by seed.
+            let stageOrder = rows |> List.map (fun s -> s.Label) |> List.distinct
+            let value l s m seed = perSeed |> List.tryPick (fun (l2, s2, m2, sd, v) -> if l2 = l && s2 = s && m2 = m && sd = seed then Some v else None)
+            let lines =
+                [ yield $"# {runs.Head.Experiment}: which differences hold"
+                  yield ""
+                  let seedList = seeds |> List.map string |> String.concat ", "
+                  yield $"Seeds: {seeds.Length} ({seedList}). Each line compares a stage with the one before it on one"
+                  yield "evaluation, paired by seed: the mean difference, its 95% t interval, the paired t and exact Wilcoxon p-values."
+                  yield "\"holds\" means both p < 0.05; with 5 seeds the Wilcoxon test cannot go below 0.0625, so at least 6 are needed."
+                  yield ""
+                  for a, b in List.pairwise stageOrder do
+                    for (suite, m) in evals |> List.map (fun (_, s, m, _) -> s, m) |> List.distinct do
+                        let pairs = seeds |> List.choose (fun sd -> match value b suite m sd, value a suite m sd with Some x, Some y -> Some(x, y) | _ -> None)
+                        if pairs.Length >= 2 && not (m.EndsWith "_stderr" || m.EndsWith "_lower" || m.EndsWith "_upper" || m = "count") then
+                            let t = Research.Eval.Statistics.Paired([| for x, _ in pairs -> x |], [| for _, y in pairs -> y |])
+                            let verdict = if t.TP < 0.05 && t.WilcoxonP < 0.05 then "holds" else "not shown"
+                            let f d (v: float) = Tables.formatNumber d v
+                            yield $"- {b} vs {a}, {suite} {m}: {f 3 t.MeanDifference} [{f 3 t.Difference.Lower}, {f 3 t.Difference.Upper}], paired t p = {f 4 t.TP}, Wilcoxon p = {f 4 t.WilcoxonP} ({pairs.Length} seeds): {verdict}" ]
+            let path = Path.Combine(Path.GetFullPath outDir, "summary.md")
+            Research.Runs.AtomicFile.WriteAllText(path, String.Join("\n", lines) + "\n")
+            files.Add path
+        let evals = [ for r in runs do
+                        let labels = rows |> List.filter (fun s -> s.Run.Id = r.Id) |> List.map (fun s -> s.Node.Key, s.Label) |> dict
+                        for e in store.Evaluations r.Id do
+                            match labels.TryGetValue e.NodeKey with
+                            | true, label -> yield r.Id, label, e.Suite, e.Metric, e.Value
+                            | _ -> () ]
+        // Results: one row per stage of each run (its seed), final train loss and every evaluation: the raw values.
+        let columns = evals |> List.map (fun (_, _, s, m, _) -> s, m) |> List.distinct
         let results =
-            { Header = [ "run"; "point"; "stage"; "kind"; "status"; "final loss" ] @ (columns |> List.map (fun (s, m) -> $"{s} {m}"))
+            { Header = [ "run"; "point"; "seed"; "stage"; "kind"; "status"; "final loss" ] @ (columns |> List.map (fun (s, m) -> $"{s} {m}"))
               Rows =
                 [ for s in rows ->
                     let final = store.FinalMetrics s.Node.Key
-                    [ box s.Run.Id; box s.Run.Point; box s.Node.Name; box s.Node.Kind; box s.Node.Status
+                    [ box s.Run.Id; box s.Run.Point; box s.Run.Seed; box s.Node.Name; box s.Node.Kind; box s.Node.Status
                       (match final.TryGetValue "loss" with | true, v -> box v | _ -> Tables.missing) ]
                     @ [ for (suite, m) in columns ->
-                          match evals |> List.tryFind (fun (l, s2, m2, _) -> l = s.Label && s2 = suite && m2 = m) with
-                          | Some (_, _, _, v) -> box v
+                          match evals |> List.tryFind (fun (id, l, s2, m2, _) -> id = s.Run.Id && l = s.Label && s2 = suite && m2 = m) with
+                          | Some (_, _, _, _, v) -> box v
                           | None -> Tables.missing ] ] }
         let tex, md = Tables.saveWith provenance outDir "results" $"Results: {title}" $"tab:{slug runs.Head.Experiment}-results" results
         files.AddRange [ tex; md ]
         files |> Seq.toList
+
+    /// The report with every metric drawn, not in paper style (`writeWith` for the options).
+    let write (store: RunStore) (runs: RunRecord list) (metrics: string list) (outDir: string) =
+        writeWith { Metrics = metrics; Paper = false; HtmlOnly = false } store runs outDir

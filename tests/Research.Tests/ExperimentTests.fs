@@ -82,6 +82,19 @@ let tests =
             Expect.equal test.N 3 "paired over the three seeds"
             let pre = [| for run in r.Runs -> run.Node("pretrain").Evaluations["finance"]["perplexity"] |]
             Expect.floatClose Accuracy.veryHigh test.MeanDifference (Array.average (Array.map2 (-) adaptValues pre)) "a - b, paired by seed"
+            // The report over seeds (paper style, HTML only): every seed's run, intervals in the tables, the paired summary.
+            let reported = RunReport.resolve store "seeds"
+            Expect.equal [ for run in reported -> run.Seed ] [ 3L; 4L; 5L ] "the report takes the latest run of each seed"
+            let out = Path.Combine(ws, "report")
+            let files = RunReport.writeWith { Metrics = []; Paper = true; HtmlOnly = true } store reported out
+            Expect.isTrue (files |> List.exists (fun f -> f.EndsWith "eval-perplexity.html")) "a figure per metric"
+            let table = File.ReadAllText(Path.Combine(out, "eval-perplexity.md"))
+            Expect.stringContains table " ± " "mean ± half-width over seeds"
+            Expect.stringContains (File.ReadAllText(Path.Combine(out, "eval-perplexity.tex"))) "over 3 seeds" "the caption says over what"
+            let summaryMd = File.ReadAllText(Path.Combine(out, "summary.md"))
+            Expect.stringContains summaryMd "adapt vs pretrain, finance perplexity" "the paired comparison"
+            Expect.stringContains summaryMd "(3 seeds)" "over the three seeds"
+            Expect.stringContains (File.ReadAllText(Path.Combine(out, "results.md"))) "| seed |" "raw values keep their seed"
             Expect.throwsT<ArgumentException> (fun () -> e |> Experiment.seeds [ 6L ] |> ignore) "seeds are given once"
             Expect.throwsT<ArgumentException> (fun () -> Experiment.create "x" start tuned |> Experiment.seeds [ 1L; 1L ] |> ignore) "no repeated seed"
 
