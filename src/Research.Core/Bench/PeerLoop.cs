@@ -56,6 +56,7 @@ public sealed class PeerLoop : IDisposable
         var p = Process.Start(psi) ?? throw new InvalidOperationException($"{Python} did not start");
         var errors = p.StandardError.ReadToEndAsync();
         var first = p.StandardOutput.ReadLine();
+        File.Delete(script);                                  // python has read it (it answered, or it ended)
         if (first is null || !first.StartsWith('{'))
         {
             p.WaitForExit();
