@@ -18,7 +18,7 @@ public static class Program
           generate DIR --prompt TEXT [--chat] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--max-new-tokens N] [--json]
           eval DIR [--text FILE] [--mc FILE.jsonl] [--capabilities] [--json]  perplexity, bits per byte, multiple choice, the capability suites
           merge CONFIG [--out DIR] merge checkpoints (mergekit-like YAML or JSON config), streaming
-          bench [--json] [--quick] measure our loop against a hand-written one, MFU, optimizer share, memory, merge bandwidth
+          bench [--json] [--quick] [--no-peer] [--bf16 always]  our loop against a hand-written one and PyTorch, MFU, memory, merge bandwidth, Qwen3 shape
           bench --vocab-memory [--seq N] peak RSS of one SFT step of a Qwen3-0.6B-shaped model, full vs chunked loss
           doctor                  show how torch was started (backend, device, threads)
           report RUN|EXPERIMENT [--out DIR] [--paper]  figures (HTML, PNG, SVG, PDF) and LaTeX/Markdown tables of runs, over seeds
@@ -52,7 +52,7 @@ public static class Program
                 "inspect" => ModelCommands.Inspect(CliArgs.Parse(args.Skip(1), ["json"])),
                 "generate" => ModelCommands.Generate(CliArgs.Parse(args.Skip(1), ["json", "chat"], ModelCommands.GenerateOptions)),
                 "eval" => ModelCommands.Evaluate(CliArgs.Parse(args.Skip(1), ["json", "capabilities"], ModelCommands.EvalOptions)),
-                "bench" => BenchCommand.Execute(CliArgs.Parse(args.Skip(1), ["json", "quick", "vocab-memory"], BenchCommand.Options)),
+                "bench" => BenchCommand.Execute(CliArgs.Parse(args.Skip(1), ["json", "quick", "vocab-memory", "no-peer"], BenchCommand.Options)),
                 "doctor" => Doctor(),
                 "export" => ExportCommand.Execute(CliArgs.Parse(args.Skip(1), [], ExportCommand.Options)),
                 "provenance" => ProvenanceCommand.Execute(CliArgs.Parse(args.Skip(1), [], ProvenanceCommand.Options)),

@@ -137,7 +137,10 @@ module Stage =
     let inline evalEvery (n: int) x = train (fun t -> t.WithEvalEvery n) x
     let inline checkpointEvery (n: int) x = train (fun t -> t.WithCheckpointEvery n) x
     /// Forward and backward in bf16 with float32 master weights (the output checkpoint is float32).
+    /// On a CPU without native bf16 (no avx512_bf16 / amx_bf16 flag) such a stage trains in float32 and says so; `forceBf16` insists.
     let inline bf16 x = train (fun t -> t.WithPrecision Research.Training.Precision.BFloat16) x
+    /// bf16 even on a CPU without native bf16 (emulated there: many times slower than float32).
+    let inline forceBf16 x = train (fun t -> t.WithPrecision(Research.Training.Precision.BFloat16).WithForceBf16 true) x
     /// Tokens per training row (pretrain, adapt, tune, distill, doremi).
     let inline blockLength (n: int) x = modify (StageOps.blockLength n) x
     /// The chat template conversations are rendered with (tune, align, distill on examples): "plain", "chatml", or

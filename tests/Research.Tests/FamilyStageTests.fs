@@ -171,7 +171,7 @@ let tests =
                 let source = hubDir family 4L
                 let ws = tempDir $"lora-{family}"
                 let step = tune (Path.Combine(dataDir.Force(), "sft.jsonl")) |> quick |> Stage.lr 1e-2 |> Stage.blockLength 48 |> Stage.template "model"
-                           |> Stage.bf16 |> Stage.lora (lora 4 8.0 |> loraTargets targets) |> Stage.named "tune"
+                           |> Stage.forceBf16 |> Stage.lora (lora 4 8.0 |> loraTargets targets) |> Stage.named "tune"
                 let r = run ws (Experiment.create $"lora-{family}" (fromCheckpoint source) step |> Experiment.seed 2L)
                 let nodeDir = nodeDirOf (finalOf r "tune")
                 let adapter = Safetensors.Load(Path.Combine(nodeDir, "adapter", LoraAdapter.WeightsFile))

@@ -12,15 +12,6 @@ open Expecto
 open Research.Models
 open Research.Tests.TestUtil
 
-/// Installs python3-torch/numpy/jinja2 once per process when /usr/bin/python3 lacks them (scripts/setup/python-refs.sh).
-let ensurePythonRefs =
-    lazy (
-        let psi = ProcessStartInfo("sh", Path.Combine(repoRoot, "scripts", "setup", "python-refs.sh"), RedirectStandardError = true)
-        use p = Process.Start psi
-        let err = p.StandardError.ReadToEnd()
-        p.WaitForExit()
-        if p.ExitCode <> 0 then failwithf "scripts/setup/python-refs.sh failed (%d): %s" p.ExitCode err)
-
 /// Runs the reference forward pass on a checkpoint directory: logits (B, T, V) as float32.
 let referenceLogits (dir: string) (ids: int64[][]) =
     ensurePythonRefs.Force()

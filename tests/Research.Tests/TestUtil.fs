@@ -47,6 +47,15 @@ let repoRoot =
         else up d.Parent
     up (DirectoryInfo AppContext.BaseDirectory)
 
+/// Installs python3-torch/numpy/jinja2 (and OpenBLAS) once per process when /usr/bin/python3 lacks them (scripts/setup/python-refs.sh).
+let ensurePythonRefs =
+    lazy (
+        let psi = ProcessStartInfo("sh", Path.Combine(repoRoot, "scripts", "setup", "python-refs.sh"), RedirectStandardError = true)
+        use p = Process.Start psi
+        let err = p.StandardError.ReadToEnd()
+        p.WaitForExit()
+        if p.ExitCode <> 0 then failwithf "scripts/setup/python-refs.sh failed (%d): %s" p.ExitCode err)
+
 /// Runs a reproduction script through `research run` in its own process: exit code, stdout + stderr.
 let runScript (workspace: string) (script: string) (args: string) =
     let cli = Path.Combine(AppContext.BaseDirectory, "research.dll")

@@ -42,7 +42,7 @@ let private metricsWithoutTime path =
 
 /// Runs 12 steps straight, and 8 steps then a "killed" process then a resume; both must end identical.
 let private resumeEquivalence (precision: Precision) =
-    let cfg = (config 12).WithPrecision precision
+    let cfg = (config 12).WithPrecision(precision).WithForceBf16 true   // bf16 is tested on every CPU, native or not
     let full = tempDir "full"
     use m1 = microModel 23L
     Trainer.Run(m1, ByteTokenizer.Instance, objective (), cfg, full, null, quiet) |> ignore
@@ -69,7 +69,7 @@ let private resumeEquivalence (precision: Precision) =
 
 /// Train losses logged by a run of `steps` steps in the given precision.
 let private lossCurve (precision: Precision) steps =
-    let cfg = (config steps).WithPrecision precision
+    let cfg = (config steps).WithPrecision(precision).WithForceBf16 true
     use m = microModel 31L
     let dir = tempDir "curve"
     Trainer.Run(m, ByteTokenizer.Instance, objective (), cfg, dir, null, quiet) |> ignore

@@ -30,32 +30,54 @@ public static partial class Benchmarks
     /// <summary>
     /// FLOP/s of the three matrix multiplies a training step does per linear, in the model's own layouts (weights
     /// stored out × in): forward Y = X Wᵀ (F.linear), input gradient dX = dY W, weight gradient dW = dYᵀ X, with
-    /// X of B·T rows; in <paramref name="dtype"/>, after one warm-up pass.
+    /// X of B·T rows; in <paramref name="dtype"/>, after one warm-up pass; up to <paramref name="repeats"/> passes within the budget.
     /// </summary>
-    public static double MatmulRate(BenchSize s, ScalarType dtype, int repeats, Device device)
+    public static double MatmulRate(BenchSize s, ScalarType dtype, int repeats, Device device, Budget? budget = null)
     {
-        using var scope = NewDisposeScope();
-        var m = (long)s.BatchSize * s.BlockLength;
-        var shapes = LinearShapes(s.Model).Select(x => (X: randn(m, x.In, dtype: dtype, device: device), W: randn(x.Out, x.In, dtype: dtype, device: device),
-            DY: randn(m, x.Out, dtype: dtype, device: device), x.Count)).ToArray();
-        double flops = 0;
-        void Pass(bool count)
+        using var meter = new MatmulMeter(s, dtype, device);
+        double flops = 0, seconds = 0;
+        for (int r = 0; budget?.Another(r, repeats) ?? r < repeats; r++)
         {
-            foreach (var (x, w, dy, n) in shapes)
-                for (int i = 0; i < n; i++)
-                {
-                    using (var y = F.linear(x, w)) { }
-                    using (var dx = matmul(dy, w)) { }
-                    using (var dyT = dy.t())
-                    using (var dw = matmul(dyT, x)) { }
-                    if (count) flops += 3 * 2.0 * x.shape[0] * x.shape[1] * w.shape[0];
-                }
+            var (f, t) = meter.Pass();
+            flops += f;
+            seconds += t;
         }
-        Pass(false);
-        Sync(shapes[0].X);
-        var sw = Stopwatch.StartNew();
-        for (int r = 0; r < repeats; r++) Pass(true);
-        Sync(shapes[0].X);
-        return flops / sw.Elapsed.TotalSeconds;
+        return flops / seconds;
     }
+}
+
+/// <summary>The matmuls of <see cref="Benchmarks.MatmulRate"/>, allocated once, so passes can be interleaved with the training rounds.</summary>
+public sealed class MatmulMeter : IDisposable
+{
+    readonly TorchSharp.DisposeScope _scope;
+    readonly (Tensor X, Tensor W, Tensor DY, int Count)[] _shapes;
+
+    public MatmulMeter(BenchSize s, ScalarType dtype, Device device)
+    {
+        _scope = NewDisposeScope();
+        var m = (long)s.BatchSize * s.BlockLength;
+        _shapes = Benchmarks.LinearShapes(s.Model).Select(x => (randn(m, x.In, dtype: dtype, device: device), randn(x.Out, x.In, dtype: dtype, device: device),
+            randn(m, x.Out, dtype: dtype, device: device), x.Count)).ToArray();
+        Pass();   // warm-up
+    }
+
+    /// <summary>One pass over every linear's three products: (FLOPs, seconds).</summary>
+    public (double Flops, double Seconds) Pass()
+    {
+        double flops = 0;
+        var clock = Stopwatch.StartNew();
+        foreach (var (x, w, dy, n) in _shapes)
+            for (int i = 0; i < n; i++)
+            {
+                using (var y = F.linear(x, w)) { }
+                using (var dx = matmul(dy, w)) { }
+                using (var dyT = dy.t())
+                using (var dw = matmul(dyT, x)) { }
+                flops += 3 * 2.0 * x.shape[0] * x.shape[1] * w.shape[0];
+            }
+        using (var one = _shapes[0].X.reshape(-1)[0]) one.to(float32).item<float>();
+        return (flops, clock.Elapsed.TotalSeconds);
+    }
+
+    public void Dispose() => _scope.Dispose();
 }

@@ -55,7 +55,9 @@ public static class MergeMemory
         RunMany(model, maxShardBytes, [method], log)[0];
 
     /// <summary>As <see cref="Run"/>, for several methods on the same two input models (written once), one result per method.</summary>
-    public static IReadOnlyList<MergeMemoryResult> RunMany(ModelConfig? model, long maxShardBytes, IReadOnlyList<MergeMethod> methods, TextWriter? log = null)
+    /// <param name="budget">When given, methods after the first are measured only while it lasts.</param>
+    public static IReadOnlyList<MergeMemoryResult> RunMany(ModelConfig? model, long maxShardBytes, IReadOnlyList<MergeMethod> methods, TextWriter? log = null,
+        Budget? budget = null)
     {
         model ??= Model50MB;
         var root = Path.Combine(Path.GetTempPath(), "research-bench", "merge-memory-" + Guid.NewGuid().ToString("N"));
@@ -79,6 +81,7 @@ public static class MergeMemory
             var results = new List<MergeMemoryResult>();
             foreach (var method in methods)
             {
+            if (budget is not null && !budget.Another(results.Count, methods.Count)) break;
             // What each method reads, from the registry: a weight of 1 per model, density 0.5, slerp's t 0.5.
             var spec = MergeMethods.Of(method);
             var own = spec.TakesWeights ? new Dictionary<string, ParamSetting> { ["weight"] = ParamSetting.Constant(1.0) } : [];

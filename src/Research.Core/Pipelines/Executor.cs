@@ -64,12 +64,16 @@ public sealed class Executor
     /// <summary>
     /// The content address of a stage under an experiment seed: its kind and the version of its code
     /// (<paramref name="codeVersion"/>, <see cref="StageCode.Version"/> unless given), config, seed, parents' keys, data and files.
+    /// The config is the one that trains on a device with <paramref name="bf16"/> support (this CPU's unless given,
+    /// <see cref="Stage.On"/>): a bf16 stage that falls back to float32 has the key of the same stage asked for in float32.
     /// </summary>
-    public static string Key(Stage stage, long seed, IReadOnlyDictionary<Stage, string>? parentKeys = null, Func<string, int>? codeVersion = null)
+    public static string Key(Stage stage, long seed, IReadOnlyDictionary<Stage, string>? parentKeys = null, Func<string, int>? codeVersion = null,
+        Bf16Support? bf16 = null)
     {
         codeVersion ??= StageCode.Version;
-        var parents = stage.Parents.Select(p => parentKeys is not null && parentKeys.TryGetValue(p, out var k) ? k : Key(p, seed, null, codeVersion));
-        return StageKey.Of(FormatVersion, stage.Kind, codeVersion(stage.Kind), stage.ConfigJson, seed, parents,
+        bf16 ??= Bf16Support.ThisCpu;
+        var parents = stage.Parents.Select(p => parentKeys is not null && parentKeys.TryGetValue(p, out var k) ? k : Key(p, seed, null, codeVersion, bf16));
+        return StageKey.Of(FormatVersion, stage.Kind, codeVersion(stage.Kind), stage.On(bf16).ConfigJson, seed, parents,
             stage.Data.Select(d => d.Fingerprint), stage.Config is IReadsFiles f ? f.FilesFingerprint() : "");
     }
 
@@ -133,16 +137,17 @@ public sealed class Executor
         var keys = new Dictionary<Stage, string>(ReferenceEqualityComparer.Instance);
         var dirs = new Dictionary<Stage, string>(ReferenceEqualityComparer.Instance);
         var results = new List<NodeResult>();
+        var bf16 = Bf16Support.For(device);
         foreach (var stage in order)
         {
             if (!_kinds.TryGetValue(stage.Config.GetType(), out var kind))
                 throw new InvalidOperationException(
                     $"stage '{stage.Name}': no executor runs {stage.Config.GetType().Name} options (known: {string.Join(", ", _kinds.Values.Select(k => $"{k.Options.Name} ({k.Kind})"))}); register one with Executor.Register");
-            var key = keys[stage] = Key(stage, seed, keys);
+            var key = keys[stage] = Key(stage, seed, keys, null, bf16);
             var dir = dirs[stage] = Path.Combine(workspace, NodesDir, $"{stage.Kind}-{key}");
             var parents = JsonSerializer.Serialize(stage.Parents.Select(p => keys[p]));
-            var record = new NodeRecord(runId, key, stage.Name, stage.Kind, stage.ConfigJson, parents, "running", Now(), null, 0, Path.Combine(dir, Trainer.FinalDir));
-            var (status, metrics, seconds) = RunNode(stage, kind, key, dir, stage.Parents.Select(p => Path.Combine(dirs[p], Trainer.FinalDir)).ToArray(), seed, device,
+            var record = new NodeRecord(runId, key, stage.Name, stage.Kind, stage.On(bf16).ConfigJson, parents, "running", Now(), null, 0, Path.Combine(dir, Trainer.FinalDir));
+            var (status, metrics, seconds) = RunNode(stage, stage.On(bf16).ConfigJson, kind, key, dir, stage.Parents.Select(p => Path.Combine(dirs[p], Trainer.FinalDir)).ToArray(), seed, device,
                 () => store.UpsertNode(record), now => RerunReason.Explain(Previous(store, e.Name, runId, stage.Name), now, stage.Parents.Select(p => p.Name).ToArray()));
             store.UpsertNode(record with { Status = status, Finished = Now(), Seconds = seconds });
             var metricsFile = Path.Combine(dir, Trainer.MetricsFile);
@@ -165,7 +170,7 @@ public sealed class Executor
     }
 
     (string Status, IReadOnlyDictionary<string, double> Metrics, double Seconds) RunNode(
-        Stage stage, IStageExecutor kind, string key, string dir, string[] parents, long seed, TorchSharp.torch.Device device, Action markRunning,
+        Stage stage, string configJson, IStageExecutor kind, string key, string dir, string[] parents, long seed, TorchSharp.torch.Device device, Action markRunning,
         Func<RerunReason.Ingredients, string> reason)
     {
         var done = Path.Combine(dir, DoneFile);
@@ -182,12 +187,12 @@ public sealed class Executor
         Directory.CreateDirectory(dir);   // again: `research gc` may have removed it while this process waited for the lock
         markRunning();
         var files = stage.Config is IReadsFiles f ? f.FilesFingerprint() : "";
-        var why = reason(new RerunReason.Ingredients(stage.Kind, StageCode.Version(stage.Kind), System.Text.Json.Nodes.JsonNode.Parse(stage.ConfigJson), seed,
+        var why = reason(new RerunReason.Ingredients(stage.Kind, StageCode.Version(stage.Kind), System.Text.Json.Nodes.JsonNode.Parse(configJson), seed,
             parents.Select(p => Path.GetFileName(Path.GetDirectoryName(p) ?? "")).ToArray(), stage.Data.Select(d => (d.Name, d.Fingerprint)).ToArray(), files));
         Options.Log.WriteLine($"  {stage.Name} ({stage.Kind} {key}): running ({why})");
         AtomicFile.WriteAllText(Path.Combine(dir, "node.json"), JsonSerializer.Serialize(new
         {
-            name = stage.Name, kind = stage.Kind, key, code = StageCode.Version(stage.Kind), seed, config = JsonDocument.Parse(stage.ConfigJson).RootElement,
+            name = stage.Name, kind = stage.Kind, key, code = StageCode.Version(stage.Kind), seed, config = JsonDocument.Parse(configJson).RootElement,
             parents, data = stage.Data.Select(d => new { name = d.Name, fingerprint = d.Fingerprint }), files, rerun_reason = why,
         }, new JsonSerializerOptions { WriteIndented = true }));
         var clock = Stopwatch.StartNew();

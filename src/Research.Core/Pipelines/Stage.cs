@@ -1,6 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Research.Backend;
 using Research.Stages;
+using Research.Training;
 
 namespace Research.Pipelines;
 
@@ -22,6 +24,16 @@ public sealed record Stage(string Name, IStageOptions Config, IReadOnlyList<Stag
 
     /// <summary>The config as canonical JSON (what the key hashes, and what the run store records).</summary>
     public string ConfigJson => JsonSerializer.Serialize(Config, Config.GetType(), Canonical);
+
+    /// <summary>
+    /// The stage as it trains on a device with this bf16 support: a stage that asks for bf16 where there is none (and does not
+    /// force it) trains in float32, so its key, node.json and the run store say float32 (<see cref="PrecisionPolicy.Effective"/>);
+    /// otherwise this stage itself.
+    /// </summary>
+    public Stage On(Bf16Support bf16) =>
+        Config is ITrainedOptions t && PrecisionPolicy.Effective(t.Train, bf16) is var e && !ReferenceEquals(e, t.Train)
+            ? this with { Config = t.WithTrain(e) }
+            : this;
 
     /// <summary>A copy with another config of the same type (sweeps use this).</summary>
     public Stage WithConfig(IStageOptions config) =>

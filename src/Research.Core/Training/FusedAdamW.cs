@@ -59,8 +59,10 @@ static unsafe class FusedAdamW
 
     static nint Address(Tensor t)
     {
-        // A span over the tensor's own storage; native memory, so the address stays valid after the fixed block.
-        fixed (byte* b = t.bytes) return (nint)b;
+        // A span over the tensor's first element: one over all of it cannot pass int.MaxValue bytes (537M float32 parameters,
+        // so Qwen3-0.6B's 596M failed). Native memory, so the address stays valid after the fixed block.
+        using var first = t.view(-1).narrow(0, 0, 1);
+        fixed (byte* b = first.bytes) return (nint)b;
     }
 
     /// <summary>The coefficients broadcast to 16 lanes.</summary>

@@ -18,6 +18,7 @@ public sealed partial record TrainConfig
     public TrainConfig WithEvalEvery(int steps) => this with { EvalEvery = steps };
     public TrainConfig WithCheckpointEvery(int steps) => this with { CheckpointEvery = steps };
     public TrainConfig WithPrecision(Precision precision) => this with { Precision = precision };
+    public TrainConfig WithForceBf16(bool force) => this with { ForceBf16 = force };
     public TrainConfig WithLora(Models.LoraOptions? lora) => this with { Lora = lora };
     public TrainConfig WithLossChunkRows(int? rows) => this with { LossChunkRows = rows };
 }

@@ -63,6 +63,13 @@ public sealed partial record TrainConfig
     /// </summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public Precision Precision { get; init; } = Precision.Float32;
+    /// <summary>
+    /// Train in bf16 even where the device has no native bf16 (<see cref="Backend.Bf16Support"/>); without it such a device
+    /// trains a BFloat16 config in float32 and says so (<see cref="PrecisionPolicy"/>). Not part of the stage key: the key hashes
+    /// the precision the run computes in (<see cref="PrecisionPolicy.Effective"/>). Left out of the JSON when false.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool ForceBf16 { get; init; }
     /// <summary>Train LoRA adapters instead of the whole model (null = full fine-tuning). The run then writes the adapter alone
     /// (PEFT layout) to <c>adapter/</c> and the merged model to <c>final/</c>, which the next stage starts from.</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]   // absent when off: keys of full fine-tuning runs stay as they were

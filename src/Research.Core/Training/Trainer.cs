@@ -29,6 +29,8 @@ public static class Trainer
     public const string MetricsFile = "metrics.jsonl";
     /// <summary>With LoRA: the adapter alone, in the PEFT layout (final/ holds the merged model).</summary>
     public const string AdapterDir = "adapter";
+    /// <summary>Metric of a run that asked for bf16: 1 when it computed in bf16, 0 when it fell back to float32 (<see cref="PrecisionPolicy"/>).</summary>
+    public const string Bf16Metric = "bf16";
 
     /// <param name="baseModel">With LoRA: what adapter_config.json names as base_model_name_or_path (the parent checkpoint).</param>
     public static TrainResult Run<TBatch>(
@@ -45,6 +47,10 @@ public static class Trainer
         if (config.CheckpointEvery % config.LogEvery != 0 || config.EvalEvery % config.LogEvery != 0)
             throw new ArgumentException($"train config: checkpoint_every ({config.CheckpointEvery}) and eval_every ({config.EvalEvery}) must be multiples of log_every ({config.LogEvery})");
         log ??= Console.Out;
+        // bf16 only where the device computes it natively (or when forced): otherwise float32, said in one line and in the metrics.
+        var precision = PrecisionPolicy.Decide(config, model.EmbeddingWeight.device);
+        if (precision.Note is not null) log.WriteLine($"{objective.Kind}: {precision.Note}");
+        config = PrecisionPolicy.Effective(config, Backend.Bf16Support.For(model.EmbeddingWeight.device));
         Directory.CreateDirectory(runDir);
         var identity = Identity(objective, config, model.Config);
 
@@ -52,7 +58,7 @@ public static class Trainer
         var fullPrecision = config.Precision == Precision.Float32 ? null : MixedPrecision.Begin(model, config.Precision);
         try
         {
-            return Loop(model, tokenizer, objective, config, runDir, validate, log, identity, fullPrecision, baseModel);
+            return Loop(model, tokenizer, objective, config, runDir, validate, log, identity, fullPrecision, baseModel, precision);
         }
         finally
         {
@@ -62,7 +68,7 @@ public static class Trainer
 
     static TrainResult Loop<TBatch>(CausalLM model, ITokenizer tokenizer, IObjective<TBatch> objective, TrainConfig config, string runDir,
         Func<CausalLM, IReadOnlyDictionary<string, double>>? validate, TextWriter log, string identity,
-        IReadOnlyDictionary<string, Tensor>? fullPrecision, string? baseModel) where TBatch : IBatch
+        IReadOnlyDictionary<string, Tensor>? fullPrecision, string? baseModel, PrecisionChoice precision) where TBatch : IBatch
     {
         var device = model.EmbeddingWeight.device;
         var lastDir = Path.Combine(runDir, LastDir);
@@ -143,6 +149,7 @@ public static class Trainer
                     "Lower the learning rate, check the data, or clip gradients harder.");
             var values = sink.Drain();
             values["lr"] = lr;
+            if (precision.Requested == Precision.BFloat16) values[Bf16Metric] = precision.Used == Precision.BFloat16 ? 1 : 0;
             values["tokens_seen"] = tokensSeen;
             var tps = tokensThisRun / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
             metrics.Write(step, "train", values, clock.Elapsed.TotalSeconds, tps);
