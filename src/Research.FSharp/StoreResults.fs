@@ -3,13 +3,9 @@ namespace Research
 open Deedle
 open Research.Runs
 
-/// One row of results read from the run store: a metric of a stage in a run, with the run's seed.
-type StoreResultRow =
-    { Run: int64; Point: string; Stage: string; Kind: string; Status: string; Source: string; Metric: string; Value: float; Seed: int64 }
-
 /// Results as Deedle frames read straight from a run store (SQLite or PostgreSQL), not from an ExperimentResult or
-/// from files beside it: the columns of Results.frame (Run, Point, Stage, Kind, Status, Source, Metric, Value) and
-/// Seed. Source is a suite's name for evaluations, and for training metrics the kind of metrics.jsonl line the store
+/// from files beside it: the rows of Results.frame (ResultRow: Run, Point, Seed, Stage, Kind, Status, Source, Metric,
+/// Value). Source is a suite's name for evaluations, and for training metrics the kind of metrics.jsonl line the store
 /// recorded ("train" or "val"), with the metric's last value (docs/provenance.md).
 module StoreResults =
     /// The last value of each (kind, name) of a node's recorded metrics, in first-seen order.

@@ -285,11 +285,12 @@ let tests =
             Expect.stringContains (err.ToString()) $"{plain}: no provenance manifest" "naming the file"
         }
 
-        test "StoreResults reads the frame from the store: Results.frame's columns and Seed, the same evaluations" {
+        test "StoreResults reads the frame from the store: Results.frame's columns, the same evaluations" {
             let ws, _, r = fixture.Force()
             use store = new RunStore(ws)
             let frame = StoreResults.frame store
-            Expect.equal (List.ofSeq frame.ColumnKeys) [ "Run"; "Point"; "Stage"; "Kind"; "Status"; "Source"; "Metric"; "Value"; "Seed" ] "columns"
+            Expect.equal (List.ofSeq frame.ColumnKeys) [ "Run"; "Point"; "Seed"; "Stage"; "Kind"; "Status"; "Source"; "Metric"; "Value" ] "columns"
+            Expect.equal (List.ofSeq frame.ColumnKeys) (List.ofSeq (Results.frame r).ColumnKeys) "the same as Results.frame's"
             let rows = StoreResults.rows store
             Expect.isTrue (rows |> List.forall (fun x -> x.Seed = 11L)) "the seed"
             let evals (xs: (int64 * string * string * string * float) list) = xs |> List.sort
