@@ -76,6 +76,7 @@ public static class Trainer
                           $"{adapter.TrainableCount:N0} trainable of {model.ParameterCount():N0} parameters");
         long startStep = 0, tokensSeen = 0;
         MetricsLog metrics;
+        foreach (var line in AtomicFile.RecoverDirectory(lastDir)) log.WriteLine($"{objective.Kind}: {line}");   // a kill inside a checkpoint save
         if (TrainCheckpoint.Exists(lastDir))
         {
             var state = TrainCheckpoint.Restore(lastDir, model, optimizer, identity, adapter, objective as IStatefulObjective);
