@@ -161,7 +161,7 @@ public static class Trainer
             }
             if (!atEnd && config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0)
             {
-                FiniteCheck.EnsureFinite(model, objective.Kind, step, "the checkpoint", lastGoodCheckpoint, lastDir);
+                FiniteCheck.EnsureFinite(model, optimizer, objective.Kind, step, "the checkpoint", lastGoodCheckpoint, lastDir);
                 TrainCheckpoint.Save(lastDir, model, tokenizer, optimizer, new TrainerState { Step = step, TokensSeen = tokensSeen, Identity = identity }, adapter,
                     objective as IStatefulObjective);
                 lastGoodCheckpoint = step;
@@ -169,7 +169,7 @@ public static class Trainer
         }
 
         var finalDir = Path.Combine(runDir, FinalDir);
-        FiniteCheck.EnsureFinite(model, objective.Kind, config.Steps, "final/", lastGoodCheckpoint, lastDir);
+        FiniteCheck.EnsureFinite(model, null, objective.Kind, config.Steps, "final/", lastGoodCheckpoint, lastDir);
         if (fullPrecision is not null) MixedPrecision.End(model, optimizer, fullPrecision);
         if (adapter is not null)
         {
