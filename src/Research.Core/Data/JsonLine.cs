@@ -32,7 +32,7 @@ public static class JsonLine
     }
 
     /// <summary>
-    /// Every non-blank line of a JSONL file through <paramref name="parse"/> (text, file, 1-based line number).
+    /// Every non-blank line of a JSONL file (strict UTF-8, <see cref="Utf8Text"/>) through <paramref name="parse"/> (text, file, 1-based line number).
     /// A missing file or one with no object is a <see cref="CorpusException"/> with the given messages (the path is prepended).
     /// </summary>
     public static IReadOnlyList<T> ReadFile<T>(string path, Func<string, string, int, T> parse, string whenMissing, string whenEmpty)
@@ -40,10 +40,8 @@ public static class JsonLine
         ArgumentNullException.ThrowIfNull(path);
         if (!File.Exists(path)) throw new CorpusException($"{path}: {whenMissing}");
         var items = new List<T>();
-        var lineNo = 0;
-        foreach (var line in File.ReadLines(path, System.Text.Encoding.UTF8))
+        foreach (var (line, lineNo) in Utf8Text.ReadLines(path))
         {
-            lineNo++;
             if (string.IsNullOrWhiteSpace(line)) continue;
             items.Add(parse(line, path, lineNo));
         }
