@@ -70,6 +70,8 @@ public static class Trainer
 
         // LoRA: adapters on the frozen model; only they reach the optimizer (and the resumable checkpoint).
         using var adapter = config.Lora is { } lora ? LoraAdapter.Attach(model, lora, config.Seed) : null;
+        TrainMemory.EnsureFits(objective.Kind, model.ParameterCount(), fullPrecision is null ? 4 : 2,
+            adapter?.TrainableCount ?? model.ParameterCount(), fullPrecision is not null);
         using var optimizer = new AdamW(adapter?.NamedParameters() ?? model.named_parameters().Select(p => (p.name, p.parameter)), fullPrecision);
         if (adapter is not null)
             log.WriteLine($"{objective.Kind}: LoRA r={adapter.Options.Rank} alpha={adapter.Options.Alpha} on {string.Join(", ", adapter.Options.TargetModules)}: " +
