@@ -174,7 +174,7 @@ public sealed record ModelConfig
         JsonObject source;
         try
         {
-            source = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InvalidDataException($"{path}: config.json is not a JSON object");
+            source = JsonNode.Parse(File.ReadAllText(path), documentOptions: Research.Data.JsonStrict.NoDuplicates) as JsonObject ?? throw new InvalidDataException($"{path}: config.json is not a JSON object");
         }
         catch (JsonException e)
         {
