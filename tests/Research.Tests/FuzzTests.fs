@@ -105,11 +105,14 @@ let tests =
                 File.WriteAllBytes(Path.Combine(d, Tokenizers.ConfigFile), mutate rng seed interesting)
                 Tokenizers.Load d |> ignore)
 
-        testCase "what the fuzz found: a lone surrogate in a multiple-choice item, a key given twice in a tokenizer or model config" <| fun _ ->
+        testCase "what the fuzz found: a lone surrogate in a multiple-choice item or in a key, a key given twice in a tokenizer or model config" <| fun _ ->
             let dir = tempDir "fuzz-found"
             let mc = Path.Combine(dir, "mc.jsonl")
             File.WriteAllText(mc, "{\"question\": \"q\", \"choices\": [\"a\", \"\\ud800\"], \"answer\": 0}\n")
             throwsWith<CorpusException> (fun () -> McData.Read mc |> ignore) [ $"{mc}:1"; "surrogate" ] "multiple choice"
+            let pref = Path.Combine(dir, "pref.jsonl")
+            File.WriteAllText(pref, "{\"prompt\": \"q\", \"\\udc00x\": 1, \"chosen\": \"a\", \"rejected\": \"b\"}\n")
+            throwsWith<CorpusException> (fun () -> PreferenceData.Read pref |> ignore) [ $"{pref}:1"; "key is not valid text" ] "a lone surrogate in a key"
             File.WriteAllText(Path.Combine(dir, Tokenizers.ConfigFile), "{\"research_tokenizer\": \"byte\", \"pad_token\": \"a\", \"pad_token\": \"b\"}")
             throwsWith<TokenizerException> (fun () -> Tokenizers.Load dir |> ignore) [ Tokenizers.ConfigFile; "pad_token" ] "tokenizer config"
             let config = Path.Combine(dir, "config.json")

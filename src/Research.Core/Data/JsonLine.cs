@@ -13,9 +13,39 @@ public static class JsonLine
         try { doc = JsonDocument.Parse(text); }
         catch (JsonException e) { throw new CorpusException($"{at}: malformed JSON ({e.Message})", e); }
         var kind = doc.RootElement.ValueKind;
-        if (kind == JsonValueKind.Object) return doc;
+        if (kind == JsonValueKind.Object)
+        {
+            if (text.Contains("\\u", StringComparison.Ordinal)) CheckKeys(doc, doc.RootElement, at);   // only escapes can hide a lone surrogate
+            return doc;
+        }
         doc.Dispose();
         throw new CorpusException($"{at}: expected a JSON object with {expected}, got {kind.ToString().ToLowerInvariant()}");
+    }
+
+    /// <summary>
+    /// Every key must be valid text: System.Text.Json compares an escaped key by unescaping it, and a lone surrogate escape
+    /// in one makes any later lookup (TryGetProperty) throw an InvalidOperationException. Found by ReliabilityFuzz.
+    /// </summary>
+    static void CheckKeys(JsonDocument doc, JsonElement e, string at)
+    {
+        switch (e.ValueKind)
+        {
+            case JsonValueKind.Object:
+                foreach (var p in e.EnumerateObject())
+                {
+                    try { _ = p.Name; }
+                    catch (InvalidOperationException ex)
+                    {
+                        doc.Dispose();
+                        throw new CorpusException($"{at}: a key is not valid text ({ex.Message}); a lone surrogate escape such as \\ud800 has no character", ex);
+                    }
+                    CheckKeys(doc, p.Value, at);
+                }
+                break;
+            case JsonValueKind.Array:
+                foreach (var item in e.EnumerateArray()) CheckKeys(doc, item, at);
+                break;
+        }
     }
 
     /// <summary>
