@@ -241,6 +241,29 @@ let tests =
             Expect.stringContains state "\"step\": 4" "the step-4 checkpoint is kept, not replaced by NaN weights"
             Expect.isFalse (Directory.Exists(Path.Combine(dir, Trainer.FinalDir))) "no final/"
 
+        testCase "an optimizer moment that overflowed while the weights stayed finite is refused before the checkpoint" <| fun _ ->
+            use m = microModel 32L
+            let dir = tempDir "inf-moments"
+            // At step 7 the loss is scaled by 1e25: still finite, but its squared gradients overflow exp_avg_sq to infinity,
+            // and the update (exp_avg / sqrt(exp_avg_sq)) stays finite, so the weights do too. Unclipped, as a run with
+            // grad_clip 0 would be.
+            let mutable current = 0L
+            let spike = { new IObjective<LmBatch> with
+                            member _.Kind = "pretrain"
+                            member _.Fingerprint = (objective ()).Fingerprint
+                            member _.Batch(step, micro, c, dev) = current <- step; (objective ()).Batch(step, micro, c, dev)
+                            member _.Loss(model, b, sink) =
+                                let loss = (objective ()).Loss(model, b, sink)
+                                if current = 6L then loss * 1e25 else loss }
+            let cfg = TrainConfig(Steps = 12, BatchSize = 4, LearningRate = 3e-3, WarmupSteps = 2, LogEvery = 2, EvalEvery = 0, CheckpointEvery = 4,
+                                  GradClip = 0.0, Seed = 5L)
+            throwsWith<TrainingDivergedException>
+                (fun () -> Trainer.Run(m, ByteTokenizer.Instance, spike, cfg, dir, null, quiet) |> ignore)
+                [ "optimizer state 'exp_avg_sq."; "at step 8"; "last good checkpoint (step 4)" ] "names the moment, the step and what is kept"
+            Expect.isNull (FiniteCheck.FirstNonFinite m) "the weights themselves are finite"
+            let state = File.ReadAllText(Path.Combine(dir, Trainer.LastDir, TrainCheckpoint.StateFile))
+            Expect.stringContains state "\"step\": 4" "the step-4 checkpoint is kept"
+
         testCase "a step whose targets are all masked is a loud error" <| fun _ ->
             use m = microModel 25L
             let masked = { new IObjective<LmBatch> with

@@ -94,10 +94,8 @@ public sealed class Corpus
         ArgumentNullException.ThrowIfNull(field);
         if (!File.Exists(path)) throw NotFound(path);
         var docs = new List<Document>();
-        var lineNo = 0;
-        foreach (var line in File.ReadLines(path, Encoding.UTF8))
+        foreach (var (line, lineNo) in Utf8Text.ReadLines(path))
         {
-            lineNo++;
             if (string.IsNullOrWhiteSpace(line)) continue;
             using (var json = JsonLine.ParseObject(line, $"{path}:{lineNo}", $"a string field \"{field}\""))
             {
@@ -149,7 +147,7 @@ public sealed class Corpus
 
     static string ReadText(string path)
     {
-        try { return File.ReadAllText(path, Encoding.UTF8); }
+        try { return Utf8Text.ReadAll(path); }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { throw NotFound(path); }
         catch (IOException e) { throw new CorpusException($"{path}: cannot read ({e.Message})", e); }
         catch (UnauthorizedAccessException e) { throw new CorpusException($"{path}: cannot read ({e.Message})", e); }

@@ -53,7 +53,7 @@ public sealed record HfTokenizerConfig(
     {
         if (!File.Exists(path)) return null;
         JsonNode? root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)); }
+        try { root = JsonNode.Parse(File.ReadAllText(path), documentOptions: JsonStrict.NoDuplicates); }
         catch (JsonException e) { throw new TokenizerException($"{path}: malformed JSON ({e.Message})", e); }
         return root as JsonObject ?? throw new TokenizerException($"{path}: expected a JSON object");
     }

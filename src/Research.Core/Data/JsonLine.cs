@@ -13,9 +13,39 @@ public static class JsonLine
         try { doc = JsonDocument.Parse(text); }
         catch (JsonException e) { throw new CorpusException($"{at}: malformed JSON ({e.Message})", e); }
         var kind = doc.RootElement.ValueKind;
-        if (kind == JsonValueKind.Object) return doc;
+        if (kind == JsonValueKind.Object)
+        {
+            if (text.Contains("\\u", StringComparison.Ordinal)) CheckKeys(doc, doc.RootElement, at);   // only escapes can hide a lone surrogate
+            return doc;
+        }
         doc.Dispose();
         throw new CorpusException($"{at}: expected a JSON object with {expected}, got {kind.ToString().ToLowerInvariant()}");
+    }
+
+    /// <summary>
+    /// Every key must be valid text: System.Text.Json compares an escaped key by unescaping it, and a lone surrogate escape
+    /// in one makes any later lookup (TryGetProperty) throw an InvalidOperationException. Found by ReliabilityFuzz.
+    /// </summary>
+    static void CheckKeys(JsonDocument doc, JsonElement e, string at)
+    {
+        switch (e.ValueKind)
+        {
+            case JsonValueKind.Object:
+                foreach (var p in e.EnumerateObject())
+                {
+                    try { _ = p.Name; }
+                    catch (InvalidOperationException ex)
+                    {
+                        doc.Dispose();
+                        throw new CorpusException($"{at}: a key is not valid text ({ex.Message}); a lone surrogate escape such as \\ud800 has no character", ex);
+                    }
+                    CheckKeys(doc, p.Value, at);
+                }
+                break;
+            case JsonValueKind.Array:
+                foreach (var item in e.EnumerateArray()) CheckKeys(doc, item, at);
+                break;
+        }
     }
 
     /// <summary>
@@ -32,7 +62,7 @@ public static class JsonLine
     }
 
     /// <summary>
-    /// Every non-blank line of a JSONL file through <paramref name="parse"/> (text, file, 1-based line number).
+    /// Every non-blank line of a JSONL file (strict UTF-8, <see cref="Utf8Text"/>) through <paramref name="parse"/> (text, file, 1-based line number).
     /// A missing file or one with no object is a <see cref="CorpusException"/> with the given messages (the path is prepended).
     /// </summary>
     public static IReadOnlyList<T> ReadFile<T>(string path, Func<string, string, int, T> parse, string whenMissing, string whenEmpty)
@@ -40,10 +70,8 @@ public static class JsonLine
         ArgumentNullException.ThrowIfNull(path);
         if (!File.Exists(path)) throw new CorpusException($"{path}: {whenMissing}");
         var items = new List<T>();
-        var lineNo = 0;
-        foreach (var line in File.ReadLines(path, System.Text.Encoding.UTF8))
+        foreach (var (line, lineNo) in Utf8Text.ReadLines(path))
         {
-            lineNo++;
             if (string.IsNullOrWhiteSpace(line)) continue;
             items.Add(parse(line, path, lineNo));
         }

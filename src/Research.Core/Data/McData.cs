@@ -33,7 +33,7 @@ public static class McData
             {
                 if (c.ValueKind != JsonValueKind.String)
                     throw new CorpusException($"{at}: choice {choices.Count} is not a string (\"choices\" must be an array of strings)");
-                choices.Add(c.GetString()!);
+                choices.Add(JsonLine.Text(c, at));
             }
             if (choices.Count < 2) throw new CorpusException($"{at}: fewer than 2 choices ({choices.Count}); a multiple-choice question needs at least 2");
             if (!root.TryGetProperty("answer", out var a)) throw new CorpusException($"{at}: missing field \"answer\"");
@@ -47,14 +47,14 @@ public static class McData
                         throw new CorpusException($"{at}: answer {answer} out of range (0..{choices.Count - 1} for {choices.Count} choices)");
                     break;
                 case JsonValueKind.String:
-                    var s = a.GetString()!;
+                    var s = JsonLine.Text(a, at);
                     answer = choices.IndexOf(s);
                     if (answer < 0) throw new CorpusException($"{at}: answer \"{s}\" is not one of the choices");
                     break;
                 default:
                     throw new CorpusException($"{at}: \"answer\" must be an index (integer) or one of the choices (string)");
             }
-            return new McItem(q.GetString()!, choices, answer, source, line);
+            return new McItem(JsonLine.Text(q, at), choices, answer, source, line);
         }
     }
 

@@ -72,7 +72,7 @@ public static class PreferenceData
     public static IReadOnlyList<Document> Lines(string path)
     {
         if (!File.Exists(path)) throw new CorpusException($"{path}: preference data not found (expected a .jsonl file)");
-        return File.ReadLines(path, Encoding.UTF8).Select((text, i) => new Document(text, path, i + 1)).ToArray();
+        return Utf8Text.ReadLines(path).Select(l => new Document(l.Text, path, l.Line)).ToArray();
     }
 
     /// <summary>Each document is one JSONL line (its Source and Line name it in errors): for data that arrives as a corpus.</summary>

@@ -52,7 +52,7 @@ public static class Tokenizers
         if (!File.Exists(path))
             throw new TokenizerException($"{path}: tokenizer config not found (a checkpoint directory should hold {ConfigFile}; save one with ITokenizer.Save)");
         JsonNode? root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)); }
+        try { root = JsonNode.Parse(File.ReadAllText(path), documentOptions: JsonStrict.NoDuplicates); }
         catch (JsonException e) { throw new TokenizerException($"{path}: malformed JSON ({e.Message})", e); }
         if (root is not JsonObject obj)
             throw new TokenizerException($"{path}: expected a JSON object");

@@ -85,6 +85,7 @@ public static class Checkpoint
     /// <summary>Loads config, weights (fp32/fp16/bf16 converted to the model's dtype) and tokenizer.</summary>
     public static (CausalLM Model, ITokenizer Tokenizer) Load(string dir, Device? device = null)
     {
+        if (!Directory.Exists(dir)) AtomicFile.RecoverDirectory(dir);                        // a replace killed between its renames
         if (!Directory.Exists(dir))
             throw new DirectoryNotFoundException($"{dir}: no such checkpoint directory (expected {WeightsFile} + {ConfigFile} + tokenizer files)");
         if (!File.Exists(Path.Combine(dir, Tokenizers.ConfigFile)) && !File.Exists(Path.Combine(dir, Tokenizers.JsonFile)))
@@ -96,6 +97,7 @@ public static class Checkpoint
     /// <summary>Config and weights only: what merging and id-level evaluation need (a weights-only directory loads).</summary>
     public static CausalLM LoadModel(string dir, Device? device = null)
     {
+        if (!Directory.Exists(dir)) AtomicFile.RecoverDirectory(dir);                        // a replace killed between its renames
         if (!Directory.Exists(dir))
             throw new DirectoryNotFoundException($"{dir}: no such checkpoint directory (expected {WeightsFile} + {ConfigFile})");
         var config = ModelConfig.Load(Path.Combine(dir, ConfigFile));

@@ -378,6 +378,7 @@ public sealed class CausalLM : nn.Module
     public CausalLM(ModelConfig config, long? seed = null) : base("CausalLM")
     {
         Config = config.Validate();
+        ModelMemory.EnsureFits(config, 4, "in float32 before training");                   // before anything is allocated
         Family = config.Family;
         register_module(Family.Names.Root, stack = new DecoderStack(config));
         if (!config.TieWordEmbeddings) register_module("lm_head", lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false));

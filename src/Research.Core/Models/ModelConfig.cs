@@ -89,8 +89,26 @@ public sealed record ModelConfig
         var family = Families.Get(ModelType, source);
         if (!Activations.Contains(Activation))
             throw new InvalidDataException($"{Where(family.ActivationFromHiddenActivation && HiddenActivation is not null ? "hidden_activation" : "hidden_act")} is '{Activation}'; supported: {string.Join(", ", Activations)}");
-        if (VocabSize <= 0 || HiddenSize <= 0 || IntermediateSize <= 0 || NumHiddenLayers <= 0 || NumAttentionHeads <= 0)
-            throw new InvalidDataException($"{Where("config")}: sizes must be positive");
+        // Bounds far above any published model, so a typo or a corrupt file is caught here and not by the allocator.
+        void InRange(string key, long value, long max)
+        {
+            if (value < 1 || value > max) throw new InvalidDataException($"{Where(key)} is {value}; it must be in [1, {max}]");
+        }
+        void Positive(string key, double value, double max)
+        {
+            if (!(value > 0 && value < max)) throw new InvalidDataException($"{Where(key)} is {value}; it must be a number in (0, {max})");
+        }
+        InRange("vocab_size", VocabSize, 1 << 24);
+        InRange("hidden_size", HiddenSize, 1 << 17);
+        InRange("intermediate_size", IntermediateSize, 1 << 20);
+        InRange("num_hidden_layers", NumHiddenLayers, 1024);
+        InRange("num_attention_heads", NumAttentionHeads, 1024);
+        InRange("max_position_embeddings", MaxPositionEmbeddings, 1 << 24);
+        if (HeadDimOverride is { } hd) InRange("head_dim", hd, 8192);
+        Positive("rms_norm_eps", RmsNormEps, 1);
+        Positive("rope_theta", RopeTheta, double.PositiveInfinity);
+        if (!(InitializerRange >= 0 && double.IsFinite(InitializerRange)))
+            throw new InvalidDataException($"{Where("initializer_range")} is {InitializerRange}; it must be a finite number >= 0");
         if (HeadDimOverride is null && HiddenSize % NumAttentionHeads != 0)
             throw new InvalidDataException($"{Where("hidden_size")} {HiddenSize} is not a multiple of num_attention_heads {NumAttentionHeads}");
         if (NumKeyValueHeads <= 0 || NumAttentionHeads % NumKeyValueHeads != 0)
@@ -156,7 +174,7 @@ public sealed record ModelConfig
         JsonObject source;
         try
         {
-            source = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InvalidDataException($"{path}: config.json is not a JSON object");
+            source = JsonNode.Parse(File.ReadAllText(path), documentOptions: Research.Data.JsonStrict.NoDuplicates) as JsonObject ?? throw new InvalidDataException($"{path}: config.json is not a JSON object");
         }
         catch (JsonException e)
         {

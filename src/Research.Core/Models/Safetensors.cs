@@ -40,6 +40,8 @@ public sealed unsafe partial class SafetensorsFile : IDisposable
     public const long MaxHeaderBytes = 100_000_000;
 
     readonly MemoryMappedFile _map;
+    readonly Microsoft.Win32.SafeHandles.SafeFileHandle _file;   // held open as long as the mapping
+    readonly long _length;
     readonly MemoryMappedViewAccessor _view;
     byte* _base;
     readonly long _dataStart;
@@ -52,10 +54,12 @@ public sealed unsafe partial class SafetensorsFile : IDisposable
     /// <summary>Byte offset of the data area in the file (8 + header length).</summary>
     public long DataStart => _dataStart;
 
-    SafetensorsFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* basePtr, long dataStart,
+    SafetensorsFile(string path, FileStream file, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* basePtr, long dataStart,
         List<TensorEntry> entries, Dictionary<string, string> metadata)
     {
         Path = path;
+        _file = file.SafeFileHandle;
+        _length = file.Length;
         _map = map;
         _view = view;
         _base = basePtr;
@@ -98,12 +102,14 @@ public sealed unsafe partial class SafetensorsFile : IDisposable
         {
             // Copy-on-write (a private mapping of a file opened read-only): a zero-copy view (View) that someone writes to gets its
             // own pages; the file is never changed and the writer does not fault.
+            var (dataStart, entries, metadata) = ParseHeader(path, fs.SafeFileHandle, length);
             map = MemoryMappedFile.CreateFromFile(fs, null, 0, MemoryMappedFileAccess.CopyOnWrite, HandleInheritability.None, leaveOpen: false);
             view = map.CreateViewAccessor(0, length, MemoryMappedFileAccess.CopyOnWrite);
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref ptr);
             ptr += view.PointerOffset;
-            var (dataStart, entries, metadata) = ParseHeader(path, ptr, length);
-            return new SafetensorsFile(path, map, view, ptr, dataStart, entries, metadata);
+            var file = new SafetensorsFile(path, fs, map, view, ptr, dataStart, entries, metadata);
+            file.EnsureUnchanged();                                                   // it did not shrink between the header and the map
+            return file;
         }
         catch (Exception e)
         {
@@ -115,9 +121,12 @@ public sealed unsafe partial class SafetensorsFile : IDisposable
         }
     }
 
-    static (long DataStart, List<TensorEntry> Entries, Dictionary<string, string> Metadata) ParseHeader(string path, byte* ptr, long fileLength)
+    /// <summary>The header, read from the file (not the map) and checked against the file's size before anything is mapped.</summary>
+    static (long DataStart, List<TensorEntry> Entries, Dictionary<string, string> Metadata) ParseHeader(string path, Microsoft.Win32.SafeHandles.SafeFileHandle file, long fileLength)
     {
-        ulong n = BitConverterLE.ReadUInt64(ptr);
+        Span<byte> lengthField = stackalloc byte[8];
+        ReadExactly(path, file, lengthField, 0);
+        ulong n = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(lengthField);
         if (n > (ulong)(fileLength - 8))
             throw new SafetensorsException(
                 $"{path}: header length {n} is larger than the {fileLength - 8} bytes after the length field; the file is truncated or not a safetensors file.", path);
@@ -130,7 +139,7 @@ public sealed unsafe partial class SafetensorsFile : IDisposable
         var dataStart = 8 + (long)n;
         var dataLength = fileLength - dataStart;
         var header = new byte[headerLen];
-        new ReadOnlySpan<byte>(ptr + 8, headerLen).CopyTo(header);
+        ReadExactly(path, file, header, 8);
 
         JsonDocument doc;
         try { doc = JsonDocument.Parse(header, new JsonDocumentOptions { MaxDepth = 16 }); }
@@ -170,6 +179,31 @@ public sealed unsafe partial class SafetensorsFile : IDisposable
             CheckLayout(path, entries, dataLength);
             return (dataStart, entries, metadata);
         }
+    }
+
+    static void ReadExactly(string path, Microsoft.Win32.SafeHandles.SafeFileHandle file, Span<byte> into, long offset)
+    {
+        while (into.Length > 0)
+        {
+            var read = RandomAccess.Read(file, into, offset);
+            if (read == 0) throw new SafetensorsException($"{path}: the file ended at byte {offset} while its header was read; it shrank while being opened.", path);
+            into = into[read..];
+            offset += read;
+        }
+    }
+
+    /// <summary>
+    /// Throws when the file's size is not what it was when opened. The mapping's pages past a new end would raise SIGBUS,
+    /// which kills the process; this turns a file rewritten in place before a tensor is read into an error naming it.
+    /// Writers here never rewrite in place (temp file, rename), so only another program can.
+    /// </summary>
+    void EnsureUnchanged()
+    {
+        var now = RandomAccess.GetLength(_file);
+        if (now != _length)
+            throw new SafetensorsException(
+                $"{Path}: the file changed size from {_length} to {now} bytes while it was open; another program rewrote it in place. " +
+                "Replace such files by writing a new file and renaming it over the old one, then run again.", Path);
     }
 
     static TensorEntry ParseEntry(string path, string name, JsonElement e, long dataLength)
@@ -260,6 +294,7 @@ public sealed unsafe partial class SafetensorsFile : IDisposable
     {
         ObjectDisposedException.ThrowIf(_base == null, this);
         var e = Entry(name);
+        EnsureUnchanged();
         if (e.DType == "BOOL" && e.ByteLength > 0)
         {
             var bad = FirstNonBool(_base + _dataStart + e.Begin, e.ByteLength);

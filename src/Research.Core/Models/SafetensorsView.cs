@@ -43,6 +43,7 @@ public sealed unsafe partial class SafetensorsFile
     public Tensor View(string name)
     {
         var e = Entry(name);
+        EnsureUnchanged();                                           // a view of pages past a shrunken end would fault later, in libtorch
         var type = Safetensors.ScalarTypeOf(e.DType);
         nint data;
         lock (_viewLock)

@@ -107,6 +107,7 @@ public sealed class Executor
             Options.Log.WriteLine($"run {runId}: {experiment.Name} [{point.Label}] seed {seed}");
             if (Options.Submission is long submission)
                 store.SetElement(submission, index, ElementStates.Running, ElementStates.JobIdFromEnvironment(), runId);
+            using var heartbeat = new RunHeartbeat(() => new RunStore(workspace, Options.Store), runId);
             try
             {
                 runs.Add(new RunResult(runId, point, seed, RunPoint(experiment, point, seed, runId, store, workspace, device)));

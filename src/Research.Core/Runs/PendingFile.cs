@@ -2,7 +2,7 @@ namespace Research.Runs;
 
 /// <summary>
 /// A file written so a reader never sees half of it: the bytes go to a sibling temp file, which <see cref="Commit"/>
-/// flushes to disk and renames into place. Disposed without a commit, the temp file is removed.
+/// flushes to disk and renames into place, then syncs the directory. Disposed without a commit, the temp file is removed.
 /// </summary>
 public sealed class PendingFile : IDisposable
 {
@@ -32,6 +32,8 @@ public sealed class PendingFile : IDisposable
         _stream = null;
         File.Move(_tmp, _path, overwrite: true);
         _committed = true;
+        FileSystemCalls.SyncDirectory(Path.GetDirectoryName(_path)!);                     // the rename itself, durable
+
     }
 
     public void Dispose()

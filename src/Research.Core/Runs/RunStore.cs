@@ -51,7 +51,7 @@ public sealed partial class RunStore : IDisposable
                 throw new InvalidOperationException($"run store {Path}: cannot connect ({e.Message}); check {ConnectionVariable} or unset it to use the workspace's SQLite file", e);
             }
             // One process creates the tables; the others wait on the advisory lock and find them.
-            InTransaction(() => { Exec("SELECT pg_advisory_xact_lock(72657365617263)"); Exec(StoreSchema.Postgres); });
+            InTransaction(() => { Exec("SELECT pg_advisory_xact_lock(72657365617263)"); Exec(StoreSchema.Postgres); Migrate(); });
         }
         else
         {
@@ -64,7 +64,7 @@ public sealed partial class RunStore : IDisposable
                 Exec("PRAGMA busy_timeout = 60000;");
                 Exec("PRAGMA journal_mode = WAL;");
                 Exec("PRAGMA synchronous = NORMAL;");
-                InTransaction(() => Exec(StoreSchema.Sqlite));
+                InTransaction(() => { Exec(StoreSchema.Sqlite); Migrate(); });
             }
             catch (SqliteException e)
             {
@@ -72,9 +72,17 @@ public sealed partial class RunStore : IDisposable
                 throw new InvalidDataException($"{Path}: not a readable run store ({e.Message}); move it aside to start a new one", e);
             }
         }
+    }
+
+    /// <summary>An older store is brought up to this build's schema in the transaction that opened it; a newer one is an error.</summary>
+    void Migrate()
+    {
+        var current = StoreSchema.Version.ToString(CultureInfo.InvariantCulture);
         var version = Scalar("SELECT value FROM meta WHERE key = 'schema_version'") as string;
-        if (version != StoreSchema.Version.ToString(CultureInfo.InvariantCulture))
-            throw new InvalidDataException($"{Path}: run store schema version {version}, this build reads {StoreSchema.Version}");
+        if (version == current) return;
+        if (StoreSchema.Migration(version) is not { } migration)
+            throw new InvalidDataException($"{Path}: run store schema version {version}, this build reads {StoreSchema.Version}; use the build that wrote it, or move the store aside");
+        Exec(migration);
     }
 
     /// <summary>Npgsql keywords as given; a postgresql://user:password@host:port/database URI translated to them.</summary>
@@ -102,9 +110,17 @@ public sealed partial class RunStore : IDisposable
     {
         Exec("INSERT INTO experiments(name, created) VALUES(@n, @t) ON CONFLICT(name) DO NOTHING", ("@n", experiment), ("@t", Now()));
         var expId = Convert.ToInt64(Scalar("SELECT id FROM experiments WHERE name = @n", ("@n", experiment)), CultureInfo.InvariantCulture);
-        return Convert.ToInt64(Scalar("INSERT INTO runs(experiment_id, point, seed, status, started, pid) VALUES(@e, @p, @s, 'running', @t, @pid) RETURNING id",
-            ("@e", expId), ("@p", point), ("@s", seed), ("@t", Now()), ("@pid", (long)Environment.ProcessId)), CultureInfo.InvariantCulture);
+        var now = Now();
+        return Convert.ToInt64(Scalar("""
+            INSERT INTO runs(experiment_id, point, seed, status, started, pid, process, host, heartbeat)
+            VALUES(@e, @p, @s, 'running', @t, @pid, @proc, @host, @t) RETURNING id
+            """, ("@e", expId), ("@p", point), ("@s", seed), ("@t", now), ("@pid", (long)Environment.ProcessId),
+            ("@proc", ProcessIdentity.Current.ToString()), ("@host", Environment.MachineName)), CultureInfo.InvariantCulture);
     });
+
+    /// <summary>Says the run's process is alive (<see cref="RunLiveness"/>); what <see cref="RunHeartbeat"/> calls.</summary>
+    public void Beat(long runId) =>
+        InTransaction(() => Exec("UPDATE runs SET heartbeat = @t WHERE id = @id AND status = 'running'", ("@t", Now()), ("@id", runId)));
 
     public void FinishRun(long runId, string status) =>
         InTransaction(() => Exec("UPDATE runs SET status = @s, finished = @t WHERE id = @id", ("@s", status), ("@t", Now()), ("@id", runId)));
@@ -140,13 +156,30 @@ public sealed partial class RunStore : IDisposable
         });
     }
 
-    public IReadOnlyList<RunRecord> Runs() => Query("""
-        SELECT r.id, e.name, r.point, r.seed, r.status, r.started, r.finished FROM runs r JOIN experiments e ON e.id = r.experiment_id ORDER BY r.id
-        """, r => new RunRecord(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetString(4), r.GetString(5), r.IsDBNull(6) ? null : r.GetString(6)));
+    /// <summary>Every run; one recorded as running whose process is gone (killed, lost) shows as <see cref="RunLiveness.Interrupted"/>.</summary>
+    public IReadOnlyList<RunRecord> Runs()
+    {
+        var now = DateTimeOffset.UtcNow;
+        return Query("""
+            SELECT r.id, e.name, r.point, r.seed, r.status, r.started, r.finished, r.process, r.host, r.heartbeat
+            FROM runs r JOIN experiments e ON e.id = r.experiment_id ORDER BY r.id
+            """, r => new RunRecord(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetInt64(3),
+                RunLiveness.Status(r.GetString(4), Text(r, 7), Text(r, 8), Text(r, 9), r.GetString(5), now), r.GetString(5), Text(r, 6)));
+    }
+
+    static string? Text(DbDataReader r, int i) => r.IsDBNull(i) ? null : r.GetString(i);
 
     public RunRecord? Run(long id) => Runs().FirstOrDefault(r => r.Id == id);
 
-    public IReadOnlyList<NodeRecord> Nodes(long runId) => Query($"""
+    /// <summary>A run's nodes; a node left running by an interrupted run shows as interrupted too.</summary>
+    public IReadOnlyList<NodeRecord> Nodes(long runId)
+    {
+        var nodes = RecordedNodes(runId);
+        if (nodes.All(n => n.Status != RunLiveness.Running) || Run(runId)?.Status != RunLiveness.Interrupted) return nodes;
+        return nodes.Select(n => n.Status == RunLiveness.Running ? n with { Status = RunLiveness.Interrupted } : n).ToList();
+    }
+
+    IReadOnlyList<NodeRecord> RecordedNodes(long runId) => Query($"""
         SELECT run_id, key, name, kind, config, parents, status, started, finished, seconds, checkpoint FROM nodes WHERE run_id = @r ORDER BY {InsertionOrder}
         """, r => new NodeRecord(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.GetString(6),
             r.IsDBNull(7) ? null : r.GetString(7), r.IsDBNull(8) ? null : r.GetString(8), r.GetDouble(9), r.IsDBNull(10) ? null : r.GetString(10)), ("@r", runId));

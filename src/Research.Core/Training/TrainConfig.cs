@@ -92,6 +92,13 @@ public sealed partial record TrainConfig
         Need(DecayFraction is > 0 and <= 1, $"decay_fraction must be in (0, 1] (got {DecayFraction})");
         Need(LogEvery > 0, $"log_every must be > 0 (got {LogEvery})");
         Need(EvalEvery >= 0 && CheckpointEvery >= 0, "eval_every and checkpoint_every must be >= 0");
+        Need(BatchSize <= 1 << 20, $"batch_size must be at most {1 << 20} (got {BatchSize}); use accumulation for larger batches");
+        Need(Accumulation <= 1 << 16, $"accumulation must be at most {1 << 16} (got {Accumulation})");
+        Need(WeightDecay >= 0 && double.IsFinite(WeightDecay), $"weight_decay must be a finite number >= 0 (got {WeightDecay})");
+        Need(Beta1 is >= 0 and < 1, $"beta1 must be in [0, 1) (got {Beta1})");
+        Need(Beta2 is >= 0 and < 1, $"beta2 must be in [0, 1) (got {Beta2})");
+        Need(Epsilon > 0 && double.IsFinite(Epsilon), $"epsilon must be a positive number (got {Epsilon})");
+        Need(GradClip >= 0 && double.IsFinite(GradClip), $"grad_clip must be a finite number >= 0 (got {GradClip}); 0 = off");
         Need(LossChunkRows is null or >= 0, $"loss_chunk_rows must be >= 0 (got {LossChunkRows}); 0 = off, null = automatic");
         Lora?.Validate();
         return this;

@@ -76,12 +76,15 @@ public static class Trainer
 
         // LoRA: adapters on the frozen model; only they reach the optimizer (and the resumable checkpoint).
         using var adapter = config.Lora is { } lora ? LoraAdapter.Attach(model, lora, config.Seed) : null;
+        TrainMemory.EnsureFits(objective.Kind, model.ParameterCount(), fullPrecision is null ? 4 : 2,
+            adapter?.TrainableCount ?? model.ParameterCount(), fullPrecision is not null);
         using var optimizer = new AdamW(adapter?.NamedParameters() ?? model.named_parameters().Select(p => (p.name, p.parameter)), fullPrecision);
         if (adapter is not null)
             log.WriteLine($"{objective.Kind}: LoRA r={adapter.Options.Rank} alpha={adapter.Options.Alpha} on {string.Join(", ", adapter.Options.TargetModules)}: " +
                           $"{adapter.TrainableCount:N0} trainable of {model.ParameterCount():N0} parameters");
         long startStep = 0, tokensSeen = 0;
         MetricsLog metrics;
+        foreach (var line in AtomicFile.RecoverDirectory(lastDir)) log.WriteLine($"{objective.Kind}: {line}");   // a kill inside a checkpoint save
         if (TrainCheckpoint.Exists(lastDir))
         {
             var state = TrainCheckpoint.Restore(lastDir, model, optimizer, identity, adapter, objective as IStatefulObjective);
@@ -167,7 +170,7 @@ public static class Trainer
             }
             if (!atEnd && config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0)
             {
-                FiniteCheck.EnsureFinite(model, objective.Kind, step, "the checkpoint", lastGoodCheckpoint, lastDir);
+                FiniteCheck.EnsureFinite(model, optimizer, objective.Kind, step, "the checkpoint", lastGoodCheckpoint, lastDir);
                 TrainCheckpoint.Save(lastDir, model, tokenizer, optimizer, new TrainerState { Step = step, TokensSeen = tokensSeen, Identity = identity }, adapter,
                     objective as IStatefulObjective);
                 lastGoodCheckpoint = step;
@@ -175,7 +178,7 @@ public static class Trainer
         }
 
         var finalDir = Path.Combine(runDir, FinalDir);
-        FiniteCheck.EnsureFinite(model, objective.Kind, config.Steps, "final/", lastGoodCheckpoint, lastDir);
+        FiniteCheck.EnsureFinite(model, null, objective.Kind, config.Steps, "final/", lastGoodCheckpoint, lastDir);
         if (fullPrecision is not null) MixedPrecision.End(model, optimizer, fullPrecision);
         if (adapter is not null)
         {
