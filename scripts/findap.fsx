@@ -50,8 +50,10 @@ printfn "FinDAP mini reproduction, %d seeds (mean ± 95%% t half-width):\n%s" se
 for a, b in List.pairwise stages do
     for cap in capabilities do
         for m in metricsOf cap do
-            let t = result |> Results.compare cap m ("-", b) ("-", a)
-            printfn "%s vs %s, %s %s: %+.3f [%+.3f, %+.3f], paired t p = %.4f, Wilcoxon p = %.4f" b a cap m t.MeanDifference t.Difference.Lower t.Difference.Upper t.TP t.WilcoxonP
+            let has stage = not (Results.perSeed cap m ("-", stage) result).IsEmpty
+            if has a && has b then
+              let t = result |> Results.compare cap m ("-", b) ("-", a)
+              printfn "%s vs %s, %s %s: %+.3f [%+.3f, %+.3f], paired t p = %.4f, Wilcoxon p = %.4f" b a cap m t.MeanDifference t.Difference.Lower t.Difference.Upper t.TP t.WilcoxonP
 let caption = $"Capabilities after each stage of the FinDAP recipe ({(summary |> List.head).Interval})"
 Tables.saveWith (Provenance.ofResult result) outDir "findap" caption "tab:findap" table |> ignore
 let primary = [ for cap in capabilities do match metricsOf cap with m :: _ -> yield! summary |> List.filter (fun x -> x.Source = cap && x.Metric = m) | [] -> () ]
