@@ -157,7 +157,7 @@ let tests =
                 Expect.equal (List.ofSeq inside.Runs) [ 1L ] $"{f}: the run, inside the file"
                 Expect.equal [ for s in inside.Stages -> s.Key ] keys $"{f}: the stage keys, inside the file"
             let curves = svgTexts (file "training-curves.svg")
-            for t in [ "Training loss: quickstart (run 1)"; "step"; "training loss"; "pretrain"; "adapt-no-replay"; "adapt-replay-0.1" ] do
+            for t in [ "Training loss: quickstart (run 1)"; "step"; "training loss (nats per token)"; "pretrain"; "adapt-no-replay"; "adapt-replay-0.1" ] do
                 Expect.contains curves t $"training-curves.svg has '{t}' (title, axis titles, legend)"
             let evals = svgTexts (file "eval-perplexity.svg")
             for t in [ "perplexity by stage: quickstart (run 1)"; "stage"; "perplexity"; "domain"; "general_retention" ] do

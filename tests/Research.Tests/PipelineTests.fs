@@ -8,7 +8,7 @@ open Research.Runs
 open Research.Tests.TestUtil
 
 let private cli = Path.Combine(AppContext.BaseDirectory, "research.dll")
-let private tinyArgs = "--pretrain-steps 20 --adapt-steps 60 --tune-steps 10 --align-steps 5 --checkpoint-every 20 --general-docs 240 --seed 3 --threads 1"
+let private tinyArgs = "--pretrain-steps 20 --adapt-steps 40 --tune-steps 10 --align-steps 5 --checkpoint-every 20 --general-docs 240 --seed 3 --threads 1"
 
 /// The quick start exits 3 when one of its expected directions does not hold, which a 20-step pretrain cannot promise;
 /// these tests are about reproducibility and resumption, so both endings count as a completed run.
