@@ -99,7 +99,7 @@ public sealed class GrpoObjective(CausalLM policy, ITokenizer tokenizer, IReadOn
         var stats = new Dictionary<string, double>
         {
             ["reward"] = rewards.Average(),
-            ["reward_std"] = rewards.Length > 1 ? Research.Eval.Statistics.StandardError(rewards) * Math.Sqrt(rewards.Length) : 0,
+            ["reward_std"] = rewards.Length > 1 ? Math.Sqrt(Research.Eval.Statistics.Variance(rewards)) : 0,
             ["informative_groups"] = informative.Count(x => x) / (double)informative.Length,
             ["completion_length"] = rollouts.Average(r => r.Tokens.Length),
         };

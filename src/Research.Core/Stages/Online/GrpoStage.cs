@@ -35,8 +35,7 @@ public sealed class GrpoExecutor : IStageExecutor
                 if (GrpoObjective.Ids(tokenizer, p.Prompt).Length + o.MaxNewTokens > model.Config.MaxPositionEmbeddings)
                     throw new ArgumentException($"{p.Source}:{p.Line}: the prompt with {o.MaxNewTokens} new tokens exceeds the model's context of {model.Config.MaxPositionEmbeddings}; shorten it or lower max_new_tokens");
             var trainConfig = o.Train with { Seed = ctx.Seed };
-            var fingerprint = $"{SftData.FileFingerprint(o.DataPath)}|{Rewards.Fingerprint(o.Reward)}";
-            var objective = new GrpoObjective(model, tokenizer, train, o, ctx.Seed, fingerprint);
+            var objective = new GrpoObjective(model, tokenizer, train, o, ctx.Seed, o.FilesFingerprint());
             var before = validation.Length > 0 ? MeanReward(model, tokenizer, validation, o, ctx.Seed) : double.NaN;
             var result = Trainer.Run(model, tokenizer, objective, trainConfig, ctx.Directory, log: ctx.Log, baseModel: ctx.ParentAt(0));
             var metrics = new Dictionary<string, double>(result.LastMetrics);

@@ -62,9 +62,10 @@ public static class Rewards
         var sum = 0.0;
         foreach (var t in terms)
         {
+            var reward = Named(t.Name);
             double v;
-            try { v = Named(t.Name).Score(prompt, completion, answer); }
-            catch (Exception e) when (e is not ArgumentException { Message: var m } || !m.StartsWith("no reward named", StringComparison.Ordinal))
+            try { v = reward.Score(prompt, completion, answer); }
+            catch (Exception e)
             {
                 throw new InvalidOperationException($"reward '{t.Name}' threw on prompt {promptIndex} ({Show(prompt)}): {e.Message}", e);
             }
