@@ -32,11 +32,9 @@ let result =
 
 let capabilities = [ "domain_knowledge"; "domain_task"; "reasoning"; "instruction_following"; "preference"; "general_retention" ]
 let stages = [ "base"; "cpt"; "sft"; "pref" ]
-let shown (m: string) = not (m = "count" || m.EndsWith "_stderr" || m.EndsWith "_lower" || m.EndsWith "_upper")
+let shown (m: string) = not (m = "count" || Results.isUncertainty m)
 let summary = Results.summary result |> List.filter (fun x -> List.contains x.Source capabilities && shown x.Metric)
 let metricsOf cap = summary |> List.filter (fun x -> x.Source = cap) |> List.map (fun x -> x.Metric) |> List.distinct
-let cell (x: SummaryRow) =
-    if x.Seeds > 1 then box $"{Tables.formatNumber 3 x.Mean} ± {Tables.formatNumber 3 ((x.Upper - x.Lower) / 2.0)}" else box x.Mean
 let table =
     { Header = "capability" :: "metric" :: stages
       Rows =
@@ -44,7 +42,7 @@ let table =
             for m in metricsOf cap ->
                 box cap :: box m :: [ for st in stages ->
                                         match summary |> List.tryFind (fun x -> x.Source = cap && x.Metric = m && x.Stage = st) with
-                                        | Some x -> cell x
+                                        | Some x -> Tables.meanCell x
                                         | None -> Tables.missing ] ] }
 printfn "FinDAP mini reproduction, %d seeds (mean ± 95%% t half-width):\n%s" seeds (Tables.markdown table)
 for a, b in List.pairwise stages do

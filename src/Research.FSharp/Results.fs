@@ -26,6 +26,9 @@ module Results =
     /// Every metric and evaluation as a frame with columns Run, Point, Seed, Stage, Kind, Status, Source, Metric, Value.
     let frame (r: ExperimentResult) : Frame<int, string> = rows r |> Frame.ofRecords
 
+    /// A metric that measures another's uncertainty (a standard error, an interval's bound): a column, not a result.
+    let isUncertainty (metric: string) = metric.EndsWith "_stderr" || metric.EndsWith "_lower" || metric.EndsWith "_upper"
+
     /// Each (point, stage, source, metric) over its seeds: mean and 95% t interval (what tables and figures show).
     let summarize (rows: ResultRow list) : SummaryRow list =
         rows

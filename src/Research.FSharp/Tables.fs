@@ -40,6 +40,11 @@ module Tables =
         | :? float | :? float32 | :? int | :? int64 | :? decimal -> true
         | _ -> false
 
+    /// A mean over seeds as a cell: "0.512 ± 0.031" (the 95% t half-width) over several seeds, the number for one.
+    let meanCell (x: SummaryRow) : objnull =
+        if x.Seeds > 1 && not (Double.IsNaN x.Lower) then box $"{formatNumber 3 x.Mean} ± {formatNumber 3 ((x.Upper - x.Lower) / 2.0)}"
+        else box x.Mean
+
     /// The missing cell (printed "--").
     let missing : objnull = box Double.NaN
 
@@ -169,11 +174,6 @@ module RunReport =
             for n in store.Nodes r.Id ->
                 { Run = r; Node = n; Label = if multi then $"{n.Name} [{r.Point}]" else n.Name } ]
 
-    /// A mean over seeds as a cell: "0.512 ± 0.031" (the 95% t half-width) over several seeds, the number for one.
-    let private cell (x: SummaryRow) : objnull =
-        if x.Seeds > 1 && not (Double.IsNaN x.Lower) then box $"{Tables.formatNumber 3 x.Mean} ± {Tables.formatNumber 3 ((x.Upper - x.Lower) / 2.0)}"
-        else box x.Mean
-
     /// The report's options: which evaluation metrics get a figure (empty: all but uncertainties), paper style, and
     /// HTML figures only (no Chromium: no PNG, SVG or PDF).
     type Options = { Metrics: string list; Paper: bool; HtmlOnly: bool }
@@ -211,13 +211,17 @@ module RunReport =
             let chart = Figures.trainingCurves $"Training loss: {title}" "training loss (nats per token)" curves
             figure "training-curves" chart
         // Evaluations: suite x stage per metric, one value per seed, then the mean and interval over seeds.
-        let perSeed =
+        // Every evaluation of every run, read once: (run, stage label, suite, metric, seed, value).
+        let perRun =
             [ for r in runs do
                 let labels = rows |> List.filter (fun s -> s.Run.Id = r.Id) |> List.map (fun s -> s.Node.Key, s.Label) |> dict
                 for e in store.Evaluations r.Id do
                     match labels.TryGetValue e.NodeKey with
-                    | true, label -> yield label, e.Suite, e.Metric, r.Seed, e.Value
+                    | true, label -> yield r.Id, label, e.Suite, e.Metric, r.Seed, e.Value
                     | _ -> () ]
+        let perSeed =
+            perRun
+            |> List.map (fun (_, l, s, m, seed, v) -> l, s, m, seed, v)
             |> List.distinctBy (fun (l, s, m, seed, _) -> l, s, m, seed)
         let summary =
             perSeed
@@ -229,9 +233,8 @@ module RunReport =
         let over = summary |> List.map (fun x -> x.Interval) |> List.distinct |> String.concat "; "
         for m in evalMetrics do
             let pts = evals |> List.filter (fun (_, _, x, _) -> x = m)
-            // An uncertainty (a standard error, an interval's bound) is a column of the tables, not a figure of its own.
-            let uncertainty = m.EndsWith "_stderr" || m.EndsWith "_lower" || m.EndsWith "_upper"
-            if (metrics.IsEmpty && not uncertainty) || List.contains m metrics then
+            // An uncertainty is a column of the tables, not a figure of its own.
+            if (metrics.IsEmpty && not (Results.isUncertainty m)) || List.contains m metrics then
                 let chart =
                     if seeds.Length > 1 then Figures.capabilityByStageOverSeeds $"{m} by stage" m [ for (_, _, _, x) in pts -> x ]
                     else Figures.capabilityByStage $"{m} by stage: {title}" m (pts |> List.map (fun (l, s, _, x) -> s, l, x.Mean))
@@ -244,7 +247,7 @@ module RunReport =
                     [ for l in stageLabels ->
                         box l :: [ for s in suites ->
                                     match pts |> List.tryFind (fun (l2, s2, _, _) -> l2 = l && s2 = s) with
-                                    | Some (_, _, _, x) -> cell x
+                                    | Some (_, _, _, x) -> Tables.meanCell x
                                     | None -> Tables.missing ] ] }
             let caption = if seeds.Length > 1 then $"{m} after each stage ({title}; {over})" else $"{m} after each stage ({title})"
             let tex, md = Tables.saveWith provenance outDir $"eval-{slug m}" caption $"tab:{slug runs.Head.Experiment}-{slug m}" table
@@ -264,7 +267,7 @@ module RunReport =
                   for a, b in List.pairwise stageOrder do
                     for (suite, m) in evals |> List.map (fun (_, s, m, _) -> s, m) |> List.distinct do
                         let pairs = seeds |> List.choose (fun sd -> match value b suite m sd, value a suite m sd with Some x, Some y -> Some(x, y) | _ -> None)
-                        if pairs.Length >= 2 && not (m.EndsWith "_stderr" || m.EndsWith "_lower" || m.EndsWith "_upper" || m = "count") then
+                        if pairs.Length >= 2 && not (Results.isUncertainty m || m = "count") then
                             let t = Research.Eval.Statistics.Paired([| for x, _ in pairs -> x |], [| for _, y in pairs -> y |])
                             let verdict = if t.TP < 0.05 && t.WilcoxonP < 0.05 then "holds" else "not shown"
                             let f d (v: float) = Tables.formatNumber d v
@@ -272,12 +275,7 @@ module RunReport =
             let path = Path.Combine(Path.GetFullPath outDir, "summary.md")
             Research.Runs.AtomicFile.WriteAllText(path, String.Join("\n", lines) + "\n")
             files.Add path
-        let evals = [ for r in runs do
-                        let labels = rows |> List.filter (fun s -> s.Run.Id = r.Id) |> List.map (fun s -> s.Node.Key, s.Label) |> dict
-                        for e in store.Evaluations r.Id do
-                            match labels.TryGetValue e.NodeKey with
-                            | true, label -> yield r.Id, label, e.Suite, e.Metric, e.Value
-                            | _ -> () ]
+        let evals = [ for id, l, s, m, _, v in perRun -> id, l, s, m, v ]
         // Results: one row per stage of each run (its seed), final train loss and every evaluation: the raw values.
         let columns = evals |> List.map (fun (_, _, s, m, _) -> s, m) |> List.distinct
         let results =

@@ -17,13 +17,6 @@ let private config =
 
 let private objective () = Adapt.Pretrain(blocks.Value, config, "kill")
 
-let private metricsWithoutTime path =
-    MetricsLog.Read path
-    |> Seq.map (fun o ->
-        for f in MetricsLog.TimeFields do o.Remove f |> ignore
-        o.ToJsonString())
-    |> List.ofSeq
-
 let private train seed dir =
     use m = microModel seed
     let r = Trainer.Run(m, ByteTokenizer.Instance, objective (), config, dir, null, TextWriter.Null)

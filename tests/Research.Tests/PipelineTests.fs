@@ -43,7 +43,7 @@ let private metrics (workspace: string) =
     |> Array.sort
     |> Array.map (fun f ->
         Path.GetFileName(Path.GetDirectoryName f),
-        MetricsLog.Read f |> Seq.map (fun o -> (for t in MetricsLog.TimeFields do o.Remove t |> ignore); o.ToJsonString()) |> List.ofSeq)
+        metricsWithoutTime f)
     |> List.ofArray
 
 /// One uninterrupted tiny quick start, shared: the first test checks it, the second compares a killed run with it.

@@ -16,6 +16,14 @@ let microConfig =
 
 let microModel (seed: int64) = new CausalLM(microConfig, seed)
 
+/// The lines of a metrics.jsonl with their time fields removed: what two runs of the same training must share.
+let metricsWithoutTime (path: string) =
+    Research.Runs.MetricsLog.Read path
+    |> Seq.map (fun o ->
+        for f in Research.Runs.MetricsLog.TimeFields do o.Remove f |> ignore
+        o.ToJsonString())
+    |> List.ofSeq
+
 let tempDir (name: string) =
     let d = Path.Combine(Path.GetTempPath(), "research-tests", $"{name}-{Guid.NewGuid():N}")
     Directory.CreateDirectory d |> ignore

@@ -33,13 +33,6 @@ let private gradientsAfter (batch: int) (accumulation: int) =
         loss.backward()
     [ for struct (n, p) in m.named_parameters() -> n, p.grad.clone() ]
 
-let private metricsWithoutTime path =
-    MetricsLog.Read path
-    |> Seq.map (fun o ->
-        for f in MetricsLog.TimeFields do o.Remove f |> ignore
-        o.ToJsonString())
-    |> List.ofSeq
-
 /// Runs 12 steps straight, and 8 steps then a "killed" process then a resume; both must end identical.
 let private resumeEquivalence (precision: Precision) =
     let cfg = (config 12).WithPrecision(precision).WithForceBf16 true   // bf16 is tested on every CPU, native or not
