@@ -5,7 +5,7 @@
 // Claimed directions: every method raises held-out preference accuracy over the SFT model; length-normalising DPO's
 // log-ratios (LN-DPO) removes DPO's incentive to lengthen, so its answers are shorter than DPO's when the preference
 // data carries a length bias (chosen answers longer than rejected ones, as in real preference data).
-//   research run scripts/repro-preference.fsx [--tiny] [--out DIR] [--seed 7] [--data closings|length-biased|world]
+//   research run scripts/repro-preference.fsx [--tiny] [--seeds 5] [--out DIR] [--world-seed 7] [--data closings|length-biased|world]
 //                                            [--sft-data questions|all] [--sft-closing 0.5] [--general-docs 1500]
 //                                            [--pretrain-steps 200] [--tune-steps 200] [--tune-lr 1e-3] [--align-steps 40]
 //                                            [--align-lr 1e-4] [--beta 0.1] [--ln-beta B] [--generations 32] [--generation-tokens 64] [--samples 16] [--top-p 1]
@@ -24,6 +24,8 @@
 // Preference accuracy is the implicit reward's (beta (dc - dr) > 0 on held-out pairs, as TRL's rewards/accuracies); the SFT
 // model is its own reference, so its implicit reward is 0 on every pair: chance, 0.5. The per-token likelihood accuracy
 // (mean log-prob of chosen above rejected's), where the SFT model has a value of its own, is printed as a secondary check.
+// Every branch is trained under each of --seeds seeds (1..N: initialisation, data order, sampling); each claim is judged
+// on the numbers paired by seed (Claims: 95% t interval, paired t, Wilcoxon), and DIR/preference-claims.{tex,md} holds them.
 // Exit code 0 when the primary claims held (accuracy up for every method; LN-DPO's expected sampled length below DPO's), 3 when not.
 #if !RESEARCH_HOST
 #load "research.fsx"
@@ -37,7 +39,8 @@ open Research.Stages
 let args = fsi.CommandLineArgs
 let tiny = Array.contains "--tiny" args
 let arg name fallback = Script.arg args name fallback
-let seed = arg "seed" 7
+let seed = arg "world-seed" 7   // the world and the SFT data; the training seeds are 1..--seeds
+let seeds = arg "seeds" 5
 let outDir = arg "out" "repro-preference"
 let dataKind = arg "data" "closings"
 let beta = arg "beta" 0.1
@@ -145,57 +148,67 @@ let methods =
 
 let result =
     Experiment.createBranches "repro-preference" start (fun s -> branch (List.map snd methods) (sft s))
-    |> Experiment.seed (int64 seed)
+    |> Experiment.seeds [ for s in 1 .. seeds -> int64 s ]
     |> Experiment.runIn (arg "workspace" (Experiment.defaultWorkspace ()))
 
-let run = result.Runs[0]
-let metric (node: string) (key: string) = run.Node(node).Metrics.TryGetValue key |> function | true, v -> v | _ -> nan
 /// One method's held-out numbers from its align stage's last validation.
 type Row = { Method: string; PerToken: float; Implicit: float; Margin: float; Greedy: float; Sampled: float; Expected: float; Capped: float; Kl: float }
-/// The SFT model's row: every branch starts from it (its implicit reward is 0 on every pair: chance, 0.5).
-let sftRow =
-    { Method = "SFT"; PerToken = metric "dpo" "val_ref_avg_logp_accuracy"; Implicit = 0.5; Margin = 0.0
-      Greedy = metric "dpo" "val_ref_gen_length"; Sampled = metric "dpo" "val_ref_sample_length"
-      Expected = metric "dpo" "val_ref_expected_length"; Capped = metric "dpo" "val_ref_sample_capped"; Kl = 0.0 }
-let rows =
-    [ for label, _ in methods ->
-        let m = metric (label.ToLowerInvariant())
-        // val_margin is beta (dc - dr) with the branch's own beta: put every one on the common beta so the column compares.
-        let margin = m "val_margin" * beta / branchBeta label
-        { Method = label; PerToken = m "val_avg_logp_accuracy"; Implicit = m "val_pref_accuracy"; Margin = margin
-          Greedy = m "val_gen_length"; Sampled = m "val_sample_length"
-          Expected = m "val_expected_length"; Capped = m "val_sample_capped"; Kl = m "val_kl_ref" } ]
+/// The SFT model's row and one row per method, for one run (one seed). The SFT model's implicit reward is 0 on every
+/// pair: chance, 0.5.
+let rowsOf (run: Research.Pipelines.RunResult) =
+    let metric (node: string) (key: string) = run.Node(node).Metrics.TryGetValue key |> function | true, v -> v | _ -> nan
+    let sftRow =
+        { Method = "SFT"; PerToken = metric "dpo" "val_ref_avg_logp_accuracy"; Implicit = 0.5; Margin = 0.0
+          Greedy = metric "dpo" "val_ref_gen_length"; Sampled = metric "dpo" "val_ref_sample_length"
+          Expected = metric "dpo" "val_ref_expected_length"; Capped = metric "dpo" "val_ref_sample_capped"; Kl = 0.0 }
+    sftRow :: [ for label, _ in methods ->
+                  let m = metric (label.ToLowerInvariant())
+                  // val_margin is beta (dc - dr) with the branch's own beta: put every one on the common beta so the column compares.
+                  { Method = label; PerToken = m "val_avg_logp_accuracy"; Implicit = m "val_pref_accuracy"; Margin = m "val_margin" * beta / branchBeta label
+                    Greedy = m "val_gen_length"; Sampled = m "val_sample_length"
+                    Expected = m "val_expected_length"; Capped = m "val_sample_capped"; Kl = m "val_kl_ref" } ]
+let bySeed = [ for run in result.Runs -> run.Seed, rowsOf run ]
+/// A column of one method's row, per seed.
+let per (name: string) (f: Row -> float) = bySeed |> List.map (fun (sd, rs) -> sd, rs |> List.find (fun r -> r.Method = name) |> f) |> Map.ofList
+let names = "SFT" :: List.map fst methods
+let mean name f = (Claims.summary (per name f)).Mean
+let caption = (Claims.summary (per "SFT" (fun r -> r.Expected))).Describe()
 
-Figures.capabilityByStage "Held-out preference accuracy" "share of held-out pairs"
-    ([ for r in sftRow :: rows -> "per-token likelihood accuracy", r.Method, r.PerToken ]
-     @ [ for r in rows -> "implicit-reward accuracy", r.Method, r.Implicit ])
+Figures.capabilityByStage $"Held-out preference accuracy ({caption})" "share of held-out pairs"
+    ([ for n in names -> "per-token likelihood accuracy", n, mean n (fun r -> r.PerToken) ]
+     @ [ for n in List.tail names -> "implicit-reward accuracy", n, mean n (fun r -> r.Implicit) ])
 |> Figures.save outDir "preference-accuracy" |> ignore
-Figures.capabilityByStage $"Mean length of answers to held-out prompts ({samples} samples at temperature 1 per prompt: expected, as drawn; greedy)" "tokens (bytes) before EOS"
-    ([ for r in sftRow :: rows -> "expected (sampled paths)", r.Method, r.Expected ] @ [ for r in sftRow :: rows -> "sampled", r.Method, r.Sampled ]
-     @ [ for r in sftRow :: rows -> "greedy", r.Method, r.Greedy ])
+Figures.capabilityByStage $"Mean length of answers to held-out prompts ({samples} samples at temperature 1 per prompt: expected, as drawn; greedy; {caption})" "tokens (bytes) before EOS"
+    ([ for n in names -> "expected (sampled paths)", n, mean n (fun r -> r.Expected) ] @ [ for n in names -> "sampled", n, mean n (fun r -> r.Sampled) ]
+     @ [ for n in names -> "greedy", n, mean n (fun r -> r.Greedy) ])
 |> Figures.save outDir "preference-length" |> ignore
 
+let cell name f = box (Claims.cell (Claims.summary (per name f)))
 let table =
     { Header = [ "method"; "per-token accuracy"; "implicit-reward accuracy"; $"reward margin (beta {beta})"; "expected length"; "sampled length"; "share at cap"; "greedy length"; "KL estimate" ]
-      Rows = [ for r in sftRow :: rows -> [ box r.Method; box r.PerToken; box r.Implicit; box r.Margin; box r.Expected; box r.Sampled; box r.Capped; box r.Greedy; box r.Kl ] ] }
-Tables.save outDir "preference" $"Preference methods from one SFT model ({dataKind} pairs, beta {beta}, LN-DPO and SimPO beta {lnBeta}, {alignSteps} steps): held-out per-token likelihood accuracy, implicit-reward accuracy and margin, mean length of sampled answers ({samples} per prompt, temperature 1: expected along each path, as drawn, share at the token cap) and of greedy answers, per-token KL estimate to the SFT model" "tab:preference" table |> ignore
+      Rows = [ for n in names ->
+                 [ box n; cell n (fun r -> r.PerToken); cell n (fun r -> r.Implicit); cell n (fun r -> r.Margin); cell n (fun r -> r.Expected)
+                   cell n (fun r -> r.Sampled); cell n (fun r -> r.Capped); cell n (fun r -> r.Greedy); cell n (fun r -> r.Kl) ] ] }
+Tables.save outDir "preference" $"Preference methods from one SFT model ({dataKind} pairs, beta {beta}, LN-DPO and SimPO beta {lnBeta}, {alignSteps} steps; {caption}): held-out per-token likelihood accuracy, implicit-reward accuracy and margin, mean length of sampled answers ({samples} per prompt, temperature 1: expected along each path, as drawn, share at the token cap) and of greedy answers, per-token KL estimate to the SFT model" "tab:preference" table |> ignore
 printfn "%s" (Tables.markdown table)
 
-let get name = rows |> List.find (fun r -> r.Method = name)
-let dpo, lnDpo, simpo = get "DPO", get "LN-DPO", get "SimPO"
-let raised = rows |> List.forall (fun r -> r.Implicit > 0.5)
-let perTokenRaised = rows |> List.forall (fun r -> r.PerToken > sftRow.PerToken)
-let lnShorter = lnDpo.Expected < dpo.Expected
-let verdict b = if b then "HELD" else "DID NOT HOLD"
-printfn "data: %s pairs (mean response %.1f tokens); SFT answers with the closing line: %g; beta %g (LN-DPO, SimPO %g); %d align steps from one SFT model" dataKind meanResponseTokens sftClosing beta lnBeta alignSteps
+let chance = per "SFT" (fun _ -> 0.5)
+printfn "data: %s pairs (mean response %.1f tokens); SFT answers with the closing line: %g; beta %g (LN-DPO, SimPO %g); %d align steps from one SFT model; %d seeds" dataKind meanResponseTokens sftClosing beta lnBeta alignSteps seeds
 printfn "claim (DPO, LN-DPO, SimPO, KTO papers): every method raises held-out preference accuracy over the SFT model"
-printfn "implicit-reward accuracy (SFT: 0.5, chance): %s -> %s" (rows |> List.map (fun r -> $"{r.Method} {r.Implicit:F3}") |> String.concat ", ") (verdict raised)
-printfn "secondary: per-token likelihood accuracy: SFT %.3f; %s -> %s" sftRow.PerToken (rows |> List.map (fun r -> $"{r.Method} {r.PerToken:F3}") |> String.concat ", ") (verdict perTokenRaised)
 printfn "claim (Hitchhiker's Guide to *PO): LN-DPO's mean response length is below DPO's on the same data"
-printfn "mean expected length of sampled answers: SFT %.2f, DPO %.2f, LN-DPO %.2f -> %s" sftRow.Expected dpo.Expected lnDpo.Expected (verdict lnShorter)
-printfn "as drawn (not the verdict): SFT %.2f, DPO %.2f, LN-DPO %.2f; share at the cap: SFT %.3f, DPO %.3f, LN-DPO %.3f" sftRow.Sampled dpo.Sampled lnDpo.Sampled sftRow.Capped dpo.Capped lnDpo.Capped
-printfn "greedy length (a step function of the logits; not the verdict): SFT %.1f, DPO %.1f, LN-DPO %.1f" sftRow.Greedy dpo.Greedy lnDpo.Greedy
-printfn "secondary claim (SimPO, also length-normalised): SimPO's mean response length is below DPO's"
-printfn "mean expected length of sampled answers: DPO %.2f, SimPO %.2f -> %s" dpo.Expected simpo.Expected (verdict (simpo.Expected < dpo.Expected))
-printfn "figures and table in %s" (Path.GetFullPath outDir)
-if not (raised && lnShorter) then exit 3
+let expected (r: Row) = r.Expected
+let primary =
+    [ for n, _ in methods ->
+        Claims.paired $"implicit-reward accuracy, {n} above chance" $"accuracy({n}) - 0.5 (the SFT model's)" Above (per n (fun r -> r.Implicit)) chance ]
+    @ [ Claims.paired "mean expected length of sampled answers, LN-DPO below DPO" "length(LN-DPO) - length(DPO)" Below (per "LN-DPO" expected) (per "DPO" expected) ]
+let secondary =
+    [ for n, _ in methods ->
+        Claims.paired $"secondary: per-token likelihood accuracy, {n} above SFT" $"per-token accuracy({n}) - per-token accuracy(SFT)" Above (per n (fun r -> r.PerToken)) (per "SFT" (fun r -> r.PerToken)) ]
+    @ [ Claims.paired "secondary: DPO on length-biased pairs lengthens sampled answers" "length(DPO) - length(SFT)" Above (per "DPO" expected) (per "SFT" expected)
+        Claims.paired "secondary: SimPO (length-normalised) below DPO" "length(SimPO) - length(DPO)" Below (per "SimPO" expected) (per "DPO" expected) ]
+let verdicts = Claims.report (primary @ secondary)
+printfn "as drawn (not a verdict): SFT %.2f, DPO %.2f, LN-DPO %.2f; share at the cap: SFT %.3f, DPO %.3f, LN-DPO %.3f"
+    (mean "SFT" (fun r -> r.Sampled)) (mean "DPO" (fun r -> r.Sampled)) (mean "LN-DPO" (fun r -> r.Sampled)) (mean "SFT" (fun r -> r.Capped)) (mean "DPO" (fun r -> r.Capped)) (mean "LN-DPO" (fun r -> r.Capped))
+Tables.save outDir "preference-claims" $"Preference methods: claims over {seeds} seeds (paired by seed)" "tab:preference-claims" (Claims.table verdicts) |> ignore
+printfn "figures and tables in %s" (Path.GetFullPath outDir)
+if not (primary |> List.forall (fun v -> v.Held)) then exit 3

@@ -2,10 +2,12 @@
 // Paper: "Simple and Scalable Strategies to Continually Pre-train Large Language Models"
 // (Ibrahim et al., 2024). Claimed direction: replaying more general data during domain adaptation
 // shrinks forgetting (the rise of general perplexity), at a small cost in domain gain.
-//   research run scripts/repro-replay-sweep.fsx [--tiny] [--out DIR] [--seed 7] [--general-docs 3000]
-//                                              [--pretrain-steps 500] [--adapt-steps 200]
+//   research run scripts/repro-replay-sweep.fsx [--tiny] [--seeds 5] [--out DIR] [--world-seed 7]
+//                                              [--general-docs 3000] [--pretrain-steps 500] [--adapt-steps 200]
+// Every replay ratio is trained under each of --seeds seeds (1..N: initialisation and data order); the claims are
+// judged on the differences paired by seed (Claims: 95% t interval, paired t, Wilcoxon), never on one seed.
 // Writes DIR/replay-forgetting-vs-gain.{html,png,svg,pdf}, DIR/replay-sweep.{html,png,svg,pdf}
-// (forgetting against replay with a least-squares line) and DIR/replay-sweep.{tex,md}.
+// (mean forgetting against replay with 95% t error bars) and DIR/replay-sweep.{tex,md}, DIR/replay-claims.{tex,md}.
 // Exit code 0 when the forgetting direction held, 3 when it did not. At --tiny scale pretraining is
 // so short that general perplexity can still fall during adaptation (negative forgetting); the
 // claim is about the direction across replay ratios, which the sweep still shows.
@@ -17,11 +19,12 @@ open Research
 let args = fsi.CommandLineArgs
 let tiny = Array.contains "--tiny" args
 let arg name fallback = Script.arg args name fallback
-let seed = arg "seed" 7
+let worldSeed = arg "world-seed" 7
+let seeds = arg "seeds" 5
 let ratios = if tiny then [ 0.0; 0.25; 0.5 ] else [ 0.0; 0.05; 0.1; 0.25; 0.5 ]
 let outDir = arg "out" "repro-replay-sweep"
 
-let world = World.quick (arg "general-docs" (if tiny then 240 else 3000)) seed
+let world = World.quick (arg "general-docs" (if tiny then 240 else 3000)) worldSeed
 // --tiny skips the in-training validation: the suites below evaluate every stage anyway.
 let start =
     pretrain world.General (tinyModel ()) |> Stage.steps (arg "pretrain-steps" (if tiny then 20 else 500))
@@ -36,48 +39,42 @@ let adaptWith (share: float) =
 
 let result =
     Experiment.points "repro-replay-sweep" [ for r in ratios -> [ "replay", r ], start |> adaptWith r ]
-    |> Experiment.seed (int64 seed)
+    |> Experiment.seeds [ for s in 1 .. seeds -> int64 s ]
     |> Experiment.evaluateEach [ Experiment.heldOutPerplexity world.Finance; Experiment.heldOutPerplexity world.General ]
     |> Experiment.runIn (arg "workspace" (Experiment.defaultWorkspace ()))
 
 let ppl (n: Research.Pipelines.NodeResult) suite = n.Evaluations[suite]["perplexity"]
+let replayOf (run: Research.Pipelines.RunResult) = run.Point.Parameters["replay"]
+/// Domain gain (fall of finance perplexity) and forgetting (rise of general perplexity) of one run.
+let gain (run: Research.Pipelines.RunResult) = ppl (run.Node "pretrain") "finance" - ppl (run.Node "adapt") "finance"
+let forget (run: Research.Pipelines.RunResult) = ppl (run.Node "adapt") "general" - ppl (run.Node "pretrain") "general"
+let at r f = Claims.perSeed (fun run -> replayOf run = r) f result
 
-/// (replay, domain gain, forgetting): gain = fall of finance perplexity, forgetting = rise of general perplexity.
-let points =
-    [ for run in result.Runs ->
-        let before, after = run.Node "pretrain", run.Node "adapt"
-        run.Point.Parameters["replay"], ppl before "finance" - ppl after "finance", ppl after "general" - ppl before "general" ]
-    |> List.sortBy (fun (r, _, _) -> r)
-
-/// Least-squares line y = a + b x.
-let fitLine (pts: (float * float) list) =
-    let mx, my = List.averageBy fst pts, List.averageBy snd pts
-    let sxx = pts |> List.sumBy (fun (x, _) -> (x - mx) ** 2.0)
-    let b = if sxx = 0.0 then 0.0 else (pts |> List.sumBy (fun (x, y) -> (x - mx) * (y - my))) / sxx
-    my - b * mx, b
-
-let forgetting = points |> List.map (fun (r, _, f) -> r, f)
-let a, b = fitLine forgetting
+/// (replay, mean gain interval, mean forgetting interval) per ratio, over the seeds.
+let points = [ for r in ratios -> r, Claims.summary (at r gain), Claims.summary (at r forget) ]
 let label (r: float) = $"replay {r:G3}"
+let caption = (points |> List.head |> fun (_, _, f) -> f.Describe())
 
-Figures.forgettingVsGain "Replay sweep: forgetting against domain gain" "domain gain (finance perplexity fall)" "forgetting (general perplexity rise)"
-    (points |> List.map (fun (r, g, f) -> label r, g, f))
+Figures.forgettingVsGain $"Replay sweep: forgetting against domain gain ({caption})" "domain gain (finance perplexity fall)" "forgetting (general perplexity rise)"
+    (points |> List.map (fun (r, g, f) -> label r, g.Mean, f.Mean))
 |> Figures.save outDir "replay-forgetting-vs-gain" |> ignore
-Figures.sweep "Replay sweep: forgetting against replay ratio" "replay ratio" "forgetting (general perplexity rise)"
-    [ "forgetting", forgetting, Some(FitFunction(sprintf "least squares: %.2f %+.2f x" a b, fun x -> a + b * x)) ]
+Figures.sweepOverSeeds "Replay sweep: forgetting against replay ratio" "replay ratio" "forgetting (general perplexity rise)" caption
+    [ "forgetting", [ for r, _, f in points -> r, f.Mean, f.Lower, f.Upper ] ]
 |> Figures.save outDir "replay-sweep" |> ignore
 
 let table =
     { Header = [ "replay"; "domain gain"; "forgetting" ]
-      Rows = [ for r, g, f in points -> [ box r; box g; box f ] ] }
-Tables.save outDir "replay-sweep" "Replay sweep: domain gain (fall of finance perplexity) and forgetting (rise of general perplexity)" "tab:replay-sweep" table |> ignore
+      Rows = [ for r, g, f in points -> [ box r; box (Claims.cell g); box (Claims.cell f) ] ] }
+Tables.save outDir "replay-sweep" $"Replay sweep: domain gain (fall of finance perplexity) and forgetting (rise of general perplexity), {caption}" "tab:replay-sweep" table |> ignore
 printfn "%s" (Tables.markdown table)
 
-let (_, g0, f0), (rMax, gMax, fMax) = List.head points, List.last points
-let lessForgetting = fMax < f0
-let smallCost = gMax >= 0.8 * g0
-printfn "claim (Ibrahim et al., 2024): more replay -> less forgetting, at a small cost in domain gain"
-printfn "forgetting: %.3f at replay 0, %.3f at replay %g; fitted slope %.3f per unit replay -> %s" f0 fMax rMax b (if lessForgetting then "HELD" else "DID NOT HOLD")
-printfn "domain gain: %.3f at replay 0, %.3f at replay %g (cost %.1f%%; small = at most 20%%) -> %s" g0 gMax rMax (100.0 * (g0 - gMax) / g0) (if smallCost then "HELD" else "DID NOT HOLD")
-printfn "figures and table in %s" (System.IO.Path.GetFullPath outDir)
-if not lessForgetting then exit 3
+let r0, rMax = List.head ratios, List.last ratios
+printfn "claims (Ibrahim et al., 2024): more replay -> less forgetting, at a small cost in domain gain; %d seeds" seeds
+let verdicts =
+    Claims.report
+        [ Claims.paired "more replay, less forgetting" $"forgetting(replay {rMax:G3}) - forgetting(replay {r0:G3})" Below (at rMax forget) (at r0 forget)
+          Claims.paired "small cost in domain gain" $"gain(replay {rMax:G3}) - 0.8 gain(replay {r0:G3})" Above
+              (at rMax gain) (at r0 gain |> Map.map (fun _ g -> 0.8 * g)) ]
+Tables.save outDir "replay-claims" $"Replay sweep: claims over {seeds} seeds (paired by seed)" "tab:replay-claims" (Claims.table verdicts) |> ignore
+printfn "figures and tables in %s" (System.IO.Path.GetFullPath outDir)
+if not (List.head verdicts).Held then exit 3

@@ -13,6 +13,10 @@ if [ "$(id -u)" != "0" ]; then
         exit 1
     fi
 fi
+# One apt-get at a time: test lists run side by side and may each need a package.
+exec 9>/tmp/research-apt.lock
+flock -w 1800 9
+[ -x /usr/bin/chromium ] && exit 0   # installed while this one waited
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get -o DPkg::Lock::Timeout=600 update
 $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends chromium fonts-liberation

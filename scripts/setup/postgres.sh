@@ -21,9 +21,11 @@ fi
 
 if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
   echo "postgres.sh: installing postgresql from Debian" >&2
+  exec 9>/tmp/research-apt.lock; flock -w 1800 9   # one apt-get at a time: test lists run side by side
   export DEBIAN_FRONTEND=noninteractive
   sudo_ apt-get -o DPkg::Lock::Timeout=300 update -qq >&2
   sudo_ apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends postgresql >&2
+  exec 9>&-   # release the lock: the daemons started below must not inherit it
   bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 fi
 

@@ -16,6 +16,9 @@ if [ "$(id -u)" != "0" ]; then
         exit 1
     fi
 fi
+# One apt-get at a time: test lists run side by side and may each need a package.
+exec 9>/tmp/research-apt.lock
+flock -w 1800 9
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
 $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends python3-torch python3-numpy python3-jinja2 libopenblas0-pthread >&2

@@ -31,9 +31,11 @@ if [ "$cmd" = stop ]; then stop; exit 0; fi
 
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
   echo "slurm.sh: installing munge and Slurm from Debian" >&2
+  exec 9>/tmp/research-apt.lock; flock -w 1800 9   # one apt-get at a time: test lists run side by side
   export DEBIAN_FRONTEND=noninteractive
   sudo_ apt-get -o DPkg::Lock::Timeout=300 update -qq >&2
   sudo_ apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends munge slurmctld slurmd slurm-client >&2
+  exec 9>&-   # release the lock: the daemons started below must not inherit it
 fi
 PATH=$PATH:/usr/sbin
 

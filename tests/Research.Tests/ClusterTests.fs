@@ -105,8 +105,8 @@ let tests =
             let opts = Research.Pipelines.ExecutorOptions(Remote = SlurmSubmitter(SlurmOptions()), Workspace = tempDir "noslurm")
             throwsWith<InvalidOperationException> (fun () -> Research.Pipelines.Executor(opts).Run e |> ignore) [ "research run --on slurm" ] "needs the script"
 
-        // Sequenced: the one Slurm controller and PostgreSQL server these tests start.
-        testSequenced <| testList "servers" [
+        // A group: the one Slurm controller and PostgreSQL server these tests start; beside other lists.
+        testSequencedGroup "cluster-servers" <| testList "servers" [
             testCase "a 6-point sweep on a real Slurm equals the local executor; scancel + resubmit reruns only the killed point" <| fun _ ->
                 let expected, _, _ = local.Force()
                 withSlurm (fun env ->

@@ -236,8 +236,8 @@ let private trainLines (stageDir: string) =
 
 [<Tests>]
 let stageTests =
-    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave.
-    testSequenced <| testList "Distill" [
+    // In Groups.inProcess: trains in this process, one list at a time, beside the lists that train in child processes.
+    testSequencedGroup Groups.inProcess <| testList "Distill" [
         testList "stage" [
             testCase "the teacher top-k cache holds the live teacher's top-k, is reused by key, and trains as the live teacher (K = V)" <| fun _ ->
                 let ws = workspace.Force()

@@ -16,8 +16,8 @@ let private normalize (code: string) =
 
 [<Tests>]
 let tests =
-    // Sequenced: the F# script host (one compiler session at a time) and torch's RNG.
-    testSequenced <| testList "Docs" [
+    // In Groups.inProcess: trains in this process, one list at a time, beside the lists that train in child processes.
+    testSequencedGroup Groups.inProcess <| testList "Docs" [
         testCase "docs/dsl.md has F# and C# examples" <| fun _ ->
             Expect.isGreaterThanOrEqual (blocks "fsharp" dsl.Value).Length 2 "F# examples"
             Expect.equal (blocks "csharp" dsl.Value).Length 1 "one C# example"

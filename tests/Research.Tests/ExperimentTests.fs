@@ -26,8 +26,8 @@ let private statuses (r: ExperimentResult) = [ for n in r.Runs[0].Nodes -> n.Nam
 
 [<Tests>]
 let tests =
-    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave; and child research processes on shared workspaces.
-    testSequenced <| testList "Experiments" [
+    // In Groups.inProcess: trains in this process, one list at a time, beside the lists that train in child processes.
+    testSequencedGroup Groups.inProcess <| testList "Experiments" [
         testCase "the quick start is defined once: script and notebook call Experiment.quickStart, keyed by its options" <| fun _ ->
             for file in [ Path.Combine(repoRoot, "scripts", "quickstart.fsx"); Path.Combine(repoRoot, "notebooks", "quickstart.ipynb") ] do
                 let text = File.ReadAllText file

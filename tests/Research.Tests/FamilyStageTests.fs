@@ -157,11 +157,10 @@ let private packedEqualsAlone (family: string) =
 
 [<Tests>]
 let tests =
-    // Sequenced: the libtorch process these pipelines train in. Run on several threads at once beside the rest of the
-    // parallel suite, one full run crashed natively (SIGSEGV in c10::intrusive_ptr<TensorImpl>::retain_ on a thread-pool
-    // thread; the same crash was seen once in a single-threaded script process); until that is understood they run one
-    // at a time.
-    testSequenced <| testList "FamilyStages" [
+    // In the in-process group (Groups.inProcess): run on several threads at once beside the rest of the parallel suite,
+    // one full run crashed natively (SIGSEGV in c10::intrusive_ptr<TensorImpl>::retain_ on a thread-pool thread; the same
+    // crash was seen once in a single-threaded script process), so they never train beside another in-process list.
+    testSequencedGroup Groups.inProcess <| testList "FamilyStages" [
         for family, _ in configs do
             stagesRunOn family
             packedEqualsAlone family

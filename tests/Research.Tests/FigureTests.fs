@@ -34,8 +34,8 @@ let private traces (chart: Plotly.NET.GenericChart) =
 
 [<Tests>]
 let tests =
-    // Sequenced: the one Chromium process that renders PNG/PDF.
-    testSequenced <| testList "Figures" [
+    // In Groups.inProcess: trains in this process, one list at a time, beside the lists that train in child processes.
+    testSequencedGroup Groups.inProcess <| testList "Figures" [
         testList "Tables" [
             test "booktabs rules, escaped text, fixed decimals, right-aligned number columns" {
                 let t = { Header = [ "stage_name"; "ppl & co"; "n" ]

@@ -42,8 +42,8 @@ let private trainRewards (ws: string) =
 
 [<Tests>]
 let tests =
-    // Sequenced: the process-wide reward registry these tests add to, and the torch RNG Trainer.Run seeds.
-    testSequenced <| testList "GrpoStage" [
+    // In Groups.inProcess: trains in this process, one list at a time, beside the lists that train in child processes.
+    testSequencedGroup Groups.inProcess <| testList "GrpoStage" [
         testCase "GRPO raises a dense verifiable reward; metrics report clipping and the sampler's log-prob gap" <| fun _ ->
             let dir, parent, data = setup ()
             let ws = Path.Combine(dir, "ws")

@@ -63,8 +63,8 @@ let private metricsWithoutTime path =
 
 [<Tests>]
 let tests =
-    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave.
-    testSequenced <| testList "Lora" [
+    // In Groups.inProcess: trains in this process, one list at a time, beside the lists that train in child processes.
+    testSequencedGroup Groups.inProcess <| testList "Lora" [
         testCase "trainable count = sum over targeted linears of r (in + out); the base is frozen, then released" <| fun _ ->
             use m = microModel 1L
             // micro: hidden 32, 4 heads of 8, 2 kv heads (k, v: 16 out), intermediate 64, 2 layers.
@@ -243,4 +243,28 @@ let tests =
             use base0 = microModel 23L
             let changed = [ for (struct (n, a)), (struct (_, b)) in Seq.zip (m1.named_parameters()) (base0.named_parameters()) do if not (same a b) then n ]
             Expect.equal changed.Length 14 "the merged run moved the 14 adapted matrices"
+
+        testCase "LoRA dropout draws from the adapter's own stream: torch's global RNG, reseeded and drawn from between steps, changes nothing" <| fun _ ->
+            let cfg = TrainConfig(Steps = 6, BatchSize = 4, LearningRate = 1e-2, WarmupSteps = 1, LogEvery = 1, EvalEvery = 0, CheckpointEvery = 0, Seed = 5L,
+                                  Lora = LoraOptions(Rank = 2, Alpha = 4.0, Dropout = 0.3, TargetModules = all7))
+            let quiet = tempDir "lora-quiet"
+            use m1 = microModel 23L
+            Trainer.Run(m1, ByteTokenizer.Instance, randomTune cfg, cfg, quiet, null, TextWriter.Null) |> ignore
+            // Another training in the same process, as a parallel test or a notebook's second cell would be: it reseeds
+            // and draws from the global generator before every batch.
+            let inner = randomTune cfg
+            let noisy = { new IObjective<SftBatch> with
+                              member _.Kind = inner.Kind
+                              member _.Fingerprint = inner.Fingerprint
+                              member _.Batch(step, micro, c, dev) =
+                                  torch.manual_seed(1000L + step) |> ignore
+                                  (torch.rand(1000L)).Dispose()
+                                  inner.Batch(step, micro, c, dev)
+                              member _.Loss(model, b, sink) = inner.Loss(model, b, sink) }
+            let loud = tempDir "lora-loud"
+            use m2 = microModel 23L
+            Trainer.Run(m2, ByteTokenizer.Instance, noisy, cfg, loud, null, TextWriter.Null) |> ignore
+            Expect.equal (metricsWithoutTime (Path.Combine(loud, Trainer.MetricsFile))) (metricsWithoutTime (Path.Combine(quiet, Trainer.MetricsFile))) "same metrics"
+            for (struct (n, a)), (struct (_, b)) in Seq.zip (m1.named_parameters()) (m2.named_parameters()) do
+                Expect.isTrue (same a b) $"{n}: same merged weights"
     ]

@@ -1,5 +1,6 @@
 module Research.Tests.Main
 
+open System
 open Expecto
 open Expecto.Impl
 
@@ -16,6 +17,11 @@ let integration =
 [<EntryPoint>]
 let main argv =
     Research.Runtime.init ()
+    // Lists run side by side (Expecto's workers): each torch computation, here and in the child
+    // processes the tests start (which read $RESEARCH_THREADS), keeps to one thread so that they do not oversubscribe.
+    if String.IsNullOrEmpty(Environment.GetEnvironmentVariable "RESEARCH_THREADS") then
+        Environment.SetEnvironmentVariable("RESEARCH_THREADS", "1")
+    Research.Backend.Devices.SetThreads(System.Nullable())
     let fast = argv |> Array.contains "--fast"
     let argv = argv |> Array.filter ((<>) "--fast")
     let all = testFromThisAssembly () |> Option.defaultWith (fun () -> failwith "no [<Tests>] in this assembly")
@@ -33,12 +39,15 @@ let main argv =
                     counts <- (summary.passed.Length, summary.failed.Length + summary.errored.Length)
                 } }
     let colours = if System.Console.IsOutputRedirected then [ CLIArguments.Colours 0 ] else []
-    let code = runTestsWithCLIArgs (CLIArguments.Printer printer :: CLIArguments.No_Spinner :: colours) argv tests
+    // One worker more than the cores: the lists that wait on child processes (Slurm, Chromium, scripts) leave a core
+    // idle while they wait. At most one of the workers trains in this process (TestUtil.Groups.inProcess).
+    let workers = [ CLIArguments.Parallel_Workers(Environment.ProcessorCount + 1) ]
+    let code = runTestsWithCLIArgs (CLIArguments.Printer printer :: CLIArguments.No_Spinner :: colours @ workers) argv tests
     let passed, failed = counts
     // The slowest tests, so that the suite's 15-minute budget is watched where it is spent.
     if durations.Count > 0 then
         printfn "\nslowest tests:"
-        for name, d in durations |> Seq.sortByDescending snd |> Seq.truncate 15 do
+        for name, d in durations |> Seq.sortByDescending snd |> Seq.truncate 40 do
             printfn "  %6.1f s  %s" d.TotalSeconds name
     // Written to the raw stdout stream, past Expecto's console writer (which pads lines), and after
     // a newline since Expecto leaves a colour-reset escape at the end: the line stands alone.

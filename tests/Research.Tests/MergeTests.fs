@@ -455,8 +455,8 @@ let private mergeOf (ws: TaskWorkspace) (name: string) (o: MergeStageOptions) =
 
 [<Tests>]
 let taskTests =
-    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave.
-    testSequenced <| testList "Merge" [
+    // In Groups.inProcess: trains in this process, one list at a time, beside the lists that train in child processes.
+    testSequencedGroup Groups.inProcess <| testList "Merge" [
         testList "tasks" [
             testCase "two task fine-tunes merged by task arithmetic and TIES beat each alone on both tasks; DARE 0.9 keeps most" <| fun _ ->
                 let ws = taskWorkspace.Force()

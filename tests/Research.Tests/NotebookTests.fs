@@ -29,8 +29,8 @@ let cellErrors (executed: string) =
 
 [<Tests>]
 let tests =
-    // Sequenced: child dotnet-repl processes, each using both cores.
-    testSequenced <| testList "Notebooks" [
+    // A group: child dotnet-repl processes, one at a time; beside other lists.
+    testSequencedGroup "Notebooks" <| testList "Notebooks" [
         for nb in Directory.GetFiles(Path.Combine(repoRoot, "notebooks"), "*.ipynb") |> Array.sort do
             testCase $"{Path.GetFileName nb} runs headless without a cell error" <| fun _ ->
                 let code, out = run repoRoot "tool restore"

@@ -51,8 +51,8 @@ let private uninterrupted = lazy (let a = tempDir "qs-a" in a, runToEnd a)
 
 [<Tests>]
 let tests =
-    // Sequenced: child quickstart processes and SIGKILL timing, which need the cores to themselves.
-    testSequenced <| testList "Pipeline" [
+    // A group: child quickstart processes sharing one reference run; beside other lists (the kill waits for a checkpoint, not a time).
+    testSequencedGroup "Pipeline" <| testList "Pipeline" [
         testCase "quick start: same seed in two workspaces gives identical metrics; a rerun reuses every stage" <| fun _ ->
             // The second workspace runs beside the first (one thread each, two cores): same results, half the wall time.
             let b = tempDir "qs-b"

@@ -84,8 +84,8 @@ let private expectManifestOf (r: ExperimentResult) (m: Manifest) (what: string) 
 
 [<Tests>]
 let tests =
-    // Sequenced: the fixture trains (torch's process-wide RNG).
-    testSequenced <| testList "Provenance" [
+    // In Groups.inProcess: trains in this process, one list at a time, beside the lists that train in child processes.
+    testSequencedGroup Groups.inProcess <| testList "Provenance" [
         test "the commit and dirty flag of the directory's repository, unknown outside one" {
             let repo = tempDir "prov-git"
             git repo "init -q" |> ignore

@@ -9,29 +9,33 @@ open Research.Tests.TestUtil
 
 [<Tests>]
 let tests =
-    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave; and the two cores, which each reproduction fills.
-    testSequenced <| testList "Reproductions" [
-        testCase "replay sweep (--tiny): more replay forgets less; figure and table written" <| fun _ ->
+    // A group: one reproduction script process at a time from this list; beside other lists.
+    testSequencedGroup "Reproductions" <| testList "Reproductions" [
+        testCase "replay sweep (--tiny, 5 seeds): more replay forgets less, paired by seed; figures and tables written" <| fun _ ->
             let ws = tempDir "repro-replay"
             let out = Path.Combine(ws, "out")
             let script = Path.Combine(repoRoot, "scripts", "repro-replay-sweep.fsx")
-            let code, text = runScript ws script $"--tiny --out \"{out}\""
+            let code, text = runScript ws script $"--tiny --seeds 5 --out \"{out}\""
             Expect.equal code 0 $"exit code 0 = the forgetting direction held (output: {text})"
             Expect.stringContains text "more replay -> less forgetting" "prints the claimed direction"
-            expectHeld text "forgetting: "
+            Expect.stringContains text "over 5 seeds" "judged over five seeds"
+            expectHeld text "more replay, less forgetting: "
+            Expect.isTrue (text.Contains "small cost in domain gain: ") "the second claim is judged too, held or not"
             for f in [ "replay-forgetting-vs-gain.png"; "replay-forgetting-vs-gain.svg"; "replay-forgetting-vs-gain.pdf"; "replay-forgetting-vs-gain.html"
-                       "replay-sweep.png"; "replay-sweep.tex"; "replay-sweep.md" ] do
+                       "replay-sweep.png"; "replay-sweep.tex"; "replay-sweep.md"; "replay-claims.md"; "replay-claims.tex" ] do
                 Expect.isTrue (File.Exists(Path.Combine(out, f))) f
-            // The direction again, from the run store rather than the script's own arithmetic.
+            // The direction again, from the run store rather than the script's own arithmetic: paired by seed.
             use store = new RunStore(ws)
             let generalRise (point: string) =
-                let run = store.Runs() |> Seq.find (fun r -> r.Point = point)
-                let nodes = store.Nodes run.Id
-                let general (name: string) =
-                    let key = (nodes |> Seq.find (fun n -> n.Name = name)).Key
-                    (store.Evaluations run.Id |> Seq.find (fun e -> e.NodeKey = key && e.Suite = "general" && e.Metric = "perplexity")).Value
-                general "adapt" - general "pretrain"
+                [ for run in store.Runs() |> Seq.filter (fun r -> r.Point = point) ->
+                    let nodes = store.Nodes run.Id
+                    let general (name: string) =
+                        let key = (nodes |> Seq.find (fun n -> n.Name = name)).Key
+                        (store.Evaluations run.Id |> Seq.find (fun e -> e.NodeKey = key && e.Suite = "general" && e.Metric = "perplexity")).Value
+                    run.Seed, general "adapt" - general "pretrain" ] |> Map.ofList
             let none, most = generalRise "replay=0", generalRise "replay=0.5"
-            Expect.isLessThan most none $"general perplexity rises less (or falls more) with replay 0.5 than without ({most} < {none})"
+            Expect.equal (none |> Map.keys |> List.ofSeq) [ 1L .. 5L ] "five seeds at replay 0"
+            let t = Research.Eval.Statistics.Paired([| for s in 1L .. 5L -> most[s] |], [| for s in 1L .. 5L -> none[s] |])
+            Expect.isLessThan t.Difference.Upper 0.0 $"forgetting(0.5) - forgetting(0): 95%% t interval below 0 ({t.Difference})"
             Expect.stringContains (File.ReadAllText(Path.Combine(out, "replay-sweep.tex"))) @"\toprule" "booktabs table"
     ]

@@ -61,8 +61,8 @@ let private trainOn (corpora: Corpus list) (steps: int) (batch: int) (seed: int6
 
 [<Tests>]
 let tests =
-    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave.
-    testSequenced <| testList "Selection" [
+    // In Groups.inProcess: trains in this process, one list at a time, beside the lists that train in child processes.
+    testSequencedGroup Groups.inProcess <| testList "Selection" [
         testList "dsir" [
             testCase "FNV-1a 64 matches the published test vectors" <| fun _ ->
                 Expect.equal (Dsir.Fnv1a64 "") 0xcbf29ce484222325UL "empty string"

@@ -70,8 +70,8 @@ let private tiny =
 
 [<Tests>]
 let tests =
-    // Sequenced: torch's process-wide RNG, which Trainer.Run seeds: runs whose metrics are compared must not interleave.
-    testSequenced <| testList "Suite" [
+    // In Groups.inProcess: trains in this process, one list at a time, beside the lists that train in child processes.
+    testSequencedGroup Groups.inProcess <| testList "Suite" [
         testCase "format rules on hand-made answers" <| fun _ ->
             let check c k s = FormatRules.Check(c, k, s)
             Expect.isTrue (check FormatRules.OneWord null " energy ") "one word, spaces around"

@@ -8,6 +8,14 @@ open TorchSharp
 open Expecto
 open Research.Models
 
+/// Names of the test groups that run side by side (Expecto's testSequencedGroup: one test at a time within a group).
+module Groups =
+    /// Every list that trains models inside the test process. They take turns, so that at most one in-process training
+    /// runs beside the unit tests: TorchSharp leaves the Scalars and Tensors that implicit conversions create to the GC,
+    /// whose finalizer can free one while a native call still reads it ("Unknown scalar type", a SIGSEGV in retain_); the
+    /// more threads allocate, the more often that race comes up. Lists that train in child processes run beside them.
+    let inProcess = "in-process training"
+
 /// A model small enough that a training step takes milliseconds.
 let microConfig =
     ModelConfig(

@@ -48,21 +48,30 @@ public sealed class LoraLayer : IDisposable
     public Parameter A { get; }   // (r, in)
     public Parameter B { get; }   // (out, r)
     readonly double _scaling, _dropout;
+    readonly Generator? _generator;   // the adapter's dropout stream (null without dropout)
 
-    internal LoraLayer(string module, Parameter a, Parameter b, double scaling, double dropout)
+    internal LoraLayer(string module, Parameter a, Parameter b, double scaling, double dropout, Generator? generator)
     {
-        (Module, A, B, _scaling, _dropout) = (module, a, b, scaling, dropout);
+        (Module, A, B, _scaling, _dropout, _generator) = (module, a, b, scaling, dropout, generator);
     }
 
     /// <summary>W x (+ bias) + scaling · B A dropout(x); dropout only while the base module trains.</summary>
     internal Tensor Forward(Linear linear, Tensor x) => linear.forward(x) + Update(linear, x);
 
-    /// <summary>scaling · B A dropout(x): what the adapter adds to the base module's output.</summary>
+    /// <summary>scaling · B A dropout(x): what the adapter adds to the base module's output. The dropout mask is drawn
+    /// from the adapter's own generator, never torch's global one, so trainings in one process do not disturb each other.</summary>
     internal Tensor Update(Linear linear, Tensor x)
     {
-        var h = _dropout > 0 && linear.training ? F.dropout(x, _dropout, training: true) : x;
+        var h = _dropout > 0 && linear.training ? Dropout(x) : x;
         if (h.dtype == A.dtype) return F.linear(F.linear(h, A), B) * _scaling;
         return (F.linear(F.linear(h.to(A.dtype), A), B) * _scaling).to(x.dtype);
+    }
+
+    Tensor Dropout(Tensor x)
+    {
+        var keep = 1 - _dropout;
+        using var mask = empty_like(x).bernoulli_(keep, generator: _generator).div_(keep);
+        return x * mask;
     }
 
     /// <summary>scaling · B A, the update merging adds to W (out, in), in fp32.</summary>
@@ -90,22 +99,30 @@ public sealed class LoraAdapter : IDisposable
     readonly List<(Linear Linear, LoraLayer Layer)> _layers = [];
     // By name: a dtype change (mixed precision's model.to) replaces the Parameter objects while adapters are attached.
     readonly Dictionary<string, bool> _wasTrainable = [];
+    readonly long _seed;
+    readonly Generator? _dropout;   // one stream for every layer's mask, reseeded per micro-batch (see BeginMicroBatch)
     bool _attached;
 
     public LoraOptions Options { get; }
     public IReadOnlyList<LoraLayer> Layers => _layers.Select(l => l.Layer).ToArray();
 
-    LoraAdapter(CausalLM model, LoraOptions options)
+    LoraAdapter(CausalLM model, LoraOptions options, long seed)
     {
         _model = model;
         Options = options.Validate();
+        _seed = seed;
+        if (Options.Dropout > 0) _dropout = new Generator(Rng.Derive(seed, 0xD80F), model.parameters().First().device);
     }
+
+    /// <summary>Reseeds the dropout stream from (seed, step, micro): a micro-batch's masks depend on nothing else, so a
+    /// resumed training draws the masks an uninterrupted one would, with no generator state in the checkpoint.</summary>
+    public void BeginMicroBatch(long step, int micro) => _dropout?.manual_seed((long)Rng.Derive(_seed, 0xD80F, step, micro));
 
     /// <summary>Attaches fresh adapters to every linear named in <see cref="LoraOptions.TargetModules"/> and freezes the
     /// model. A is drawn from a generator seeded by <paramref name="seed"/> (module order), B is zero.</summary>
     public static LoraAdapter Attach(CausalLM model, LoraOptions options, long seed)
     {
-        var adapter = new LoraAdapter(model, options);
+        var adapter = new LoraAdapter(model, options, seed);
         using var gen = new Generator(Rng.Derive(seed, 0x10AA));
         using var noGrad = no_grad();
         foreach (var (name, linear) in adapter.Targets())
@@ -117,7 +134,7 @@ public sealed class LoraAdapter : IDisposable
             // Adapters train in fp32 whatever the base's dtype (a frozen bf16 base keeps its memory, the update its precision).
             var a = nn.Parameter((u * (2 * bound) - bound).to(w.device).DetachFromDisposeScope());
             var b = nn.Parameter(zeros(outF, options.Rank, dtype: float32, device: w.device).DetachFromDisposeScope());
-            adapter._layers.Add((linear, new LoraLayer(name, a, b, options.Scaling, options.Dropout)));
+            adapter._layers.Add((linear, new LoraLayer(name, a, b, options.Scaling, options.Dropout, adapter._dropout)));
         }
         adapter.Connect();
         return adapter;
@@ -280,6 +297,7 @@ public sealed class LoraAdapter : IDisposable
     public void Dispose()
     {
         Detach();
+        _dropout?.Dispose();
         foreach (var (_, layer) in _layers) layer.Dispose();
     }
 }

@@ -13,15 +13,15 @@ public static class StageCode
 {
     public static IReadOnlyDictionary<string, int> Versions { get; } = new Dictionary<string, int>
     {
-        ["pretrain"] = 1,
-        ["adapt"] = 1,
+        ["pretrain"] = 2,
+        ["adapt"] = 2,
         ["checkpoint"] = 1,
-        ["tune"] = 1,
-        ["align"] = 1,
-        ["distill"] = 1,
+        ["tune"] = 2,
+        ["align"] = 2,
+        ["distill"] = 2,
         ["merge"] = 1,
-        ["doremi"] = 1,
-        ["grpo"] = 1,
+        ["doremi"] = 2,
+        ["grpo"] = 2,
     };
 
     public static int Version(string kind) => Versions.GetValueOrDefault(kind, 0);

@@ -121,8 +121,10 @@ public static class Trainer
                     if (normalizer <= 0)
                         throw new InvalidOperationException($"{objective.Kind}: step {step} has no token to learn from (every target is masked); check the data's masking");
                     var total = zeros(1, dtype: float32, device: device);
-                    foreach (var b in batches)
+                    for (var m = 0; m < batches.Length; m++)
                     {
+                        var b = batches[m];
+                        adapter?.BeginMicroBatch(step - 1, m);                           // LoRA dropout masks: a function of (seed, step, micro)
                         var loss = objective.Loss(model, b, sink) / normalizer;          // normalised across the accumulated batch
                         loss.backward();
                         total.add_(loss.detach());
