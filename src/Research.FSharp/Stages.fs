@@ -73,6 +73,12 @@ module Dsl =
     let grpo (jsonl: string) : Step =
         fun parent -> Stage("grpo", Research.Stages.Online.GrpoOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| parent |], [||])
 
+    /// RLOO on the same data: GRPO's loop with the leave-one-out baseline and unscaled advantages.
+    let rloo (jsonl: string) : Step =
+        fun parent ->
+            let o = Research.Stages.Online.GrpoOptions(DataPath = System.IO.Path.GetFullPath jsonl)
+            Stage("grpo", o.WithBaseline(Research.Stages.Online.Baseline.LeaveOneOut).WithScale(Research.Stages.Online.AdvantageScale.None), [| parent |], [||])
+
     /// Distil the parent (the student) from `teacher` on a corpus: (1 - kd) CE + kd GJSD(teacher, student).
     let distill (teacher: Stage) (corpus: DataSource) : Step =
         fun student -> Stage("distill", DistillStageOptions(), [| student; teacher |], [| corpus |])
@@ -237,6 +243,12 @@ module Grpo =
     let drGrpo : Step -> Step = update (fun o -> o.WithScale(AdvantageScale.None).WithAggregation(LossAggregation.DrGrpo))
     /// Keep groups whose rewards are all equal (they are dropped by default: they have no signal).
     let keepUninformative : Step -> Step = update (fun o -> o.WithFilter false)
+    /// KL penalty (k3) to the parent, frozen, with this weight (0 by default: no reference is loaded).
+    let beta (b: float) = update (fun o -> o.WithBeta b)
+    /// Optimiser steps per batch of rollouts (mu); the stage's steps count them all, so they must be a multiple of it.
+    let iterations (mu: int) = update (fun o -> o.WithIterations mu)
+    /// Prefix sampling: rollouts continue this share of each prompt's "demonstration", moving from `from` to `upTo` over the stage (cosine).
+    let prefix (from: float) (upTo: float) = update (fun o -> o.WithPrefix(PrefixSchedule(From = from, To = upTo)))
 
 module Tune =
     let private update (f: TuneOptions -> TuneOptions) (step: Step) : Step = step >> StageOps.update f
