@@ -79,6 +79,11 @@ module Dsl =
             let o = Research.Stages.Online.GrpoOptions(DataPath = System.IO.Path.GetFullPath jsonl)
             Stage("grpo", o.WithBaseline(Research.Stages.Online.Baseline.LeaveOneOut).WithScale(Research.Stages.Online.AdvantageScale.None), [| parent |], [||])
 
+    /// Online DPO: two samples per prompt judged by the reward ("exact_answer" by default), DPO (beta 0.1) on them
+    /// against the parent, frozen; `OnlineDpo.reward`, `OnlineDpo.loss`... change it.
+    let onlineDpo (jsonl: string) : Step =
+        fun parent -> Stage("online_dpo", Research.Stages.Online.OnlineDpoOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| parent |], [||])
+
     /// Distil the parent (the student) from `teacher` on a corpus: (1 - kd) CE + kd GJSD(teacher, student).
     let distill (teacher: Stage) (corpus: DataSource) : Step =
         fun student -> Stage("distill", DistillStageOptions(), [| student; teacher |], [| corpus |])
@@ -249,6 +254,18 @@ module Grpo =
     let iterations (mu: int) = update (fun o -> o.WithIterations mu)
     /// Prefix sampling: rollouts continue this share of each prompt's "demonstration", moving from `from` to `upTo` over the stage (cosine).
     let prefix (from: float) (upTo: float) = update (fun o -> o.WithPrefix(PrefixSchedule(From = from, To = upTo)))
+
+/// Options of online_dpo stages.
+module OnlineDpo =
+    open Research.Stages.Online
+    let private update (f: OnlineDpoOptions -> OnlineDpoOptions) (step: Step) : Step = step >> StageOps.update f
+    /// The judge: registered rewards by name with their weights.
+    let reward (terms: (string * float) list) = update (fun o -> o.WithReward [| for n, w in terms -> RewardTerm(n, w) |])
+    let promptsPerStep (n: int) = update (fun o -> o.WithPromptsPerStep n)
+    let maxNewTokens (n: int) = update (fun o -> o.WithMaxNewTokens n)
+    let temperature (t: float) = update (fun o -> o.WithTemperature t)
+    /// The preference loss on the judged pairs and its beta (TRL's online DPO: sigmoid or ipo).
+    let loss (kind: PreferenceLoss) (beta: float) = update (fun o -> o.WithPreference(o.Preference.WithBeta(beta).WithLosses [| WeightedPreferenceLoss(kind, 1.0) |]))
 
 module Tune =
     let private update (f: TuneOptions -> TuneOptions) (step: Step) : Step = step >> StageOps.update f

@@ -109,6 +109,24 @@ let tests =
             (GrpoLosses.Aggregate(s.PerTokenLoss, mask, LossAggregation.Grpo)).backward()
             close 1e-12 (values (logp.grad.reshape(-1L))) [ for x in [ 1.0; -0.5; -0.5 ] do yield! [ -x / 6.0; -x / 6.0 ] ] "REINFORCE with the leave-one-out baseline"
 
+        testCase "online DPO: the reward judges each pair; DPO on the judged pairs, ties weighted 0" <| fun _ ->
+            let j = OnlineDpoLosses.Judge [| 1.0; 0.0; 0.0; 1.0; 0.5; 0.5 |]
+            Expect.equal j [| Judgement(0, 1, false); Judgement(3, 2, false); Judgement(4, 5, true) |] "first wins, second wins, tie"
+            throwsWith<System.ArgumentException> (fun () -> OnlineDpoLosses.Judge [| 1.0; 0.0; 1.0 |] |> ignore) [ "whole pairs" ] "odd count"
+            throwsWith<System.ArgumentException> (fun () -> OnlineDpoLosses.Judge [| 1.0; nan |] |> ignore) [ "prompt 0"; "not finite" ] "NaN reward"
+            // Pair 0: dc = -1 - (-1.5) = 0.5, dr = -3 - (-2) = -1, h = 1.5: -log sigma(0.1 x 1.5) = log(1 + e^-0.15).
+            // Pair 1 (a tie) has weight 0. Rewards: beta dc, beta dr.
+            let f (xs: float list) = torch.tensor(List.toArray xs |> Array.map float32)
+            use chosen = new Research.Stages.SequenceLogProbs(f [ -1.0; -2.0 ], f [ 2.0; 3.0 ])
+            use rejected = new Research.Stages.SequenceLogProbs(f [ -3.0; -1.0 ], f [ 2.0; 1.0 ])
+            use refC = f [ -1.5; -2.0 ]
+            use refR = f [ -2.0; -1.5 ]
+            use w = f [ 1.0; 0.0 ]
+            let struct (sum, pairs) = OnlineDpoLosses.Loss(chosen, rejected, refC, refR, w, Research.Stages.PreferenceOptions())
+            close 1e-6 [ sum.ToDouble() ] [ log (1.0 + exp -0.15) ] "the DPO loss of the decided pair"
+            close 1e-6 [ for x in pairs.ChosenRewards.data<float32>().ToArray() -> float x ] [ 0.05; 0.0 ] "rewards/chosen"
+            close 1e-6 [ for x in pairs.RejectedRewards.data<float32>().ToArray() -> float x ] [ -0.1; 0.05 ] "rewards/rejected"
+
         testCase "prefix schedule: cosine and linear from the first rollout batch to the last, tokens rounded down" <| fun _ ->
             let sched = PrefixSchedule(From = 1.0, To = 0.0)
             close 1e-12 [ for g in 0L .. 4L -> sched.Fraction(g, 5L) ] [ 1.0; 0.5 * (1.0 + cos (System.Math.PI / 4.0)); 0.5; 0.5 * (1.0 - cos (System.Math.PI / 4.0)); 0.0 ] "cosine"
