@@ -4,6 +4,8 @@ module Research.Tests.GrpoObjectiveTests
 open System
 open System.IO
 open Expecto
+open Research
+open Research
 open Research.Data
 open Research.Models
 open Research.Stages.Online
@@ -87,4 +89,18 @@ let tests =
             throwsWith<ArgumentException> (fun () -> GrpoObjective(m, ByteTokenizer.Instance, PromptData.Read data, o, 5L, "test") |> ignore)
                 [ "prompts.jsonl:1"; "demonstration" ] "a prompt without a demonstration"
 
+    
+        testCase "the DSL: rloo, Grpo.beta, Grpo.iterations, Grpo.prefix and onlineDpo set what they say" <| fun _ ->
+            let dir = tempDir "grpo-dsl"
+            (use m = microModel 55L in Checkpoint.Save(dir, m, ByteTokenizer.Instance))
+            let parent = fromCheckpoint dir
+            let g = (rloo "p.jsonl" |> Grpo.beta 0.04 |> Grpo.iterations 2 |> Grpo.prefix 0.8 0.1) parent
+            let o = g.Config :?> GrpoOptions
+            Expect.equal (g.Kind, o.Baseline, o.Scale, o.Beta, o.Iterations) ("grpo", Baseline.LeaveOneOut, AdvantageScale.None, 0.04, 2) "rloo with beta and mu"
+            Expect.equal (o.Prefix.From, o.Prefix.To, o.Prefix.Shape) (0.8, 0.1, PrefixShape.Cosine) "the prefix schedule"
+            let d = (onlineDpo "p.jsonl" |> OnlineDpo.loss Research.Stages.PreferenceLoss.Ipo 0.3 |> OnlineDpo.promptsPerStep 6) parent
+            let od = d.Config :?> OnlineDpoOptions
+            Expect.equal (d.Kind, od.Preference.Beta, od.Preference.Losses[0].Kind, od.PromptsPerStep) ("online_dpo", 0.3, Research.Stages.PreferenceLoss.Ipo, 6) "online DPO"
+            throwsWith<ArgumentException> (fun () -> (o.WithTrain(o.Train.WithSteps 5) :?> GrpoOptions).Validate() |> ignore) [ "multiple of iterations" ] "steps and mu"
+            throwsWith<ArgumentException> (fun () -> o.WithScale(AdvantageScale.Group).Validate() |> ignore) [ "not scaled" ] "RLOO with std scaling"
     ]

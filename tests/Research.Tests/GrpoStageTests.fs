@@ -84,6 +84,9 @@ let tests =
             let e (step: Step) = Experiment.create "grpo-bad" (fromCheckpoint parent) (step |> Stage.steps 2 |> Stage.named "grpo") |> Experiment.seed 1L
             throwsWith<ArgumentException> (fun () -> run (tempDir "g1") (e (grpo data |> Grpo.reward [ "no_such", 1.0 ])) |> ignore) [ "no reward named 'no_such'"; "share_of_a" ] "unknown"
             throwsWith<ArgumentException> (fun () -> run (tempDir "g2") (e (grpo data |> Grpo.group 1)) |> ignore) [ "group must be at least 2" ] "group 1"
+            throwsWith<ArgumentException> (fun () -> run (tempDir "g4") (e (grpo data |> Grpo.prefix 0.5 0.0)) |> ignore) [ "prompts.jsonl:1"; "demonstration" ] "prefix without demonstrations"
+            throwsWith<ArgumentException> (fun () -> run (tempDir "g5") (e (grpo data |> Grpo.maxNewTokens 60)) |> ignore) [ "prompts.jsonl:1"; "exceed the model's context of 64" ] "too long"
+            throwsWith<ArgumentException> (fun () -> run (tempDir "g6") (e (onlineDpo data |> OnlineDpo.maxNewTokens 60)) |> ignore) [ "prompts.jsonl:1"; "context of 64" ] "too long for online DPO"
             Rewards.Register(Reward.Of("nan_reward", 1, fun _ _ _ -> nan))
             throwsWith<InvalidOperationException> (fun () -> run (tempDir "g3") (e (grpo data |> Grpo.reward [ "nan_reward", 1.0 ])) |> ignore)
                 [ "reward 'nan_reward' returned NaN on prompt"; "say a" ] "NaN reward"
