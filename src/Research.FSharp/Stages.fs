@@ -228,7 +228,7 @@ module Align =
     /// Answers sampled per held-out prompt (val_sample_length), at a temperature and nucleus.
     let samples (perPrompt: int) (temperature: float) (topP: float) = update (fun o -> o.WithSamples(perPrompt, temperature, topP))
 
-/// Options of tune stages.
+/// Options of grpo stages (GRPO, Dr. GRPO, RLOO, prefix sampling).
 module Grpo =
     open Research.Stages.Online
     let private update (f: GrpoOptions -> GrpoOptions) (step: Step) : Step = step >> StageOps.update f
