@@ -24,9 +24,9 @@ let private prompts () =
 let private killableRun data (dir: string) =
     use m = microModel 61L
     use reference = GrpoExecutor.Frozen(microModel 61L)
-    let o = GrpoOptions(DataPath = data, Reward = [| RewardTerm "share_of_a" |], Group = 3, PromptsPerStep = 2, MaxNewTokens = 5, Iterations = 2,
+    let o = GrpoOptions(DataPath = data, Reward = [| RewardTerm "share_of_a" |], Group = 3, PromptsPerStep = 2, MaxNewTokens = 4, Iterations = 2,
                         Beta = 0.05, Baseline = Baseline.LeaveOneOut, Scale = AdvantageScale.None, FilterUninformative = false)
-    let cfg = Research.Training.TrainConfig(Steps = 6, BatchSize = 1, LearningRate = 3e-2, WeightDecay = 0.0, WarmupSteps = 0, LogEvery = 1, EvalEvery = 0, CheckpointEvery = 3, Seed = 4L)
+    let cfg = Research.Training.TrainConfig(Steps = 4, BatchSize = 1, LearningRate = 3e-2, WeightDecay = 0.0, WarmupSteps = 0, LogEvery = 1, EvalEvery = 0, CheckpointEvery = 3, Seed = 4L)
     let objective = GrpoObjective(m, ByteTokenizer.Instance, PromptData.Read data, o.WithTrain(cfg) :?> GrpoOptions, 4L, "kill", reference)
     let r = Research.Training.Trainer.Run(m, ByteTokenizer.Instance, objective, cfg, dir, null, TextWriter.Null)
     r.ResumedFrom, File.ReadAllBytes(Path.Combine(dir, Research.Training.Trainer.FinalDir, "model.safetensors"))
