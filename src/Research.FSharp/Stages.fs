@@ -73,6 +73,17 @@ module Dsl =
     let grpo (jsonl: string) : Step =
         fun parent -> Stage("grpo", Research.Stages.Online.GrpoOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| parent |], [||])
 
+    /// RLOO on the same data: GRPO's loop with the leave-one-out baseline and unscaled advantages.
+    let rloo (jsonl: string) : Step =
+        fun parent ->
+            let o = Research.Stages.Online.GrpoOptions(DataPath = System.IO.Path.GetFullPath jsonl)
+            Stage("grpo", o.WithBaseline(Research.Stages.Online.Baseline.LeaveOneOut).WithScale(Research.Stages.Online.AdvantageScale.None), [| parent |], [||])
+
+    /// Online DPO: two samples per prompt judged by the reward ("exact_answer" by default), DPO (beta 0.1) on them
+    /// against the parent, frozen; `OnlineDpo.reward`, `OnlineDpo.loss`... change it.
+    let onlineDpo (jsonl: string) : Step =
+        fun parent -> Stage("online_dpo", Research.Stages.Online.OnlineDpoOptions(DataPath = System.IO.Path.GetFullPath jsonl), [| parent |], [||])
+
     /// Distil the parent (the student) from `teacher` on a corpus: (1 - kd) CE + kd GJSD(teacher, student).
     let distill (teacher: Stage) (corpus: DataSource) : Step =
         fun student -> Stage("distill", DistillStageOptions(), [| student; teacher |], [| corpus |])
@@ -217,7 +228,7 @@ module Align =
     /// Answers sampled per held-out prompt (val_sample_length), at a temperature and nucleus.
     let samples (perPrompt: int) (temperature: float) (topP: float) = update (fun o -> o.WithSamples(perPrompt, temperature, topP))
 
-/// Options of tune stages.
+/// Options of grpo stages (GRPO, Dr. GRPO, RLOO, prefix sampling).
 module Grpo =
     open Research.Stages.Online
     let private update (f: GrpoOptions -> GrpoOptions) (step: Step) : Step = step >> StageOps.update f
@@ -237,6 +248,24 @@ module Grpo =
     let drGrpo : Step -> Step = update (fun o -> o.WithScale(AdvantageScale.None).WithAggregation(LossAggregation.DrGrpo))
     /// Keep groups whose rewards are all equal (they are dropped by default: they have no signal).
     let keepUninformative : Step -> Step = update (fun o -> o.WithFilter false)
+    /// KL penalty (k3) to the parent, frozen, with this weight (0 by default: no reference is loaded).
+    let beta (b: float) = update (fun o -> o.WithBeta b)
+    /// Optimiser steps per batch of rollouts (mu); the stage's steps count them all, so they must be a multiple of it.
+    let iterations (mu: int) = update (fun o -> o.WithIterations mu)
+    /// Prefix sampling: rollouts continue this share of each prompt's "demonstration", moving from `from` to `upTo` over the stage (cosine).
+    let prefix (from: float) (upTo: float) = update (fun o -> o.WithPrefix(PrefixSchedule(From = from, To = upTo)))
+
+/// Options of online_dpo stages.
+module OnlineDpo =
+    open Research.Stages.Online
+    let private update (f: OnlineDpoOptions -> OnlineDpoOptions) (step: Step) : Step = step >> StageOps.update f
+    /// The judge: registered rewards by name with their weights.
+    let reward (terms: (string * float) list) = update (fun o -> o.WithReward [| for n, w in terms -> RewardTerm(n, w) |])
+    let promptsPerStep (n: int) = update (fun o -> o.WithPromptsPerStep n)
+    let maxNewTokens (n: int) = update (fun o -> o.WithMaxNewTokens n)
+    let temperature (t: float) = update (fun o -> o.WithTemperature t)
+    /// The preference loss on the judged pairs and its beta (TRL's online DPO: sigmoid or ipo).
+    let loss (kind: PreferenceLoss) (beta: float) = update (fun o -> o.WithPreference(o.Preference.WithBeta(beta).WithLosses [| WeightedPreferenceLoss(kind, 1.0) |]))
 
 module Tune =
     let private update (f: TuneOptions -> TuneOptions) (step: Step) : Step = step >> StageOps.update f

@@ -68,6 +68,11 @@ let tests =
                              "memcpy B/s", r.Merge.MemoryCopyBytesPerS ] do
                 finitePositive name x
             Expect.isLessThan s.OptimizerShare 1.0 "the optimizer is part of a step"
+            let o = r.Online |> Seq.exactlyOne
+            for name, x in [ "rollout tok/s, cached", o.CachedTokensPerS; "rollout tok/s, uncached", o.UncachedTokensPerS; "grpo tok/s", o.GrpoTokensPerS
+                             "rollout share", o.RolloutShare ] do
+                finitePositive name x
+            Expect.isLessThan o.RolloutShare 1.0 "rollouts are part of a grpo step"
             Expect.isTrue (Double.IsNaN s.PeerTokensPerS) "no peer asked for: NaN, not a number made up"
 
         testCase "bf16 is measured where native (or when asked always), else reported as not measured with the reason" <| fun _ ->

@@ -16,6 +16,10 @@ open TorchSharp
 /// The share of a completion's characters that are 'a': dense, so a random micro model already earns some of it.
 let private shareOfA = Reward.Of("share_of_a", 1, fun _ completion _ -> if completion.Length = 0 then 0.0 else float (completion |> Seq.filter ((=) 'a') |> Seq.length) / float completion.Length)
 
+/// The mean character code of a completion, each capped at 255, / 255 (a byte that is not UTF-8 decodes to U+FFFD, so
+/// counts 1): dense and continuous, so two random samples are almost never tied.
+let private meanCode = Reward.Of("mean_code", 2, fun _ completion _ -> if completion.Length = 0 then 0.0 else (completion |> Seq.averageBy (fun c -> float (min (int c) 255))) / 255.0)
+
 let private setup () =
     Rewards.Register shareOfA
     let dir = tempDir "grpo"
@@ -80,7 +84,30 @@ let tests =
             let e (step: Step) = Experiment.create "grpo-bad" (fromCheckpoint parent) (step |> Stage.steps 2 |> Stage.named "grpo") |> Experiment.seed 1L
             throwsWith<ArgumentException> (fun () -> run (tempDir "g1") (e (grpo data |> Grpo.reward [ "no_such", 1.0 ])) |> ignore) [ "no reward named 'no_such'"; "share_of_a" ] "unknown"
             throwsWith<ArgumentException> (fun () -> run (tempDir "g2") (e (grpo data |> Grpo.group 1)) |> ignore) [ "group must be at least 2" ] "group 1"
+            throwsWith<ArgumentException> (fun () -> run (tempDir "g4") (e (grpo data |> Grpo.prefix 0.5 0.0)) |> ignore) [ "prompts.jsonl:1"; "demonstration" ] "prefix without demonstrations"
+            throwsWith<ArgumentException> (fun () -> run (tempDir "g5") (e (grpo data |> Grpo.maxNewTokens 60)) |> ignore) [ "prompts.jsonl:1"; "exceed the model's context of 64" ] "too long"
+            throwsWith<ArgumentException> (fun () -> run (tempDir "g6") (e (onlineDpo data |> OnlineDpo.maxNewTokens 60)) |> ignore) [ "prompts.jsonl:1"; "context of 64" ] "too long for online DPO"
             Rewards.Register(Reward.Of("nan_reward", 1, fun _ _ _ -> nan))
             throwsWith<InvalidOperationException> (fun () -> run (tempDir "g3") (e (grpo data |> Grpo.reward [ "nan_reward", 1.0 ])) |> ignore)
                 [ "reward 'nan_reward' returned NaN on prompt"; "say a" ] "NaN reward"
+    
+        testCase "online DPO: pairs judged by the reward, DPO against the frozen parent; the chosen reward leads" <| fun _ ->
+            let dir, parent, data = setup ()
+            Rewards.Register meanCode
+            let ws = Path.Combine(dir, "ws-odpo")
+            let step =
+                onlineDpo data |> OnlineDpo.reward [ "mean_code", 1.0 ] |> OnlineDpo.promptsPerStep 4 |> OnlineDpo.maxNewTokens 6
+                |> OnlineDpo.loss Research.Stages.PreferenceLoss.Sigmoid 0.1 |> Stage.steps 16 |> Stage.lr 3e-2 |> Stage.logEvery 1 |> Stage.named "odpo"
+            let r = run ws (Experiment.create "odpo" (fromCheckpoint parent) step |> Experiment.seed 4L)
+            let node = r.Runs[0].Node "odpo"
+            Expect.equal node.Status "done" "trained"
+            let rewards = trainRewards ws
+            Expect.equal rewards.Length 16 "a reward per step"
+            let m = node.Metrics
+            let first, last = List.average rewards[.. 3], List.average rewards[12 ..]
+            printfn "online dpo mean_code: first 4 steps %.3f, last 4 steps %.3f; val %.3f -> %.3f" first last m["val_reward_before"] m["val_reward"]
+            Expect.isGreaterThan m["reward_chosen"] m["reward_rejected"] "the chosen sample is the higher-rewarded one"
+            Expect.isGreaterThan last first "the training reward rises"
+            Expect.isGreaterThan m["val_reward"] m["val_reward_before"] "and on held-out prompts"
+            Expect.isTrue (m.ContainsKey "rewards/margins" && m.ContainsKey "tied_pairs" && m.ContainsKey "val_reward") "DPO's metrics, ties, held-out reward"
     ]

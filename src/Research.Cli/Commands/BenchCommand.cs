@@ -112,6 +112,9 @@ public static class BenchCommand
         }
         Console.WriteLine($"packing (byte tokenizer): {r.Packing.ByteTokenizerMbPerS:F1} MB/s over {r.Packing.Bytes / 1e6:F2} MB");
         Console.WriteLine($"bf16 training ({r.Bf16Size}): {Na(r.Bf16Speedup, "F2")}x the float32 tokens/s; largest loss gap {Na(r.Bf16LossGap * 100, "F2")}%");
+        foreach (var o in r.Online)
+            Console.WriteLine($"online ({o.Name}, {o.Parameters / 1e6:F2}M params, G {o.Completions}, {o.PromptTokens}-token prompt, {o.NewTokens} new tokens): rollouts {o.CachedTokensPerS:F0} tok/s " +
+                              $"with the KV cache, {o.UncachedTokensPerS:F0} without ({o.CacheSpeedup:F1}x); grpo {o.GrpoTokensPerS:F0} tok/s, {o.GrpoStepSeconds:F2} s a step, {o.RolloutShare:P0} rollouts");
         foreach (var q in r.RealShapes)
             Console.WriteLine($"qwen3 shape ({q.Layers} of 28 layers, {q.Parameters / 1e6:F0}M params) {q.Mode,-13} {q.TokensPerS,8:F1} tok/s  {q.Seconds,6:F1} s  peak RSS {q.PeakRssBytes / 1e9,5:F2} GB  implied {q.StateBytes / 1e9,5:F2} GB  ({q.PeakOverState:F2}x)");
         foreach (var u in r.Budgets.Where(u => u.CutShort || u.Note?.Contains("killed") == true))

@@ -50,6 +50,17 @@ public sealed record BenchOptions
     /// <summary>Budget of one real-shape measurement (a process of its own, killed past it).</summary>
     public double RealShapeSeconds { get; init; } = 60;
 
+    /// <summary>Sizes of the on-policy measurements (<see cref="Benchmarks.Online"/>): rollouts with and without the KV cache, GRPO steps.</summary>
+    public IReadOnlyList<BenchSize> OnlineSizes { get; init; } = [BenchSizes.Tiny];
+    /// <summary>Completions per prompt (G) of the on-policy measurements.</summary>
+    public int OnlineCompletions { get; init; } = 4;
+    /// <summary>New tokens per completion (capped by the model's context).</summary>
+    public int OnlineNewTokens { get; init; } = 128;
+    /// <summary>Timed GRPO steps per size (after one untimed).</summary>
+    public int OnlineSteps { get; init; } = 2;
+    /// <summary>Budget of one size's sampler rounds (the first always runs).</summary>
+    public double OnlineSeconds { get; init; } = 20;
+
     /// <summary>Under two minutes on two cores: the tiny model, 70 MB merge checkpoints, the Qwen3 shape with 2 of its 28 layers.</summary>
     public static BenchOptions Quick => new();
 
@@ -60,6 +71,7 @@ public sealed record BenchOptions
         Sizes = [BenchSizes.Tiny, BenchSizes.Small, BenchSizes.D512],
         WarmupSteps = 2, Steps = 6, Rounds = 4, RssSteps = 1000, MergeModel = BenchSizes.Merge200MB, Documents = 1000, MatmulRepeats = 5,
         SizeSeconds = 60, Bf16Seconds = 60, MergeSeconds = 30, MergeMemorySeconds = 40, RealShapeLayers = 28, RealShapeSeconds = 150,
+        OnlineSizes = [BenchSizes.Tiny, BenchSizes.Small], OnlineCompletions = 8, OnlineSteps = 3, OnlineSeconds = 60,
     };
 
     /// <summary>The smallest setting (tests): a micro model, a handful of steps, bf16 measured whatever the CPU, one merge method, no peer, no real shape.</summary>
@@ -69,6 +81,7 @@ public sealed record BenchOptions
         Sizes = [BenchSizes.Micro], WarmupSteps = 1, Steps = 2, Rounds = 1, RssSteps = 10,
         RssSize = BenchSizes.Micro, MergeModel = BenchSizes.Micro.Model, Documents = 40, MatmulRepeats = 2,
         MergeMemoryModel = BenchSizes.Micro.Model, MergeMemoryShardBytes = 1_000_000, MergeMemorySeconds = 0, Bf16 = Bf16Measure.Always, Peer = false, RealShapeLayers = 0,
+        OnlineSizes = [BenchSizes.Micro], OnlineCompletions = 2, OnlineNewTokens = 8, OnlineSteps = 1, OnlineSeconds = 0,
     };
 }
 

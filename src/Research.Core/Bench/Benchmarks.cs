@@ -49,6 +49,8 @@ public sealed record BenchReport(
     public IReadOnlyList<BudgetUse> Budgets { get; init; } = [];
     /// <summary>The Qwen3-0.6B-shaped measurements (each in a process of its own; run by the command, see <see cref="RealShape"/>).</summary>
     public IReadOnlyList<RealShapeResult> RealShapes { get; init; } = [];
+    /// <summary>Rollout tokens/s with and without the KV cache and GRPO step tokens/s, per size of <see cref="BenchOptions.OnlineSizes"/>.</summary>
+    public IReadOnlyList<OnlineResult> Online { get; init; } = [];
     /// <summary>The options' label (quick, default, smallest).</summary>
     public string Setting { get; init; } = "";
 }
@@ -103,6 +105,16 @@ public static partial class Benchmarks
         var mmBudget = new Budget("merge peak memory", o.MergeMemorySeconds);
         var mergeMemory = Bench.MergeMemory.RunMany(o.MergeMemoryModel, o.MergeMemoryShardBytes, Bench.MergeMemory.Methods, log, mmBudget);
         budgets.Add(mmBudget.Use($"{mergeMemory.Count} of {Bench.MergeMemory.Methods.Count} methods"));
+        var online = new List<OnlineResult>();
+        foreach (var s in o.OnlineSizes)
+        {
+            var onlineBudget = new Budget($"online ({s.Name})", o.OnlineSeconds);
+            var r = Online(s, o.OnlineCompletions, o.OnlineNewTokens, o.OnlineSteps, device, onlineBudget);
+            budgets.Add(onlineBudget.Use($"{r.Rounds} sampler rounds"));
+            log.WriteLine($"online {s.Name}: rollouts {r.CachedTokensPerS:F0} tok/s with the KV cache, {r.UncachedTokensPerS:F0} without ({r.CacheSpeedup:F1}x); " +
+                          $"grpo {r.GrpoTokensPerS:F0} tok/s, {r.GrpoStepSeconds:F2} s a step, {r.RolloutShare:P0} of it rollouts");
+            online.Add(r);
+        }
         var reference = sizes.FirstOrDefault(x => x.Name == "small") ?? sizes[0];
         // bf16 is judged at the largest size (d_model 512 in the default bench): small models are overhead-bound.
         var widest = sizes.OrderBy(x => x.HiddenSize).Last();
@@ -110,7 +122,7 @@ public static partial class Benchmarks
             reference.Bf16MatmulSpeedup, reference.Bf16ForwardBackwardSpeedup, packing.ByteTokenizerMbPerS, reference.EvalSequencesPerS,
             machine, sizes, rss, merge, packing, clock.Elapsed.TotalSeconds, widest.Bf16TrainSpeedup, widest.Bf16LossGap, widest.Name, mergeMemory)
         {
-            Bf16 = bf16, Peer = peerReport, Budgets = budgets, Setting = o.Label,
+            Bf16 = bf16, Peer = peerReport, Budgets = budgets, Setting = o.Label, Online = online,
         };
     }
 

@@ -22,6 +22,7 @@ public static class StageCode
         ["merge"] = 1,
         ["doremi"] = 2,
         ["grpo"] = 2,
+        ["online_dpo"] = 1,
     };
 
     public static int Version(string kind) => Versions.GetValueOrDefault(kind, 0);

@@ -13,6 +13,15 @@ public enum AdvantageScale
     None,
 }
 
+/// <summary>What each reward is compared with to make its advantage.</summary>
+public enum Baseline
+{
+    /// <summary>The mean of the prompt's G rewards, itself included (GRPO).</summary>
+    GroupMean,
+    /// <summary>The mean of the prompt's other G - 1 rewards: an unbiased baseline (RLOO, Ahmadian et al. 2024, arXiv:2402.14740).</summary>
+    LeaveOneOut,
+}
+
 /// <summary>How per-token losses become one number (TRL's <c>loss_type</c>).</summary>
 public enum LossAggregation
 {
@@ -53,6 +62,15 @@ public static class GrpoLosses
         };
         return result.MoveToOuterDisposeScope();
     }
+
+    /// <summary>The advantages of <paramref name="baseline"/>: group-relative (scaled as said) or leave-one-out (unscaled: RLOO).</summary>
+    public static Tensor Advantages(Tensor rewards, int groupSize, Baseline baseline, AdvantageScale scale) => baseline switch
+    {
+        Baseline.GroupMean => GroupAdvantages(rewards, groupSize, scale),
+        Baseline.LeaveOneOut when scale == AdvantageScale.None => LeaveOneOutAdvantages(rewards, groupSize),
+        Baseline.LeaveOneOut => throw new ArgumentException("RLOO's leave-one-out advantages are not scaled: use AdvantageScale.None"),
+        _ => throw new ArgumentOutOfRangeException(nameof(baseline)),
+    };
 
     /// <summary>RLOO (Ahmadian et al. 2024, arXiv:2402.14740): each reward minus the mean of the other G - 1 in its group.</summary>
     public static Tensor LeaveOneOutAdvantages(Tensor rewards, int groupSize)

@@ -7,8 +7,9 @@ namespace Research.Stages.Online;
 /// <summary>
 /// grpo: on-policy training from the parent with a verifiable reward. Each step samples <see cref="PromptsPerStep"/>
 /// prompts, <see cref="Group"/> completions each (<see cref="Research.Models.Rollouts"/>), scores them, turns the rewards
-/// into group-relative advantages and takes one step of the clipped surrogate (<see cref="GrpoLosses"/>). One
-/// optimisation step per batch of rollouts, so the old policy is the sampling policy.
+/// into group-relative advantages and takes <see cref="Iterations"/> optimiser steps of the clipped surrogate on them
+/// (<see cref="GrpoLosses"/>), the old policy being the one that sampled. With <see cref="Baseline"/> leave-one-out it is
+/// RLOO; with a prefix schedule, the rollouts continue a demonstration's prefix (Prefix-RFT / UFT).
 /// </summary>
 public sealed record GrpoOptions : ITrainedOptions, IReadsFiles
 {
@@ -28,12 +29,18 @@ public sealed record GrpoOptions : ITrainedOptions, IReadsFiles
     public double EpsLow { get; init; } = 0.2;
     /// <summary>The upper clip range; above <see cref="EpsLow"/> is DAPO's clip-higher (0.28).</summary>
     public double EpsHigh { get; init; } = 0.2;
-    /// <summary>KL penalty to the parent (k3). 0, TRL's default, loads no reference model.</summary>
+    /// <summary>KL penalty to the parent, frozen (k3 per token). 0, TRL's default, loads no reference model.</summary>
     public double Beta { get; init; }
+    /// <summary>Optimiser steps on each batch of rollouts (TRL's num_iterations, the papers' mu); the train config's steps count them all.</summary>
+    public int Iterations { get; init; } = 1;
+    /// <summary>What a reward is compared with: the group's mean (GRPO) or the mean of the other G - 1 (RLOO, then unscaled).</summary>
+    public Baseline Baseline { get; init; } = Baseline.GroupMean;
     public AdvantageScale Scale { get; init; } = AdvantageScale.Group;
     public LossAggregation Aggregation { get; init; } = LossAggregation.Grpo;
     /// <summary>Drop groups whose rewards are all equal (no signal), DAPO's dynamic sampling.</summary>
     public bool FilterUninformative { get; init; } = true;
+    /// <summary>Prefix sampling: the share of each prompt's demonstration given before the rollout, at the first and last step (0, 0: off).</summary>
+    public PrefixSchedule Prefix { get; init; } = new();
     /// <summary>Token ids that end a completion besides the tokenizer's EOS.</summary>
     public int[] StopTokens { get; init; } = [];
     public TrainConfig Train { get; init; } = new() { Steps = 50, BatchSize = 1, LearningRate = 1e-5, WeightDecay = 0.0, WarmupSteps = 0, EvalEvery = 0, CheckpointEvery = 10, LogEvery = 1 };
@@ -52,6 +59,9 @@ public sealed record GrpoOptions : ITrainedOptions, IReadsFiles
     public GrpoOptions WithScale(AdvantageScale scale) => this with { Scale = scale };
     public GrpoOptions WithAggregation(LossAggregation how) => this with { Aggregation = how };
     public GrpoOptions WithFilter(bool on) => this with { FilterUninformative = on };
+    public GrpoOptions WithIterations(int mu) => this with { Iterations = mu };
+    public GrpoOptions WithBaseline(Baseline b) => this with { Baseline = b };
+    public GrpoOptions WithPrefix(PrefixSchedule p) => this with { Prefix = p };
 
     public GrpoOptions Validate()
     {
@@ -63,7 +73,12 @@ public sealed record GrpoOptions : ITrainedOptions, IReadsFiles
         if (!(EpsLow is >= 0 and < 1) || !(EpsHigh >= 0)) throw new ArgumentException($"grpo: clip ranges must be eps_low in [0, 1) and eps_high >= 0 (got {EpsLow}, {EpsHigh})");
         if (!(Beta >= 0)) throw new ArgumentException($"grpo: beta must be >= 0 (got {Beta})");
         if (Reward.Length == 0) throw new ArgumentException("grpo: reward needs at least one term");
-        if (Beta > 0) throw new NotSupportedException("grpo: a KL penalty to the parent (beta > 0) is not built yet; use beta 0 (TRL's default)");
+        if (Iterations < 1) throw new ArgumentException($"grpo: iterations must be at least 1 (got {Iterations})");
+        if (Train.Steps % Iterations != 0)
+            throw new ArgumentException($"grpo: steps ({Train.Steps}) must be a multiple of iterations ({Iterations}): each batch of rollouts gets all its iterations");
+        if (Baseline == Baseline.LeaveOneOut && Scale != AdvantageScale.None)
+            throw new ArgumentException("grpo: RLOO's leave-one-out advantages are not scaled; use scale none (Grpo.rloo sets it)");
+        Prefix.Validate();
         return this;
     }
 }

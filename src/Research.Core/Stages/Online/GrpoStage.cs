@@ -7,14 +7,13 @@ using Research.Training;
 namespace Research.Stages.Online;
 
 /// <summary>
-/// Kind "grpo": loads the policy from the parent, trains it with <see cref="GrpoObjective"/> in the one loop, then scores
-/// <see cref="GrpoOptions.Group"/> samples of every held-out prompt (val_reward) and writes grpo_report.json.
+/// Kind "grpo": loads the policy from the parent (and, with a KL penalty, the parent again as the frozen reference),
+/// trains it with <see cref="GrpoObjective"/> in the one loop, then scores <see cref="GrpoOptions.Group"/> samples of
+/// every held-out prompt (val_reward) and writes grpo_report.json.
 /// </summary>
 public sealed class GrpoExecutor : IStageExecutor
 {
     public const string ReportFile = "grpo_report.json";
-    /// <summary>Share of prompts held out for val_reward (seeded), at most 32.</summary>
-    public const double ValidationFraction = 0.2;
 
     public string Kind => "grpo";
     public Type Options => typeof(GrpoOptions);
@@ -24,44 +23,50 @@ public sealed class GrpoExecutor : IStageExecutor
         var o = ((GrpoOptions)config).Validate();
         foreach (var t in o.Reward) Rewards.Named(t.Name);                                  // unknown names fail before any work
         var prompts = PromptData.Read(o.DataPath);
-        var order = new Rng(Rng.Derive(ctx.Seed, 17)).Permutation(prompts.Count);
-        var held = prompts.Count < 5 ? 0 : Math.Min(32, (int)(prompts.Count * ValidationFraction));
-        var validation = order.Take(held).Select(i => prompts[i]).ToArray();
-        var train = order.Skip(held).Select(i => prompts[i]).ToArray();
+        var (train, validation) = OnlineValidation.Split(prompts, ctx.Seed);
         var (model, tokenizer) = Checkpoint.Load(ctx.ParentAt(0), ctx.Device);
         using (model)
         {
-            foreach (var p in prompts)
-                if (GrpoObjective.Ids(tokenizer, p.Prompt).Length + o.MaxNewTokens > model.Config.MaxPositionEmbeddings)
-                    throw new ArgumentException($"{p.Source}:{p.Line}: the prompt with {o.MaxNewTokens} new tokens exceeds the model's context of {model.Config.MaxPositionEmbeddings}; shorten it or lower max_new_tokens");
+            if (o.Prefix.Enabled && prompts.FirstOrDefault(p => p.Demonstration is null) is { } bare)
+                throw new ArgumentException($"{bare.Source}:{bare.Line}: prefix sampling needs a \"demonstration\" for every prompt");
+            OnlineValidation.EnsureFits(prompts, tokenizer, model, o.MaxNewTokens, o.Prefix.Enabled ? p => tokenizer.Encode(p.Demonstration!).Length : null);
             var trainConfig = o.Train with { Seed = ctx.Seed };
-            var objective = new GrpoObjective(model, tokenizer, train, o, ctx.Seed, o.FilesFingerprint());
-            var before = validation.Length > 0 ? MeanReward(model, tokenizer, validation, o, ctx.Seed) : double.NaN;
+            // The KL penalty's reference is the stage's input, frozen; with beta 0 it is never loaded.
+            using var reference = o.Beta > 0 ? Frozen(Checkpoint.LoadModel(ctx.ParentAt(0), ctx.Device)) : null;
+            var objective = new GrpoObjective(model, tokenizer, train, o, ctx.Seed, o.FilesFingerprint(), reference);
+            var sampling = Sampling(o, tokenizer);
+            var before = validation.Length > 0 ? OnlineValidation.MeanReward(model, tokenizer, validation, o.Reward, sampling, ctx.Seed) : double.NaN;
             var result = Trainer.Run(model, tokenizer, objective, trainConfig, ctx.Directory, log: ctx.Log, baseModel: ctx.ParentAt(0));
             var metrics = new Dictionary<string, double>(result.LastMetrics);
             if (validation.Length > 0)
             {
                 metrics["val_reward_before"] = before;
-                metrics["val_reward"] = MeanReward(model, tokenizer, validation, o, ctx.Seed);
+                metrics["val_reward"] = OnlineValidation.MeanReward(model, tokenizer, validation, o.Reward, sampling, ctx.Seed);
             }
             var report = new
             {
                 data_path = o.DataPath, prompts = prompts.Count, train_prompts = train.Length, validation_prompts = validation.Length,
-                reward = Rewards.Fingerprint(o.Reward), group = o.Group, val_reward_before = before, val_reward = metrics.GetValueOrDefault("val_reward", double.NaN),
+                reward = Rewards.Fingerprint(o.Reward), group = o.Group, iterations = o.Iterations, beta = o.Beta,
+                baseline = o.Baseline.ToString(), prefix_from = o.Prefix.From, prefix_to = o.Prefix.To,
+                val_reward_before = before, val_reward = metrics.GetValueOrDefault("val_reward", double.NaN),
             };
             AtomicFile.WriteAllText(Path.Combine(ctx.Directory, ReportFile), JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
             return metrics;
         }
     }
 
-    /// <summary>Mean reward of G seeded samples per held-out prompt (the same seeds before and after training).</summary>
-    public static double MeanReward(CausalLM model, ITokenizer tokenizer, IReadOnlyList<PromptExample> prompts, GrpoOptions o, long seed)
+    /// <summary>How the stage samples: G completions per prompt under its filters and stop tokens.</summary>
+    public static RolloutOptions Sampling(GrpoOptions o, ITokenizer tokenizer) => new()
     {
-        var rollouts = Rollouts.Sample(model, prompts.Select(p => (IReadOnlyList<int>)GrpoObjective.Ids(tokenizer, p.Prompt)).ToArray(), new RolloutOptions
-        {
-            Completions = o.Group, MaxNewTokens = o.MaxNewTokens, Temperature = o.Temperature, TopK = o.TopK, TopP = o.TopP,
-            Seed = unchecked((long)Rng.Derive(seed, 23)), StopTokens = [tokenizer.EosId, .. o.StopTokens],
-        }, tokenizer);
-        return rollouts.Average(r => Rewards.Score(o.Reward, prompts[r.Prompt].Prompt, tokenizer.Decode(r.Tokens.Where(t => t != tokenizer.EosId)), prompts[r.Prompt].Answer, r.Prompt));
+        Completions = o.Group, MaxNewTokens = o.MaxNewTokens, Temperature = o.Temperature, TopK = o.TopK, TopP = o.TopP,
+        StopTokens = [tokenizer.EosId, .. o.StopTokens],
+    };
+
+    /// <summary>A model for reference log-probs only: evaluation mode, no gradients.</summary>
+    public static CausalLM Frozen(CausalLM model)
+    {
+        model.eval();
+        foreach (var p in model.parameters()) p.requires_grad = false;
+        return model;
     }
 }

@@ -2,10 +2,13 @@ using Research.Data;
 
 namespace Research.Stages.Online;
 
-/// <summary>A prompt of on-policy training and, for a verifiable reward, its answer; the line it came from.</summary>
-public sealed record PromptExample(string Prompt, string? Answer, string Source, int Line);
+/// <summary>
+/// A prompt of on-policy training and, for a verifiable reward, its answer; for prefix sampling, a demonstration (a
+/// reference completion); the line it came from.
+/// </summary>
+public sealed record PromptExample(string Prompt, string? Answer, string Source, int Line, string? Demonstration = null);
 
-/// <summary>JSONL of {"prompt": ..., "answer": ...} (answer optional), one per line; errors name the file and line.</summary>
+/// <summary>JSONL of {"prompt": ..., "answer": ..., "demonstration": ...} (the last two optional), one per line; errors name the file and line.</summary>
 public static class PromptData
 {
     public static IReadOnlyList<PromptExample> Read(string path) =>
@@ -27,6 +30,12 @@ public static class PromptData
             if (a.ValueKind != System.Text.Json.JsonValueKind.String) throw new CorpusException($"{at}: \"answer\" must be a string");
             answer = JsonLine.Text(a, at + " (\"answer\")");
         }
-        return new PromptExample(text, answer, source, line);
+        string? demonstration = null;
+        if (root.TryGetProperty("demonstration", out var d))
+        {
+            if (d.ValueKind != System.Text.Json.JsonValueKind.String) throw new CorpusException($"{at}: \"demonstration\" must be a string");
+            demonstration = JsonLine.Text(d, at + " (\"demonstration\")");
+        }
+        return new PromptExample(text, answer, source, line, demonstration);
     }
 }
