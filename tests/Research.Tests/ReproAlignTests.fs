@@ -68,10 +68,13 @@ let tests =
             let script = Path.Combine(repoRoot, "scripts", "repro-preference.fsx")
             let code, text = runScript ws script $"--tiny --seeds 5 --out \"{out}\""
             Expect.stringContains text "every method raises held-out preference accuracy" $"prints the claim (output: {text})"
-            Expect.equal code 0 $"exit code 0: every primary claim held (output: {text})"
             for m in [ "DPO"; "LN-DPO"; "SimPO"; "KTO" ] do expectHeld text $"implicit-reward accuracy, {m} above chance: "
-            expectHeld text "mean expected length of sampled answers, LN-DPO below DPO: "
             Expect.stringContains text "over 5 seeds" "judged over five seeds"
+            // LN-DPO's shorter answers: measured over seeds 1-5, -2.6 [-5.3, +0.09] tokens, paired t p = 0.055: NOT REPRODUCED at
+            // --tiny (docs/methods/align.md). The test holds the script to the verdict line and an exit code that agrees with it.
+            let length = verdictLine text "mean expected length of sampled answers, LN-DPO below DPO: "
+            let held = length.EndsWith "HELD" && not (length.EndsWith "NOT REPRODUCED")
+            Expect.equal code (if held then 0 else 3) $"exit code agrees with the verdicts (output: {text})"
             expectFiles out [ "preference-accuracy.png"; "preference-accuracy.html"; "preference-length.png"; "preference.tex"; "preference.md"; "preference-claims.md" ]
             Expect.stringContains (File.ReadAllText(Path.Combine(out, "preference.tex"))) @"\toprule" "booktabs table"
             Expect.stringContains (File.ReadAllText(Path.Combine(out, "preference.md"))) "expected length" "the table has the expected length"
@@ -90,5 +93,5 @@ let tests =
                 let n = nodeOf r m
                 System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(ws, "nodes", $"{n.Kind}-{n.Key}", AlignExecutor.ReportFile))).RootElement.GetProperty("expected_mean_tokens").GetDouble()
             let t = Research.Eval.Statistics.Paired(perSeed (len "ln-dpo"), perSeed (len "dpo"))
-            Expect.isLessThan t.Difference.Upper 0.0 $"LN-DPO's expected sampled length below DPO's, paired by seed ({t.Difference})"
+            Expect.equal (t.Difference.Upper < 0.0) held $"the store's paired interval agrees with the printed verdict ({t.Difference})"
     ]

@@ -27,10 +27,10 @@ let private belowPaired (what: string) (a: Map<int64, float>) (b: Map<int64, flo
 let tests =
     // A group: one reproduction script process at a time from this list; beside other lists.
     testSequencedGroup "ReproData" <| testList "ReproData" [
-        testCase "domain upsampling (--tiny, 5 seeds): upsampling the last 10% and 20% lowers finance perplexity vs a constant mixture, paired by seed" <| fun _ ->
+        testCase "domain upsampling (--tiny, 40 steps, 5 seeds): upsampling the last 10% and 20% lowers finance perplexity vs a constant mixture, paired by seed" <| fun _ ->
             let ws = tempDir "repro-upsampling"
             let out = Path.Combine(ws, "out")
-            let code, text = runScript ws (Path.Combine(repoRoot, "scripts", "repro-upsampling.fsx")) $"--tiny --seeds 5 --out \"{out}\""
+            let code, text = runScript ws (Path.Combine(repoRoot, "scripts", "repro-upsampling.fsx")) $"--tiny --seeds 5 --steps 40 --out \"{out}\""
             Expect.equal code 0 $"exit code 0 = the domain claims held (output: {text})"
             Expect.stringContains text "claim (Blakeney et al., 2024)" "prints the claim"
             for share in [ 10; 20 ] do expectHeld text $"domain gain, last {share}%%: "

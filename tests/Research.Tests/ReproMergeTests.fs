@@ -24,16 +24,18 @@ let tests =
             let ws = tempDir "repro-distill"
             let out = Path.Combine(ws, "out")
             let code, text = runScript ws (Path.Combine(repoRoot, "scripts", "repro-distill.fsx")) $"--tiny --seeds 5 --out \"{out}\""
-            Expect.equal code 0 $"exit code 0 = the claimed direction held (output: {text})"
-            Expect.stringContains text "over 5 seeds" "judged over five seeds"
-            expectHeld text "distilled beats hard labels: "
+            // Measured over seeds 1-5 (docs/methods/distill.md): distilled - hard labels -0.018 [-0.038, +0.003], paired t
+            // p = 0.075, so the claim is NOT REPRODUCED at --tiny; the test holds the script to saying so, with its numbers,
+            // and to an exit code that agrees with the verdict (0 held, 3 not).
+            let verdict = verdictLine text "distilled beats hard labels: "
+            Expect.stringContains verdict "over 5 seeds" $"judged over five seeds: {verdict}"
+            Expect.equal code (if verdict.EndsWith "HELD" && not (verdict.EndsWith "NOT REPRODUCED") then 0 else 3) $"exit code agrees with the verdict (output: {text})"
             expectFiles out [ "distill-heldout-loss.png"; "distill-heldout-loss.svg"; "distill-heldout-loss.pdf"; "distill-heldout-loss.html"
                               "distill.tex"; "distill.md"; "distill-claims.md"; "distill-claims.tex" ]
             // Columns: model, held-out loss as "mean ± half-width" over the seeds.
             let rows = tableRows (Path.Combine(out, "distill.md"))
             let loss name = rows |> List.find (fun r -> r[0] = name) |> fun r -> number (r[1].Split(' ').[0])
-            let hard, soft = loss "student, hard labels", loss "student, distilled (GJSD)"
-            Expect.isLessThan soft hard $"mean distilled {soft} < mean hard labels {hard} (from the table)"
+            let hard = loss "student, hard labels"
             Expect.isLessThan (loss "teacher") hard "the teacher is better than the hard-label student"
 
         testCase "merge (--tiny, 5 seeds): task arithmetic and TIES beat each single fine-tune on both tasks, DARE 0.9 keeps >= 80%, paired by seed; lambda chosen on validation; figure and tables written" <| fun _ ->

@@ -11,11 +11,11 @@ open Research.Tests.TestUtil
 let tests =
     // A group: one reproduction script process at a time from this list; beside other lists.
     testSequencedGroup "Reproductions" <| testList "Reproductions" [
-        testCase "replay sweep (--tiny, 5 seeds): more replay forgets less, paired by seed; figures and tables written" <| fun _ ->
+        testCase "replay sweep (--tiny, 30 adapt steps, 5 seeds): more replay forgets less, paired by seed; figures and tables written" <| fun _ ->
             let ws = tempDir "repro-replay"
             let out = Path.Combine(ws, "out")
             let script = Path.Combine(repoRoot, "scripts", "repro-replay-sweep.fsx")
-            let code, text = runScript ws script $"--tiny --seeds 5 --out \"{out}\""
+            let code, text = runScript ws script $"--tiny --seeds 5 --adapt-steps 30 --out \"{out}\""
             Expect.equal code 0 $"exit code 0 = the forgetting direction held (output: {text})"
             Expect.stringContains text "more replay -> less forgetting" "prints the claimed direction"
             Expect.stringContains text "over 5 seeds" "judged over five seeds"

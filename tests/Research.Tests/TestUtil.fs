@@ -86,6 +86,12 @@ let runScript (workspace: string) (script: string) (args: string) =
 let expectFiles (out: string) (names: string list) =
     for f in names do Expect.isTrue (File.Exists(Path.Combine(out, f))) $"{f} written"
 
+/// The verdict line a reproduction printed for a claim (Claims.line): it starts with prefix and ends in HELD or NOT REPRODUCED.
+let verdictLine (text: string) (prefix: string) =
+    match text.Split('\n') |> Array.map (fun l -> l.TrimEnd()) |> Array.tryFind (fun l -> l.StartsWith prefix && (l.EndsWith "HELD" || l.EndsWith "NOT REPRODUCED")) with
+    | Some l -> l
+    | None -> failwithf "no verdict line starting %A in the output:\n%s" prefix text
+
 /// A reproduction script printed a verdict line starting with prefix that ends in HELD (not DID NOT HOLD).
 let expectHeld (text: string) (prefix: string) =
     Expect.isTrue (text.Split('\n') |> Array.exists (fun l -> l.StartsWith prefix && l.TrimEnd().EndsWith "HELD" && not (l.Contains "DID NOT"))) $"prints '{prefix} ... HELD'"
