@@ -146,7 +146,7 @@ public static class MiniYaml
                 if (p < s.Length && s[p] == ']') { p++; return list; }
                 while (true)
                 {
-                    list.Add(Flow(s, ref p, lineNo, inFlow: true, $"{path}[{list.Count}]", depth + 1));
+                    list.Add(Flow(s, ref p, lineNo, inFlow: true, path is null ? null : $"{path}[{list.Count}]", depth + 1));
                     SkipSpaces(s, ref p);
                     if (p < s.Length && s[p] == ',') { p++; continue; }
                     if (p < s.Length && s[p] == ']') { p++; return list; }
@@ -165,7 +165,8 @@ public static class MiniYaml
                     SkipSpaces(s, ref p);
                     if (p >= s.Length || s[p] != ':') throw Error(lineNo, $"expected ':' after flow map key '{key}'");
                     p++;
-                    if (!map.TryAdd(key, Flow(s, ref p, lineNo, inFlow: true, Child(path!, key), depth + 1))) throw Error(lineNo, $"key '{key}' appears twice");
+                    // path is null inside a key ("{{a: 1}: 2}"): the collection is no string, and the caller refuses it.
+                    if (!map.TryAdd(key, Flow(s, ref p, lineNo, inFlow: true, path is null ? null : Child(path, key), depth + 1))) throw Error(lineNo, $"key '{key}' appears twice");
                     SkipSpaces(s, ref p);
                     if (p < s.Length && s[p] == ',') { p++; continue; }
                     if (p < s.Length && s[p] == '}') { p++; return map; }
