@@ -249,11 +249,17 @@ let tests =
             File.WriteAllText(config, "{\"model_type\": \"llama\", \"hidden_size\": 32, \"hidden_size\": 64}")
             throwsWith<InvalidDataException> (fun () -> ModelConfig.Load config |> ignore) [ config; "hidden_size" ] "model config"
 
-        testCase "what the fuzz found in merge configs: a flow map as a key" <| fun _ ->
+        testCase "what the fuzz found in merge configs: a flow map as a key, a flow nest the YAML scanner trips on; anchors refused" <| fun _ ->
             let dir = tempDir "fuzz-found-yaml"
             let path = Path.Combine(dir, "merge.yaml")
             File.WriteAllText(path, "merge_method: linear\nmodels: [{model: a, parameters: {{weight: 1}: 2}}]\n")
             throwsWith<InvalidDataException> (fun () -> Research.Stages.Merge.MergeConfig.Load path |> ignore) [ path; "YAML line 2"; "keys must be strings" ] "a map as a key"
+            // YamlDotNet 18.1's scanner throws InvalidOperationException on this unterminated flow nest
+            File.WriteAllText(path, "merge_method: dare_ties\nparameters: {rescale: " + String.replicate 80 "[" + "l1, lambda: 1.0}\nseed: 0comment\n")
+            throwsWith<InvalidDataException> (fun () -> Research.Stages.Merge.MergeConfig.Load path |> ignore) [ path; "YAML line 2"; "malformed YAML" ] "an unterminated flow nest"
+            // an alias can blow a small file up into a huge tree: anchors and aliases are refused with their line
+            File.WriteAllText(path, "merge_method: linear\nmodels:\n  - &m {model: a}\n  - *m\n")
+            throwsWith<InvalidDataException> (fun () -> Research.Stages.Merge.MergeConfig.Load path |> ignore) [ path; "YAML line 3"; "anchors" ] "an anchor"
 
         testCase "what the fuzz found in Hugging Face tokenizer files: ids that disagree with the library, out of range or null, bad template lists, a template file" <| fun _ ->
             let write (name: string) (edit: string -> string -> string) =

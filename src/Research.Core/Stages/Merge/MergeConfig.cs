@@ -148,7 +148,7 @@ public sealed record MergeConfig
     /// <summary>Reads YAML; every error names the line it is about ("YAML line 7: models[1].parameters.density ...").</summary>
     public static MergeConfig FromYaml(string text)
     {
-        var tree = MiniYaml.Parse(text, out var lines);
+        var tree = YamlTree.Parse(text, out var lines);
         try { return FromTree(tree); }
         catch (InvalidDataException e) { throw MergeConfigError.WithLine(e, lines); }
     }
