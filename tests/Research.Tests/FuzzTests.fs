@@ -257,6 +257,11 @@ let tests =
             // YamlDotNet 18.1's scanner throws InvalidOperationException on this unterminated flow nest
             File.WriteAllText(path, "merge_method: dare_ties\nparameters: {rescale: " + String.replicate 80 "[" + "l1, lambda: 1.0}\nseed: 0comment\n")
             throwsWith<InvalidDataException> (fun () -> Research.Stages.Merge.MergeConfig.Load path |> ignore) [ path; "YAML line 2"; "malformed YAML" ] "an unterminated flow nest"
+            // a seed no long holds read as long.MinValue, so 1e300 and 1e301 made the same config
+            for seed in [ "1e300"; "-1e19"; "1e16" ] do
+                throwsWith<InvalidDataException> (fun () -> Research.Stages.Merge.MergeConfig.FromYaml $"merge_method: linear\nmodels: [{{model: a}}]\nseed: {seed}\n" |> ignore)
+                    [ "YAML line 3"; "seed must be an integer" ] $"seed {seed}"
+            Expect.equal (Research.Stages.Merge.MergeConfig.FromYaml "merge_method: linear\nmodels: [{model: a}]\nseed: -9007199254740992\n").Seed -9007199254740992L "the edge still reads"
             // an alias can blow a small file up into a huge tree: anchors and aliases are refused with their line
             File.WriteAllText(path, "merge_method: linear\nmodels:\n  - &m {model: a}\n  - *m\n")
             throwsWith<InvalidDataException> (fun () -> Research.Stages.Merge.MergeConfig.Load path |> ignore) [ path; "YAML line 3"; "anchors" ] "an anchor"
