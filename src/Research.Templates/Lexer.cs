@@ -305,6 +305,9 @@ internal sealed class Lexer
         if (!int.TryParse(h, NumberStyles.HexNumber, CultureInfo.InvariantCulture, out int cp))
             throw Error($"bad escape '\\{h}' in a string literal");
         pos += digits;
+        // As in Python: a surrogate escape is a lone surrogate in the string; beyond U+10FFFF (or "FFFFFFFF", read as -1) is an error.
+        if (cp is >= 0xD800 and <= 0xDFFF) return ((char)cp).ToString();
+        if (cp is < 0 or > 0x10FFFF) throw Error($"escape '\\{(digits == 8 ? 'U' : 'u')}{h}' is not a Unicode code point");
         return char.ConvertFromUtf32(cp);
     }
 }

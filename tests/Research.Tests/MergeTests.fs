@@ -291,14 +291,14 @@ seed: 42
 
             testCase "deep nesting is a clear error, not a stack overflow" <| fun _ ->
                 let deepFlow = "merge_method: " + String.replicate 100000 "[" + String.replicate 100000 "]"
-                throwsWith<InvalidDataException> (fun () -> MiniYaml.Parse deepFlow |> ignore) [ "YAML line 1"; "nesting deeper than" ] "flow lists"
+                throwsWith<InvalidDataException> (fun () -> YamlTree.Parse deepFlow |> ignore) [ "YAML line 1"; "nesting deeper than" ] "flow lists"
                 let deepBlock = String.Join("\n", [ for i in 0 .. 5000 -> String.replicate i " " + "k:" ])
-                throwsWith<InvalidDataException> (fun () -> MiniYaml.Parse deepBlock |> ignore) [ "nesting deeper than" ] "block maps"
+                throwsWith<InvalidDataException> (fun () -> YamlTree.Parse deepBlock |> ignore) [ "nesting deeper than" ] "block maps"
                 let deepItems = String.Join("\n", [ for i in 0 .. 5000 -> String.replicate (2 * i) " " + "-" ])
-                throwsWith<InvalidDataException> (fun () -> MiniYaml.Parse deepItems |> ignore) [ "nesting deeper than" ] "block lists"
+                throwsWith<InvalidDataException> (fun () -> YamlTree.Parse deepItems |> ignore) [ "nesting deeper than" ] "block lists"
                 // 32 levels still parse
                 let ok = "a: " + String.replicate 32 "[" + String.replicate 32 "]"
-                Expect.isNotNull (MiniYaml.Parse ok) "moderate nesting parses"
+                Expect.isNotNull (YamlTree.Parse ok) "moderate nesting parses"
 
             testCase "re: filters cannot hang: the non-backtracking engine, and constructs it lacks refused at load" <| fun _ ->
                 let rule = ParamRule("re:^(a+)+$", lst [ 1.0 ])

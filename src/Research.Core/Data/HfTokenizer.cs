@@ -80,6 +80,7 @@ public sealed class HfTokenizer : ITokenizer
         var native = Open(jsonPath, file.HasTruncationOrPadding ? WithoutTruncationOrPadding(jsonPath, files[Tokenizers.JsonFile]) : jsonPath);
         var tokenizer = new HfTokenizer(directory, native, file, config, files);
         tokenizer.CheckPostProcessor(jsonPath);
+        tokenizer.CheckAddedTokens(jsonPath);
         return tokenizer;
     }
 
@@ -116,6 +117,22 @@ public sealed class HfTokenizer : ITokenizer
         if (!empty.SequenceEqual(_prefix.Concat(_suffix)))
             throw new TokenizerException(
                 $"{path}: the post-processor adds [{string.Join(", ", empty)}] to an empty text, not the [{string.Join(", ", _prefix.Concat(_suffix))}] read from its post_processor section");
+    }
+
+    /// <summary>
+    /// Each added token must encode to the id its entry gives: the library numbers added tokens itself, and a tokenizer.json
+    /// whose ids disagree with it (a vocabulary id given twice, a gap before the added ids) would map text and ids differently
+    /// here and there.
+    /// </summary>
+    void CheckAddedTokens(string path)
+    {
+        foreach (var t in AddedTokenList)
+        {
+            var ids = _native.Encode(t.Content);                  // unchecked: the id the library gives is what this reports
+            if (!ids.Select(i => (long)i).SequenceEqual(_prefix.Append(t.Id).Concat(_suffix).Select(i => (long)i)))
+                throw new TokenizerException(
+                    $"{path}: added token \"{t.Content}\" has id {t.Id} in added_tokens, but the tokenizers library encodes it as [{string.Join(", ", ids)}] (ids given twice in model.vocab or added_tokens?)");
+        }
     }
 
     public string Name => "hf";
@@ -225,7 +242,9 @@ public sealed class HfTokenizer : ITokenizer
     {
         var raw = _native.Encode(text);
         var ids = new int[raw.Length];
-        for (var i = 0; i < raw.Length; i++) ids[i] = checked((int)raw[i]);
+        for (var i = 0; i < raw.Length; i++)
+            ids[i] = raw[i] < (uint)VocabSize ? (int)raw[i]
+                : throw new TokenizerException($"{Path.Combine(Directory, Tokenizers.JsonFile)}: the tokenizers library gave id {raw[i]}, outside the {VocabSize} ids of its vocabulary and added tokens");
         return ids;
     }
 

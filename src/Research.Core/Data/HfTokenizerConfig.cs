@@ -21,6 +21,11 @@ public sealed record HfTokenizerConfig(
     int? ModelMaxLength,
     IReadOnlyList<int> GenerationEosIds)
 {
+    /// <summary>The special tokens a chat template sees (bos_token, eos_token, ...), as tokenizer_config.json gives them.</summary>
+    public IReadOnlyDictionary<string, string> TemplateTokens { get; init; } = new Dictionary<string, string>();
+
+    static readonly string[] TemplateTokenKeys = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
+
     public const string SpecialTokensMapFile = "special_tokens_map.json";
     public const string GenerationConfigFile = "generation_config.json";
     public const string ChatTemplateFile = "chat_template.jinja";
@@ -45,7 +50,10 @@ public sealed record HfTokenizerConfig(
             Special("bos_token"), Special("eos_token"), Special("pad_token"), Special("unk_token"),
             Bool(config["add_bos_token"]), Bool(config["add_eos_token"]), template,
             MaxLength(config["model_max_length"]),
-            generation is null ? [] : Ids(generation["eos_token_id"], Path.Combine(directory, GenerationConfigFile), "eos_token_id"));
+            generation is null ? [] : Ids(generation["eos_token_id"], Path.Combine(directory, GenerationConfigFile), "eos_token_id"))
+        {
+            TemplateTokens = TemplateTokenKeys.Select(k => (k, v: SpecialToken(config[k], configPath, k))).Where(t => t.v is not null).ToDictionary(t => t.k, t => t.v!),
+        };
     }
 
     /// <summary>The JSON object in <paramref name="path"/>, or null when the file does not exist.</summary>
@@ -75,12 +83,17 @@ public sealed record HfTokenizerConfig(
             case JsonValue v when v.TryGetValue<string>(out var s): return s;
             case JsonArray list:
                 foreach (var item in list)
-                    if (item is JsonObject o && o["name"]?.GetValue<string>() == "default")
-                        return o["template"]?.GetValue<string>();
+                {
+                    if (item is not JsonObject o || !IsString(o["name"]) || !IsString(o["template"]))
+                        throw new TokenizerException($"{path}: each entry of \"chat_template\" should be an object with a \"name\" and a \"template\" string, not {item?.ToJsonString() ?? "null"}");
+                    if (o["name"]!.GetValue<string>() == "default") return o["template"]!.GetValue<string>();
+                }
                 return null;
             default: throw new TokenizerException($"{path}: \"chat_template\" should be a string or a list of {{name, template}} objects");
         }
     }
+
+    static bool IsString(JsonNode? node) => node is JsonValue v && v.TryGetValue<string>(out _);
 
     static bool? Bool(JsonNode? node) => node is JsonValue v && v.TryGetValue<bool>(out var b) ? b : null;
 

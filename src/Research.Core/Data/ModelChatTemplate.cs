@@ -30,8 +30,8 @@ public sealed class ModelChatTemplate
         var path = Path.Combine(hf.Directory, Tokenizers.ConfigFile);
         if (hf.ChatTemplate is null)
             throw new TokenizerException($"{path}: no chat_template; template \"model\" needs the model's own (or use \"plain\" or \"chatml\")");
-        var specials = new Dictionary<string, string>(TokenizerChatConfig.FromJson(File.ReadAllText(path)).SpecialTokens);
-        return new ModelChatTemplate(new TokenizerChatConfig(hf.ChatTemplate, specials), path);
+        // The tokens as read at load (the template may come from chat_template.jinja, which tokenizer_config.json does not name).
+        return new ModelChatTemplate(new TokenizerChatConfig(hf.ChatTemplate, new Dictionary<string, string>(hf.Config.TemplateTokens)), path);
     }
 
     /// <summary>The messages rendered as transformers' apply_chat_template(tokenize=False) writes them.</summary>

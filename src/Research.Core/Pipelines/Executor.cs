@@ -181,6 +181,7 @@ public sealed class Executor
         Directory.CreateDirectory(dir);
         // One process per node at a time: a second process asking for the same key waits, then finds it done.
         using var nodeLock = NodeLock.Acquire(NodeLock.PathOf(dir), Options.Log, stage.Name);
+        foreach (var name in FileLeftovers.Remove(dir)) Options.Log.WriteLine($"  {stage.Name}: removed {name}, left by a killed run");
         if (IsDone(dir))
         {
             Trainer.RemoveCheckpoints(dir);   // a kill between done.json and their removal left them

@@ -116,5 +116,11 @@ public static class AtomicFile
     /// <summary>Test seam: take the two-rename path even where the file system can exchange, in this flow only.</summary>
     internal static readonly AsyncLocal<bool> ForceTwoRenames = new();
 
+    /// <summary>Test seam: called by <see cref="PendingFile.Commit"/> with the target's path and "written" (the temp file is
+    /// on disk, not yet renamed) or "renamed", in this flow only.</summary>
+    internal static readonly AsyncLocal<Action<string, string>?> FileFaultHook = new();
+
     static void Fault(string step) => FaultHook.Value?.Invoke(step);
+
+    internal static void FileFault(string path, string step) => FileFaultHook.Value?.Invoke(path, step);
 }

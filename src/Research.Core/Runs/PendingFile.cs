@@ -30,8 +30,10 @@ public sealed class PendingFile : IDisposable
         s.Flush(flushToDisk: true);
         s.Dispose();
         _stream = null;
+        AtomicFile.FileFault(_path, "written");
         File.Move(_tmp, _path, overwrite: true);
         _committed = true;
+        AtomicFile.FileFault(_path, "renamed");
         FileSystemCalls.SyncDirectory(Path.GetDirectoryName(_path)!);                     // the rename itself, durable
 
     }

@@ -148,7 +148,7 @@ public sealed record MergeConfig
     /// <summary>Reads YAML; every error names the line it is about ("YAML line 7: models[1].parameters.density ...").</summary>
     public static MergeConfig FromYaml(string text)
     {
-        var tree = MiniYaml.Parse(text, out var lines);
+        var tree = YamlTree.Parse(text, out var lines);
         try { return FromTree(tree); }
         catch (InvalidDataException e) { throw MergeConfigError.WithLine(e, lines); }
     }
@@ -246,7 +246,9 @@ public sealed record MergeConfig
             throw MergeConfigError.At("dtype", $"dtype '{dtype}' is not one of {string.Join(", ", Dtypes)}");
         long seed = 0;
         if (root.TryGetValue("seed", out var sv))
-            seed = sv is double sd && sd == Math.Floor(sd) ? (long)sd : throw MergeConfigError.At("seed", $"seed must be an integer, got {Show(sv)}");
+            // within ±2^53, where every integer is a double: beyond, (long) of 1e300 is long.MinValue, as of 1e301
+            seed = sv is double sd && sd == Math.Floor(sd) && Math.Abs(sd) <= 9007199254740992.0 ? (long)sd
+                : throw MergeConfigError.At("seed", $"seed must be an integer within ±2^53, got {Show(sv)}");
 
         var config = new MergeConfig
         {
