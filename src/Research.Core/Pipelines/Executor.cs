@@ -50,6 +50,7 @@ public sealed class Executor
         foreach (var k in new IStageExecutor[] { new PretrainExecutor(), new AdaptExecutor(), new CheckpointSourceExecutor(), new MergeExecutor(), new DistillExecutor(), new TuneExecutor(), new AlignExecutor() }) Register(k);
         Register(new DoReMiExecutor());
         Register(new Research.Stages.Online.GrpoExecutor());
+        foreach (var k in new IStageExecutor[] { new Research.Stages.Uda.ClassifyExecutor(), new Research.Stages.Uda.UdaExecutor(), new Research.Stages.Uda.TentExecutor() }) Register(k);
     }
 
     /// <summary>Adds a kind of stage: stages whose options are <see cref="IStageExecutor.Options"/> run through it.</summary>

@@ -22,6 +22,9 @@ public static class StageCode
         ["merge"] = 1,
         ["doremi"] = 1,
         ["grpo"] = 1,
+        ["classify"] = 1,
+        ["uda"] = 1,
+        ["tent"] = 1,
     };
 
     public static int Version(string kind) => Versions.GetValueOrDefault(kind, 0);
