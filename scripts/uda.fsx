@@ -17,11 +17,13 @@ open Research.Pipelines
 
 let args = fsi.CommandLineArgs
 let tiny = args |> Array.contains "--tiny"
+// "CPT first" (adapt on the target text -> classify -> DANN) against "UDA only": on by default, off with --tiny unless --cpt.
+let withCpt = not tiny || args |> Array.contains "--cpt"
 let seeds = Script.arg args "seeds" 5
 let outDir = Script.arg args "out" "uda"
 let size (full: int) (small: int) = if tiny then small else full
 let severities =
-    (Script.arg args "severities" "0.2,0.5,0.8").Split ',' |> Array.map (fun x -> float (x.Trim())) |> List.ofArray
+    (Script.arg args "severities" (if tiny then "0.2,0.8" else "0.2,0.5,0.8")).Split ',' |> Array.map (fun x -> float (x.Trim())) |> List.ofArray
 let examples = size 600 120                      // training examples per domain; the test holds half as many
 
 // A small byte-level Llama pretrained on the world's general text: the body every classifier starts from.
@@ -31,11 +33,13 @@ let model =
     else tinyModel ()
 let start = pretrain world.General model |> Stage.steps (size 300 60) |> Stage.blockLength 64 |> Stage.named "base"
 
-let cls, udaSteps, tentSteps, cptSteps = size 300 100, size 150 40, size 20 8, size 100 30
+let cls, udaSteps, tentSteps, cptSteps = size 300 100, size 150 30, size 20 8, size 100 30
 let batch, clsBatch = size 16 8, 16
 let lr = 2e-3
 let methods = [ Dann; Coral; Mmd; M3sda; SelfTraining; AdaMatch ]
-let arms = [ "source_only"; "oracle"; "dann"; "coral"; "mmd"; "m3sda"; "self_training"; "adamatch"; "tent"; "cpt_source_only"; "cpt_dann" ]
+let arms =
+    [ "source_only"; "oracle"; "dann"; "coral"; "mmd"; "m3sda"; "self_training"; "adamatch"; "tent" ]
+    @ (if withCpt then [ "cpt_source_only"; "cpt_dann" ] else [])
 
 let experimentAt (severity: float) =
     let dir = Path.Combine(Path.GetFullPath outDir, "data", $"severity-{severity:R}")
@@ -52,7 +56,7 @@ let experimentAt (severity: float) =
           yield (classifyOracle files.Train |> Stage.steps cls |> Stage.lr lr |> Stage.batch clsBatch) b
           for m in methods do yield (uda m files.Train |> Stage.steps udaSteps |> Stage.batch batch) so
           yield (tent files.Train |> Stage.steps tentSteps |> Stage.batch batch) so
-          yield (dann files.Train |> Stage.steps udaSteps |> Stage.batch batch |> Stage.named "cpt_dann") cptSo ]
+          if withCpt then yield (dann files.Train |> Stage.steps udaSteps |> Stage.batch batch |> Stage.named "cpt_dann") cptSo ]
     Experiment.createBranches $"uda-severity-{severity:R}" start recipe
     |> Experiment.seeds [ for s in 1 .. seeds -> int64 s ]
     |> Experiment.evaluateAfter arms
@@ -138,7 +142,8 @@ let decreasing xs = xs |> List.pairwise |> List.forall (fun (a, b) -> b < a)
 claim "ATC's prediction falls with severity as the true accuracy does" (decreasing trueAcc && decreasing atcAcc) $"true {trueAcc}, ATC {atcAcc}"
 
 // 5. CPT first against UDA only.
-for s, r in results do
+if withCpt then
+  for s, r in results do
     let t = compare r "target" "cpt_dann" "dann"
     printfn "severity %g: CPT first (cpt_dann) minus UDA only (dann): %+.3f [%+.3f, %+.3f], Wilcoxon p %.4f" s t.MeanDifference t.Difference.Lower t.Difference.Upper t.WilcoxonP
 

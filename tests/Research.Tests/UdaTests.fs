@@ -177,6 +177,56 @@ let tests =
             throwsWith<CorpusException> (fun () -> ClassificationData.Indices(Seq.take 2 xs |> Seq.toArray, [| "pos" |]) |> ignore) [ $"{ok}:3"; "label \"1\"" ] "unknown label"
             Expect.isTrue (ClassificationData.InDomain("general/animals", "general") && not (ClassificationData.InDomain("generalist", "general"))) "domain parts"
 
+        testCase "the objective: batches are a function of (step, micro); DANN's loss reaches the discriminator and the body; its state round-trips" <| fun _ ->
+            let side (rows: int[] list) = EncodedSide(List.toArray rows, [| for i in 0 .. rows.Length - 1 -> int64 (i % 2) |], [| for i in 0 .. rows.Length - 1 -> int64 (i % 3) |], 0)
+            let src = side [ for i in 0 .. 5 -> [| 256; 65 + i; 66; 46 |] ]
+            let tgt = side [ for i in 0 .. 5 -> [| 256; 70 + i; 46 |] ]
+            let o = UdaOptions(DataPath = "x.jsonl").WithMethod UdaMethod.Dann
+            let cfg = o.Train.WithBatchSize 4
+            use model0 = microModel 7L
+            let config = SequenceClassification.WithHead(model0.Config, [| "a"; "b" |])
+            use model = new CausalLM(config, 7L)
+            use objective = new ClassifyObjective("uda", src, tgt, o, 258, 32, 5L, "fp", torch.CPU)
+            use a = objective.Batch(3L, 0, cfg, torch.CPU)
+            use b = objective.Batch(3L, 0, cfg, torch.CPU)
+            for x, y in [ a.Source, b.Source; a.Target, b.Target; a.Labels, b.Labels ] do Expect.isTrue (x.shape = y.shape && maxAbsDiff x y = 0.0) "same position, same batch"
+            Expect.equal a.Normalizer 4L "normalised by source rows"
+            use sink = new Research.Training.MetricSink()
+            use loss = objective.Loss(model, a, sink)
+            loss.backward()
+            let aux = objective.AuxiliaryParameters() |> List.ofSeq
+            Expect.equal aux.Length 4 "two linear layers, weight and bias"
+            Expect.isTrue (aux |> List.exists (fun struct (_, p) -> not (isNull p.grad) && p.grad.abs().sum().item<float32>() > 0.0f)) "the discriminator learns"
+            Expect.isTrue (model.ScoreHead.weight.grad.abs().sum().item<float32>() > 0.0f) "the head learns"
+            let metrics = sink.Drain()
+            Expect.isTrue (metrics.ContainsKey "dann_lambda" && metrics.ContainsKey "loss_uda") "DANN's metrics"
+            let file = Path.Combine(tempDir "uda-state", "objective.safetensors")
+            Safetensors.Save(file, objective.StateTensors())
+            use other = new ClassifyObjective("uda", src, tgt, o, 258, 32, 99L, "fp", torch.CPU)
+            let state = Safetensors.Load file
+            other.LoadState(state, file)
+            for struct (_, p), struct (_, q) in Seq.zip (objective.AuxiliaryParameters()) (other.AuxiliaryParameters()) do
+                Expect.equal (maxAbsDiff p q) 0.0 "the discriminator resumes exactly"
+            use plain = new ClassifyObjective("classify", src, null, null, 258, 32, 5L, "fp", torch.CPU)
+            let empty = Path.Combine(tempDir "uda-state", "empty.safetensors")
+            Safetensors.Save(empty, plain.StateTensors())
+            plain.LoadState(Safetensors.Load empty, empty)
+            throwsWith<InvalidDataException> (fun () -> other.LoadState(Safetensors.Load empty, empty)) [ "empty.safetensors"; "discriminator" ] "a state without the discriminator"
+
+        testCase "the suite scores nothing on a model without a head, so it can follow every stage" <| fun _ ->
+            let f = writeLines [ """{"text": "a", "label": "x", "domain": "finance"}""" ]
+            use m = microModel 2L
+            Expect.isEmpty (Research.Pipelines.ClassificationSuite("t", f, "finance").Evaluate(m, ByteTokenizer.Instance)) "no head, no scores"
+
+        testCase "options are checked with their names" <| fun _ ->
+            let uda (f: UdaOptions -> UdaOptions) = (f (UdaOptions(DataPath = "d.jsonl"))).Validate() |> ignore
+            throwsWith<System.ArgumentException> (fun () -> uda (fun o -> o.WithThreshold 1.5)) [ "threshold must be in (0, 1]" ] "threshold"
+            throwsWith<System.ArgumentException> (fun () -> uda (fun o -> o.WithTrain(o.Train.WithBatchSize 1) :?> UdaOptions)) [ "batch_size must be at least 2" ] "batch"
+            throwsWith<System.ArgumentException> (fun () -> uda (fun o -> o.WithDomains("general", "general/animals"))) [ "overlap" ] "overlapping domains"
+            throwsWith<System.ArgumentException> (fun () -> (UdaOptions()).Validate() |> ignore) [ "data_path is required" ] "no data"
+            throwsWith<System.ArgumentException> (fun () -> (TentOptions(DataPath = "d.jsonl").WithTrain((TentOptions()).Train.WithLora(LoraOptions())) :?> TentOptions).Validate() |> ignore)
+                [ "tent: LoRA is not supported" ] "tent with LoRA"
+
         testCase "shift benchmark: every source example has the shared cue, a target one with probability 1 - severity" <| fun _ ->
             let cued (x: LabeledText) = [ "week."; "news."; "time." ] |> List.exists (fun e -> x.Text.EndsWith e)
             let share sev = let b = ShiftBenchmark(200, sev, 4) in b.Train |> Seq.filter (fun x -> x.Domain = "finance") |> Seq.averageBy (fun x -> if cued x then 1.0 else 0.0)

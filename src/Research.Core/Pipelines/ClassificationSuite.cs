@@ -29,8 +29,11 @@ public sealed class ClassificationSuite(string name, string path, string domain,
         public bool[] Correct => Predicted.Zip(Gold).Select(x => x.First == x.Second).ToArray();
     }
 
+    /// <summary>The scores; none (an empty result) for a model without a classification head, such as the language model a
+    /// pipeline starts from, so the suite can be evaluated after every stage.</summary>
     public IReadOnlyDictionary<string, double> Evaluate(CausalLM model, ITokenizer tokenizer)
     {
+        if (model.Config.NumLabels is null) return new Dictionary<string, double>();
         var all = ClassificationData.Read(path);
         var labels = SequenceClassification.Labels(model.Config);
         var target = Predict(model, tokenizer, ClassificationData.Of(all, domain, path), labels, tentSteps);

@@ -158,6 +158,7 @@ public sealed record TentOptions : ITrainedOptions, IReadsFiles, IClassification
     public TentOptions Validate()
     {
         UdaOptions.CheckData(Kind, this);
+        if (Train.Lora is not null) throw new ArgumentException("tent: LoRA is not supported; TENT updates the normalisation weights only, which LoRA would freeze");
         return this;
     }
 }
