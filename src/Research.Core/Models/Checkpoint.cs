@@ -116,7 +116,9 @@ public static class Checkpoint
     public static Provenance? Origin(CausalLM model) => Origins.TryGetValue(model, out var p) ? p : null;
 
     /// <summary>Copies every tensor of the checkpoint into the model, checking names and shapes strictly.</summary>
-    public static void LoadWeights(CausalLM model, string dir)
+    /// <param name="fresh">Parameters the checkpoint may lack, which then keep their initial values (a classification head
+    /// added to a language model); null = none.</param>
+    public static void LoadWeights(CausalLM model, string dir, IReadOnlySet<string>? fresh = null)
     {
         var tensors = Safetensors.LoadDirectory(dir);
         try
@@ -141,7 +143,10 @@ public static class Checkpoint
                 {
                     var p = expected[name];
                     if (!tensors.TryGetValue(key, out var stored))
+                    {
+                        if (fresh is not null && fresh.Contains(key)) { dtypes[key] = p.dtype; continue; }   // saved as it trains
                         throw new InvalidDataException($"{dir}: checkpoint lacks tensor '{key}'");
+                    }
                     var conv = IsConv(family, name);
                     var shape = conv && stored.dim() == 2 ? new[] { stored.shape[1], stored.shape[0] } : stored.shape;
                     if (!shape.SequenceEqual(p.shape))

@@ -366,6 +366,7 @@ public sealed class CausalLM : nn.Module
 {
     readonly DecoderStack stack;
     readonly Linear? lm_head;
+    readonly Linear? score;
     readonly RopeSpec? globalRope, localRope;
 
     /// <summary>Submodules are registered under the family's checkpoint names, not under their field names.</summary>
@@ -382,6 +383,7 @@ public sealed class CausalLM : nn.Module
         Family = config.Family;
         register_module(Family.Names.Root, stack = new DecoderStack(config));
         if (!config.TieWordEmbeddings) register_module("lm_head", lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false));
+        if (config.NumLabels is { } labels) register_module(SequenceClassification.HeadName, score = nn.Linear(config.HiddenSize, labels, hasBias: false));
         if (!Family.LearnedPositions)
         {
             var scaling = config.RopeScaling is { } rs && config.OriginalMaxPositionEmbeddings is { } om ? rs with { OriginalMaxPositionEmbeddings = om } : config.RopeScaling;
@@ -476,6 +478,9 @@ public sealed class CausalLM : nn.Module
         cache?.Advance((int)t);
         return h.MoveToOuterDisposeScope();
     }
+
+    /// <summary>The sequence-classification head (<c>score</c>, no bias) when config.json has num_labels; else null.</summary>
+    public Linear? ScoreHead => score;
 
     public long ParameterCount() => parameters().Sum(p => p.numel());
 }

@@ -66,6 +66,13 @@ public sealed record ModelConfig
     /// <summary>Gemma 2/3: logits become tanh(z / cap) · cap.</summary>
     [JsonPropertyName("final_logit_softcapping")] public double? FinalLogitSoftcapping { get; init; }
 
+    /// <summary>Classes of the sequence-classification head (<c>score.weight</c>, [num_labels, hidden]); null = no head. A reward
+    /// model is num_labels 1. See <see cref="SequenceClassification"/>.</summary>
+    [JsonPropertyName("num_labels")] public int? NumLabels { get; init; }
+    /// <summary>The head's class names by index ("0" .. num_labels - 1), as Hugging Face writes them.</summary>
+    [JsonPropertyName("id2label")] public Dictionary<string, string>? Id2Label { get; init; }
+    [JsonPropertyName("label2id")] public Dictionary<string, int>? Label2Id { get; init; }
+
     /// <summary>The config.json this was read from, kept whole so a save writes back every key (only changed ones updated).</summary>
     [JsonIgnore] public JsonObject? Source { get; init; }
 
@@ -121,6 +128,12 @@ public sealed record ModelConfig
                 throw new InvalidDataException($"{Where("layer_types")} has {lt.Length} entries for {NumHiddenLayers} layers");
             var bad = lt.FirstOrDefault(t => t is not ("sliding_attention" or "full_attention"));
             if (bad is not null) throw new InvalidDataException($"{Where("layer_types")} entry '{bad}' is neither sliding_attention nor full_attention");
+        }
+        if (NumLabels is { } nl)
+        {
+            InRange("num_labels", nl, 1 << 16);
+            if (Id2Label is { } names && (names.Count != nl || Enumerable.Range(0, nl).Any(i => !names.ContainsKey(i.ToString(System.Globalization.CultureInfo.InvariantCulture)))))
+                throw new InvalidDataException($"{Where("id2label")} must name every class 0 .. {nl - 1} of num_labels {nl} (got keys {string.Join(", ", names.Keys)})");
         }
         RopeScaling?.Validate(Where("rope_scaling"));
         if (family.LearnedPositions && RopeScaling is not null)
@@ -217,6 +230,12 @@ public sealed record ModelConfig
             if (work[key] is null) throw new InvalidDataException($"{where}: {key} is missing");
         if (work["torch_dtype"] is null) work["torch_dtype"] = work["dtype"]?.DeepClone() ?? "float32";
         if (work["architectures"] is null) work["architectures"] = new JsonArray(family.Architecture);
+        // A Hugging Face *ForSequenceClassification checkpoint does not write num_labels: it is the size of id2label (2 by default).
+        if (work["num_labels"] is null && work["architectures"] is JsonArray arch && arch.Count > 0 && arch[0] is JsonValue a0
+            && a0.TryGetValue<string>(out var archName) && archName.EndsWith("ForSequenceClassification", StringComparison.Ordinal))
+            work["num_labels"] = work["id2label"] is JsonObject labels ? labels.Count : 2;
+        else if (work["num_labels"] is null) { work.Remove("id2label"); work.Remove("label2id"); }   // a causal LM's stray label names build no head
+
         ModelConfig? cfg;
         try { cfg = work.Deserialize<ModelConfig>(); }
         catch (JsonException e) { throw new InvalidDataException($"{where}: {e.Path}: {e.Message}", e); }

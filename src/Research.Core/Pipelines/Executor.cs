@@ -51,6 +51,7 @@ public sealed class Executor
         Register(new DoReMiExecutor());
         Register(new Research.Stages.Online.GrpoExecutor());
         Register(new Research.Stages.Online.OnlineDpoExecutor());
+        foreach (var k in new IStageExecutor[] { new Research.Stages.Uda.ClassifyExecutor(), new Research.Stages.Uda.UdaExecutor(), new Research.Stages.Uda.TentExecutor() }) Register(k);
     }
 
     /// <summary>Adds a kind of stage: stages whose options are <see cref="IStageExecutor.Options"/> run through it.</summary>

@@ -23,6 +23,9 @@ public static class StageCode
         ["doremi"] = 2,
         ["grpo"] = 2,
         ["online_dpo"] = 1,
+        ["classify"] = 1,
+        ["uda"] = 1,
+        ["tent"] = 1,
     };
 
     public static int Version(string kind) => Versions.GetValueOrDefault(kind, 0);

@@ -40,6 +40,16 @@ public interface IStatefulObjective
     void LoadState(IReadOnlyDictionary<string, Tensor> state, string source);
 }
 
+/// <summary>
+/// An objective that trains parameters of its own beside the model's (DANN's domain discriminator): the optimizer steps them
+/// with the model's, under their names (prefixed "objective."). They are not part of the model's checkpoint; an objective
+/// with them is also an <see cref="IStatefulObjective"/>, whose state carries their values across a resume.
+/// </summary>
+public interface IAuxiliaryParameters
+{
+    IEnumerable<(string Name, TorchSharp.Modules.Parameter P)> AuxiliaryParameters();
+}
+
 /// <summary>Device-side running sums of per-step diagnostics, read back only at log steps.</summary>
 public sealed class MetricSink : IDisposable
 {

@@ -78,7 +78,8 @@ public static class Trainer
         using var adapter = config.Lora is { } lora ? LoraAdapter.Attach(model, lora, config.Seed) : null;
         TrainMemory.EnsureFits(objective.Kind, model.ParameterCount(), fullPrecision is null ? 4 : 2,
             adapter?.TrainableCount ?? model.ParameterCount(), fullPrecision is not null);
-        using var optimizer = new AdamW(adapter?.NamedParameters() ?? model.named_parameters().Select(p => (p.name, p.parameter)), fullPrecision);
+        var auxiliary = objective is IAuxiliaryParameters aux ? aux.AuxiliaryParameters().Select(p => ("objective." + p.Name, p.P)) : [];
+        using var optimizer = new AdamW((adapter?.NamedParameters() ?? model.named_parameters().Select(p => (p.name, p.parameter))).Concat(auxiliary), fullPrecision);
         if (adapter is not null)
             log.WriteLine($"{objective.Kind}: LoRA r={adapter.Options.Rank} alpha={adapter.Options.Alpha} on {string.Join(", ", adapter.Options.TargetModules)}: " +
                           $"{adapter.TrainableCount:N0} trainable of {model.ParameterCount():N0} parameters");
