@@ -5,21 +5,13 @@ open System
 open System.IO
 open Expecto
 open Research
-open Research
 open Research.Data
 open Research.Models
 open Research.Stages.Online
 open Research.Tests.TestUtil
 open TorchSharp
 
-/// The share of a completion's characters that are 'a' (the reward of GrpoStageTests, registered under the same name and version).
-let private shareOfA = Reward.Of("share_of_a", 1, fun _ completion _ -> if completion.Length = 0 then 0.0 else float (completion |> Seq.filter ((=) 'a') |> Seq.length) / float completion.Length)
-
-let private prompts () =
-    Rewards.Register shareOfA
-    let data = Path.Combine(tempDir "grpo-prompts", "prompts.jsonl")
-    File.WriteAllLines(data, [ for i in 0 .. 11 -> $"{{\"prompt\": \"say a {i}:\", \"answer\": \"a\"}}" ])
-    data
+let private prompts () = GrpoFixtures.writePrompts (tempDir "grpo-prompts")
 
 /// The mean character code of a completion, each capped at 255, / 255 (a byte that is not UTF-8 decodes to U+FFFD, so
 /// counts 1): dense and continuous, so every group of random samples is informative.

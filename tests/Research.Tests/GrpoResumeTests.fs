@@ -10,14 +10,7 @@ open Research.Stages.Online
 open Research.Tests.TestUtil
 open TorchSharp
 
-/// The share of a completion's characters that are 'a' (the reward of GrpoStageTests, registered under the same name and version).
-let private shareOfA = Reward.Of("share_of_a", 1, fun _ completion _ -> if completion.Length = 0 then 0.0 else float (completion |> Seq.filter ((=) 'a') |> Seq.length) / float completion.Length)
-
-let private prompts () =
-    Rewards.Register shareOfA
-    let data = Path.Combine(tempDir "grpo-prompts", "prompts.jsonl")
-    File.WriteAllLines(data, [ for i in 0 .. 11 -> $"{{\"prompt\": \"say a {i}:\", \"answer\": \"a\"}}" ])
-    data
+let private prompts () = GrpoFixtures.writePrompts (tempDir "grpo-prompts")
 
 /// RLOO with a KL penalty and two iterations per rollout batch, trained by the loop directly; the checkpoint at step 3
 /// falls between the two iterations on rollout batch 1, so resuming needs the held rollouts.

@@ -13,21 +13,16 @@ open Research.Stages.Online
 open Research.Tests.TestUtil
 open TorchSharp
 
-/// The share of a completion's characters that are 'a': dense, so a random micro model already earns some of it.
-let private shareOfA = Reward.Of("share_of_a", 1, fun _ completion _ -> if completion.Length = 0 then 0.0 else float (completion |> Seq.filter ((=) 'a') |> Seq.length) / float completion.Length)
 
 /// The mean character code of a completion, each capped at 255, / 255 (a byte that is not UTF-8 decodes to U+FFFD, so
 /// counts 1): dense and continuous, so two random samples are almost never tied.
 let private meanCode = Reward.Of("mean_code", 2, fun _ completion _ -> if completion.Length = 0 then 0.0 else (completion |> Seq.averageBy (fun c -> float (min (int c) 255))) / 255.0)
 
 let private setup () =
-    Rewards.Register shareOfA
     let dir = tempDir "grpo"
     let parent = Path.Combine(dir, "parent")
     (use m = microModel 51L in Checkpoint.Save(parent, m, ByteTokenizer.Instance))
-    let data = Path.Combine(dir, "prompts.jsonl")
-    File.WriteAllLines(data, [ for i in 0 .. 11 -> $"{{\"prompt\": \"say a {i}:\", \"answer\": \"a\"}}" ])
-    dir, parent, data
+    dir, parent, GrpoFixtures.writePrompts dir
 
 let private experiment parent data =
     let step =
