@@ -126,7 +126,10 @@ public static class Trainer
                     {
                         var b = batches[m];
                         adapter?.BeginMicroBatch(step - 1, m);                           // LoRA dropout masks: a function of (seed, step, micro)
-                        var loss = objective.Loss(model, b, sink) / normalizer;          // normalised across the accumulated batch
+                        // Normalised across the accumulated batch. The Scalar is explicit and disposed after the call: an implicit
+                        // one is left to the GC, whose finalizer can free it while libtorch still reads it ("Unknown scalar type").
+                        using var perBatch = TorchSharp.ScalarExtensionMethods.ToScalar(normalizer);
+                        var loss = objective.Loss(model, b, sink).div(perBatch);
                         loss.backward();
                         total.add_(loss.detach());
                         tokensThisRun += b.Tokens;
