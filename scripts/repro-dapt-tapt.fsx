@@ -52,7 +52,7 @@ Figures.capabilityByStage $"DAPT and TAPT: held-out perplexity by variant (lower
 
 let table =
     { Header = [ "variant"; "task ppl"; "domain ppl" ]
-      Rows = [ for v, t, d in rows -> [ box v; box (Claims.cell t); box (Claims.cell d) ] ] }
+      Rows = [ for v, t, d in rows -> [ box v; Tables.intervalCell t; Tables.intervalCell d ] ] }
 Tables.save outDir "dapt-tapt" $"DAPT, TAPT and DAPT then TAPT from one pretrained model: held-out perplexity on task and domain text, {caption}" "tab:dapt-tapt" table |> ignore
 printfn "%s" (Tables.markdown table)
 

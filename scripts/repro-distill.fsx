@@ -127,7 +127,7 @@ let lossOf name = perSeed |> List.map (fun (sd, (_, rs)) -> sd, rs |> List.find 
 let summaries = [ for name in names -> name, Claims.summary (lossOf name) ]
 let caption = (summaries |> List.head |> snd).Describe()
 
-let table = { Header = [ "model"; "held-out loss" ]; Rows = [ for name, l in summaries -> [ box name; box (Claims.cell l) ] ] }
+let table = { Header = [ "model"; "held-out loss" ]; Rows = [ for name, l in summaries -> [ box name; Tables.intervalCell l ] ] }
 Tables.save outDir "distill" $"Distillation: held-out loss per completion token (teacher / student parameters {ratio:F2}; {caption})" "tab:distill" table |> ignore
 printfn "%s" (Tables.markdown table)
 Figures.capabilityByStage $"Distillation: held-out loss per completion token ({caption})" "held-out loss" [ for name, l in summaries -> "held-out loss", name, l.Mean ]

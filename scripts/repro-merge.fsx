@@ -146,14 +146,14 @@ let mean (xs: Map<int64, float>) = (Claims.summary xs).Mean
 let caption = (Claims.summary (singlesOf "base")).Describe()
 let table =
     { Header = [ "model"; "lambda"; "validation accuracy"; "answer accuracy" ]
-      Rows = [ for name in singleNames -> [ box name; Tables.missing; Tables.missing; box (Claims.cell (Claims.summary (singlesOf name))) ] ]
+      Rows = [ for name in singleNames -> [ box name; Tables.missing; Tables.missing; Tables.intervalCell (Claims.summary (singlesOf name)) ] ]
              @ [ for name in methodNames do
                    for l in lambdas ->
-                       [ box name; box l; box (mean (mergedOf name l (fun (_, _, v, _) -> v))); box (Claims.cell (Claims.summary (mergedOf name l (fun (_, _, _, s) -> s)))) ] ]
+                       [ box name; box l; box (mean (mergedOf name l (fun (_, _, v, _) -> v))); Tables.intervalCell (Claims.summary (mergedOf name l (fun (_, _, _, s) -> s))) ] ]
              @ [ for name in methodNames ->
                    let cs = chosenOf name
                    [ box $"{name}, chosen lambda"; box (cs |> Map.values |> Seq.map (fun (_, l, _) -> sprintf "%g" l) |> String.concat " ")
-                     Tables.missing; box (Claims.cell (Claims.summary (cs |> Map.map (fun _ (_, _, s) -> s)))) ] ] }
+                     Tables.missing; Tables.intervalCell (Claims.summary (cs |> Map.map (fun _ (_, _, s) -> s))) ] ] }
 Tables.save outDir "merge-tasks" $"Merging two task fine-tunes: answer accuracy on held-out prompts of both tasks; lambda chosen on validation prompts per seed ({caption})" "tab:merge-tasks" table |> ignore
 printfn "%s" (Tables.markdown table)
 Figures.mergeSweep $"Merging two task fine-tunes: score against the merge coefficient ({caption})" "answer accuracy on both tasks"

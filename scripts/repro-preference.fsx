@@ -183,7 +183,7 @@ Figures.capabilityByStage $"Mean length of answers to held-out prompts ({samples
      @ [ for n in names -> "greedy", n, mean n (fun r -> r.Greedy) ])
 |> Figures.save outDir "preference-length" |> ignore
 
-let cell name f = box (Claims.cell (Claims.summary (per name f)))
+let cell name f = Tables.intervalCell (Claims.summary (per name f))
 let table =
     { Header = [ "method"; "per-token accuracy"; "implicit-reward accuracy"; $"reward margin (beta {beta})"; "expected length"; "sampled length"; "share at cap"; "greedy length"; "KL estimate" ]
       Rows = [ for n in names ->

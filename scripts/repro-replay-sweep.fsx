@@ -64,7 +64,7 @@ Figures.sweepOverSeeds "Replay sweep: forgetting against replay ratio" "replay r
 
 let table =
     { Header = [ "replay"; "domain gain"; "forgetting" ]
-      Rows = [ for r, g, f in points -> [ box r; box (Claims.cell g); box (Claims.cell f) ] ] }
+      Rows = [ for r, g, f in points -> [ box r; Tables.intervalCell g; Tables.intervalCell f ] ] }
 Tables.save outDir "replay-sweep" $"Replay sweep: domain gain (fall of finance perplexity) and forgetting (rise of general perplexity), {caption}" "tab:replay-sweep" table |> ignore
 printfn "%s" (Tables.markdown table)
 

@@ -60,7 +60,7 @@ Figures.sweepOverSeeds $"Domain upsampling at the end ({factor}x finance, same {
 
 let table =
     { Header = [ "upsampled share"; "finance ppl"; "general ppl" ]
-      Rows = [ for f, d, g in points -> [ box f; box (Claims.cell d); box (Claims.cell g) ] ] }
+      Rows = [ for f, d, g in points -> [ box f; Tables.intervalCell d; Tables.intervalCell g ] ] }
 Tables.save outDir "upsampling" $"Domain upsampling ({factor}x finance) over the last share of {steps} steps vs a constant 90/10 mixture: held-out perplexity, {caption}" "tab:upsampling" table |> ignore
 printfn "%s" (Tables.markdown table)
 

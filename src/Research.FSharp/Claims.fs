@@ -34,9 +34,6 @@ module Claims =
     /// Mean of the per-seed values with a 95% Student-t interval (one seed: no interval).
     let summary (xs: Map<int64, float>) = Statistics.TInterval(xs |> Map.values |> Array.ofSeq)
 
-    /// "mean ± half-width" (or the mean alone for one seed), for tables.
-    let cell (i: Interval) = if i.HasInterval then sprintf "%.3f ± %.3f" i.Mean i.HalfWidth else sprintf "%.3f" i.Mean
-
     /// Judges a - b paired by seed (the seeds both maps hold); fails naming the claim when fewer than two are shared.
     let paired (claim: string) (difference: string) (direction: Direction) (a: Map<int64, float>) (b: Map<int64, float>) =
         let seeds = Set.intersect (a |> Map.keys |> set) (b |> Map.keys |> set) |> Set.toArray

@@ -40,10 +40,15 @@ module Tables =
         | :? float | :? float32 | :? int | :? int64 | :? decimal -> true
         | _ -> false
 
+    let private meanWithHalfWidth (hasInterval: bool) (mean: float) (lower: float) (upper: float) : objnull =
+        if hasInterval then box $"{formatNumber 3 mean} ± {formatNumber 3 ((upper - lower) / 2.0)}" else box mean
+
     /// A mean over seeds as a cell: "0.512 ± 0.031" (the 95% t half-width) over several seeds, the number for one.
-    let meanCell (x: SummaryRow) : objnull =
-        if x.Seeds > 1 && not (Double.IsNaN x.Lower) then box $"{formatNumber 3 x.Mean} ± {formatNumber 3 ((x.Upper - x.Lower) / 2.0)}"
-        else box x.Mean
+    let meanCell (x: SummaryRow) : objnull = meanWithHalfWidth (x.Seeds > 1 && not (Double.IsNaN x.Lower)) x.Mean x.Lower x.Upper
+
+    /// An interval (Statistics.TInterval, Claims.summary) as a cell, the way meanCell writes one: "0.512 ± 0.031", the
+    /// number alone when it has no interval.
+    let intervalCell (i: Research.Eval.Interval) : objnull = meanWithHalfWidth i.HasInterval i.Mean i.Lower i.Upper
 
     /// The missing cell (printed "--").
     let missing : objnull = box Double.NaN

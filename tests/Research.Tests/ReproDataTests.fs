@@ -17,12 +17,6 @@ let private perplexity (ws: string) (stage: string) (suite: string) =
         | None -> () ]
     |> Map.ofList
 
-/// a - b paired by seed over seeds 1..5, from the store: the 95% t interval of the difference lies below 0.
-let private belowPaired (what: string) (a: Map<int64, float>) (b: Map<int64, float>) =
-    Expect.equal (a |> Map.keys |> List.ofSeq) [ 1L .. 5L ] $"{what}: five seeds"
-    let t = Research.Eval.Statistics.Paired([| for s in 1L .. 5L -> a[s] |], [| for s in 1L .. 5L -> b[s] |])
-    Expect.isLessThan t.Difference.Upper 0.0 $"{what}: 95%% t interval of the paired difference below 0 ({t.Difference})"
-
 [<Tests>]
 let tests =
     // A group: one reproduction script process at a time from this list; beside other lists.
@@ -37,7 +31,7 @@ let tests =
             expectFiles out [ "upsampling.png"; "upsampling.html"; "upsampling.tex"; "upsampling.md"; "upsampling-claims.md" ]
             let constant = perplexity ws "constant" "finance"
             for stage in [ "upsample-last-10"; "upsample-last-20" ] do
-                belowPaired $"{stage} - constant, finance perplexity" (perplexity ws stage "finance") constant
+                pairedBelowZero $"{stage} - constant, finance perplexity" (perplexity ws stage "finance") constant
 
         testCase "DAPT then TAPT (--tiny, 5 seeds): lowest held-out task-text perplexity of the three variants, paired by seed" <| fun _ ->
             let ws = tempDir "repro-dapt-tapt"
@@ -49,5 +43,5 @@ let tests =
             expectFiles out [ "dapt-tapt.png"; "dapt-tapt.html"; "dapt-tapt.tex"; "dapt-tapt.md"; "dapt-tapt-claims.md" ]
             let both = perplexity ws "dapt+tapt" "tapt"
             for stage in [ "dapt"; "tapt" ] do
-                belowPaired $"dapt+tapt - {stage}, task perplexity" both (perplexity ws stage "tapt")
+                pairedBelowZero $"dapt+tapt - {stage}, task perplexity" both (perplexity ws stage "tapt")
     ]

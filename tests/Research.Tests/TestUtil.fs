@@ -86,6 +86,12 @@ let runScript (workspace: string) (script: string) (args: string) =
 let expectFiles (out: string) (names: string list) =
     for f in names do Expect.isTrue (File.Exists(Path.Combine(out, f))) $"{f} written"
 
+/// a - b paired by seed over seeds 1..5, the 95% t interval of the difference lies below 0.
+let pairedBelowZero (what: string) (a: Map<int64, float>) (b: Map<int64, float>) =
+    Expect.equal (a |> Map.keys |> List.ofSeq) [ 1L .. 5L ] $"{what}: five seeds"
+    let t = Research.Eval.Statistics.Paired([| for s in 1L .. 5L -> a[s] |], [| for s in 1L .. 5L -> b[s] |])
+    Expect.isLessThan t.Difference.Upper 0.0 $"{what}: 95%% t interval of the paired difference below 0 ({t.Difference})"
+
 /// The verdict line a reproduction printed for a claim (Claims.line): it starts with prefix and ends in HELD or NOT REPRODUCED.
 let verdictLine (text: string) (prefix: string) =
     match text.Split('\n') |> Array.map (fun l -> l.TrimEnd()) |> Array.tryFind (fun l -> l.StartsWith prefix && (l.EndsWith "HELD" || l.EndsWith "NOT REPRODUCED")) with

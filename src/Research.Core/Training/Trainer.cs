@@ -5,6 +5,7 @@ using System.Text.Json;
 using Research.Data;
 using Research.Models;
 using Research.Runs;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Research.Training;
@@ -128,7 +129,7 @@ public static class Trainer
                         adapter?.BeginMicroBatch(step - 1, m);                           // LoRA dropout masks: a function of (seed, step, micro)
                         // Normalised across the accumulated batch. The Scalar is explicit and disposed after the call: an implicit
                         // one is left to the GC, whose finalizer can free it while libtorch still reads it ("Unknown scalar type").
-                        using var perBatch = TorchSharp.ScalarExtensionMethods.ToScalar(normalizer);
+                        using var perBatch = normalizer.ToScalar();
                         var loss = objective.Loss(model, b, sink).div(perBatch);
                         loss.backward();
                         total.add_(loss.detach());
