@@ -17,6 +17,10 @@ public sealed class SafetensorsFileWriter : IDisposable
     readonly HashSet<string> _written = new(StringComparer.Ordinal);
     readonly PendingFile _file;
     readonly long _dataStart;
+    long _unflushed;
+
+    /// <summary>Bytes written between two requests to start writeback (<see cref="FileSystemCalls.StartWriteback"/>).</summary>
+    const long WritebackEvery = 8 << 20;
 
     public SafetensorsFileWriter(string path, IEnumerable<PlannedTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
@@ -76,6 +80,13 @@ public sealed class SafetensorsFileWriter : IDisposable
             using var cpu = t.cpu();
             using var c = cpu.contiguous();
             Safetensors.ForEachChunk(c, (span, _) => s.Write(span));
+            // Hand what is written to the disk while the caller computes the next tensor (a merge, a checkpoint), rather than
+            // all of it at the final flush: a streaming merge went from compute-then-flush to the two overlapped.
+            if ((_unflushed += e.ByteLength) >= WritebackEvery)
+            {
+                FileSystemCalls.StartWriteback(s.SafeFileHandle);
+                _unflushed = 0;
+            }
         }
         _written.Add(name);
     }
