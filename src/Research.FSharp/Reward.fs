@@ -57,3 +57,5 @@ module RewardModels =
     let register (name: string) (checkpoint: string) : string =
         Rewards.Register(RewardModel.Load(name, checkpoint))
         name
+    /// Pair accuracy and mean reward margin of a reward model on a preference file (empty for a model without a one-label head).
+    let suite (name: string) (jsonl: string) = RewardSuite(name, System.IO.Path.GetFullPath jsonl) :> ISuite

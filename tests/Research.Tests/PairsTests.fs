@@ -60,6 +60,11 @@ let tests =
             Expect.equal perPrompt.Length 12 "a 'pairs' row per prompt"
             Expect.equal (perPrompt |> List.sumBy (fun m -> m.Value)) (float n) "kept rows = pairs"
             Expect.equal (rows |> Seq.filter (fun m -> m.Kind = "candidates" && m.Name = "score") |> Seq.length) 48 "a 'candidates' row per candidate"
+            // The figure of how pairs were chosen, from those rows.
+            let traces =
+                use doc = System.Text.Json.JsonDocument.Parse(Plotly.NET.GenericChart.toFigureJson (Figures.pairSelection "pairs" rows))
+                [ for t in doc.RootElement.GetProperty("data").EnumerateArray() -> t.GetProperty("name").GetString(), t.GetProperty("y").GetArrayLength() ]
+            Expect.equal traces [ "candidate", 48 - 2 * n; "chosen", n; "rejected", n ] "candidates, chosen and rejected points"
             // DPO after it trained on those pairs.
             let dpo = r.Runs[0].Node "dpo"
             Expect.equal dpo.Status "done" "DPO trained"

@@ -79,11 +79,11 @@ let losses =
 
 /// Prompts "q i:" whose chosen answer ends "yes" and rejected ends "no", the bodies random letters: a preference a
 /// micro model can learn in a few steps, and that no position of the prompt gives away.
-let private writePreferences (dir: string) (n: int) =
-    let rng = Random 7
+let private writePreferences (dir: string) (file: string) (seed: int) (first: int) (n: int) =
+    let rng = Random seed
     let word () = String(Array.init (2 + rng.Next 4) (fun _ -> char (int 'a' + rng.Next 26)))
-    let f = Path.Combine(dir, "prefs.jsonl")
-    File.WriteAllLines(f, [ for i in 0 .. n - 1 ->
+    let f = Path.Combine(dir, file)
+    File.WriteAllLines(f, [ for i in first .. first + n - 1 ->
                               let body = word ()
                               $"{{\"prompt\": \"q {i}:\", \"chosen\": \"{body} yes\", \"rejected\": \"{word ()} no\"}}" ])
     f
@@ -115,10 +115,17 @@ let stage =
             let dir = tempDir "reward-stage"
             let parent = Path.Combine(dir, "parent")
             (use m = microModel 61L in Checkpoint.Save(parent, m, ByteTokenizer.Instance))
-            let prefs = writePreferences dir 48
+            let prefs = writePreferences dir "prefs.jsonl" 7 0 48
+            let heldOut = writePreferences dir "heldout.jsonl" 8 200 16
             let step = rewardModel prefs |> RewardModels.validationFraction 0.25 |> Stage.steps 30 |> Stage.lr 3e-3 |> Stage.batch 8 |> Stage.logEvery 5 |> Stage.named "rm"
-            let r = run (Path.Combine(dir, "ws")) (Experiment.create "rm" (fromCheckpoint parent) step |> Experiment.seed 2L)
+            let e = Experiment.create "rm" (fromCheckpoint parent) step |> Experiment.seed 2L |> Experiment.evaluateEach [ fun _ -> RewardModels.suite "heldout" heldOut ]
+            let r = run (Path.Combine(dir, "ws")) e
             let node = r.Runs[0].Node "rm"
+            let suite = node.Evaluations["heldout"]
+            printfn "reward suite on 16 other pairs: pair accuracy %.3f, margin %.3f" suite["pair_accuracy"] suite["reward_margin"]
+            Expect.isGreaterThanOrEqual suite["pair_accuracy"] 0.9 "the stage's evaluation: pair accuracy on another file"
+            Expect.equal suite["count"] 16.0 "every pair scored"
+            Expect.isEmpty (r.Runs[0].Node "checkpoint").Evaluations["heldout"] "a language model has no pair accuracy"
             let m = node.Metrics
             printfn "reward stage: held-out pair accuracy %.3f before, %.3f after (%d held-out pairs); margin %.3f" m["val_pair_accuracy_before"] m["val_pair_accuracy"] 12 m["val_reward_margin"]
             Expect.isGreaterThanOrEqual m["val_pair_accuracy"] 0.9 "held-out pairs ranked right (chance is 0.5)"
@@ -137,4 +144,10 @@ let stage =
             let sum = Rewards.Score([| RewardTerm("rm_test", 2.0); RewardTerm("ends_yes", 0.5) |], "q 1:", "ab yes", null, 0)
             Expect.floatClose Accuracy.high sum (2.0 * rm.Score("q 1:", "ab yes", null) + 0.5) "a weighted sum with a verifiable reward"
             Expect.stringContains (Rewards.Fingerprint [| RewardTerm "rm_test" |]) $"rm_test@{rm.Version}" "the weights digest is in the key"
+            // GRPO on the reward model's scores, beside a verifiable reward.
+            let prompts = GrpoFixtures.writePrompts dir
+            let rl = grpo prompts |> Grpo.reward [ "rm_test", 1.0; "ends_yes", 0.5 ] |> Grpo.group 3 |> Grpo.promptsPerStep 2 |> Grpo.maxNewTokens 4 |> Stage.steps 2 |> Stage.logEvery 1 |> Stage.checkpointEvery 2 |> Stage.named "grpo"
+            let g = run (Path.Combine(dir, "ws-grpo")) (Experiment.create "rm-grpo" (fromCheckpoint parent) rl |> Experiment.seed 2L)
+            Expect.equal (g.Runs[0].Node "grpo").Status "done" "grpo trained on the reward model"
+            Expect.isTrue (Double.IsFinite (g.Runs[0].Node "grpo").Metrics["reward"]) "its reward is the model's"
     ]
