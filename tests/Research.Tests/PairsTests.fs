@@ -76,6 +76,12 @@ let tests =
             // Another N is another key.
             let more = Experiment.create "pairs" (fromCheckpoint parent) (preferencePairs prompts |> Pairs.judge [ "pairs_mean_code", 1.0 ] |> Pairs.candidates 3 |> Pairs.maxNewTokens 6 |> Stage.named "pairs")
             Expect.notEqual (Executor.Key((more.Points[0].Leaves[0]), 3L)) node.Key "N is in the key"
+            let hotter = Experiment.create "pairs" (fromCheckpoint parent) (preferencePairs prompts |> Pairs.judge [ "pairs_mean_code", 1.0 ] |> Pairs.candidates 4 |> Pairs.maxNewTokens 6 |> Pairs.temperature 0.7 |> Stage.named "pairs")
+            Expect.notEqual (Executor.Key((hotter.Points[0].Leaves[0]), 3L)) node.Key "the sampling settings are in the key"
+            let same = Experiment.create "pairs" (fromCheckpoint parent) (preferencePairs prompts |> Pairs.judge [ "pairs_mean_code", 1.0 ] |> Pairs.candidates 4 |> Pairs.maxNewTokens 6 |> Stage.named "pairs")
+            Expect.equal (Executor.Key((same.Points[0].Leaves[0]), 3L)) node.Key "the same stage, the same key"
+            let judged = (same.Points[0].Leaves[0]).Config :?> PairsOptions
+            Expect.stringContains (judged.FilesFingerprint()) "pairs_mean_code@1*1" "the judge's name, version and weight are in the key"
 
         testCase "a reward model as the judge (the stage's second parent); no judge is an error saying what to give" <| fun _ ->
             let dir = tempDir "pairs-rm"
