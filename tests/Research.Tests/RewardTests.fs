@@ -150,4 +150,21 @@ let stage =
             let g = run (Path.Combine(dir, "ws-grpo")) (Experiment.create "rm-grpo" (fromCheckpoint parent) rl |> Experiment.seed 2L)
             Expect.equal (g.Runs[0].Node "grpo").Status "done" "grpo trained on the reward model"
             Expect.isTrue (Double.IsFinite (g.Runs[0].Node "grpo").Metrics["reward"]) "its reward is the model's"
+            // In one pipeline: the reward stage as the second parent of grpo and online DPO, no registration.
+            let ws = Path.Combine(dir, "ws-pipeline")
+            let start = fromCheckpoint parent
+            let rmStage = start |> step
+            let both =
+                Experiment.createBranches "rm-parent" start (fun start ->
+                    [ start |> (grpo prompts |> Grpo.reward [] |> Grpo.rewardModel rmStage 1.0 |> Grpo.group 3 |> Grpo.promptsPerStep 2 |> Grpo.maxNewTokens 4 |> Stage.steps 2 |> Stage.logEvery 1 |> Stage.checkpointEvery 2 |> Stage.named "grpo")
+                      start |> (onlineDpo prompts |> OnlineDpo.reward [ "ends_yes", 0.5 ] |> OnlineDpo.rewardModel rmStage 2.0 |> OnlineDpo.promptsPerStep 2 |> OnlineDpo.maxNewTokens 4 |> Stage.steps 2 |> Stage.logEvery 1 |> Stage.checkpointEvery 2 |> Stage.named "odpo") ])
+                |> Experiment.seed 2L
+            let p = run ws both
+            Expect.equal (p.Runs[0].Node "rm").Key node.Key "the same reward stage, the same key"
+            for name in [ "grpo"; "odpo" ] do Expect.equal (p.Runs[0].Node name).Status "done" $"{name} trained on the reward-model parent"
+            let report = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine((p.Runs[0].Node "grpo").Directory, GrpoExecutor.ReportFile)))
+            Expect.stringStarts (report["reward"].GetValue<string>()) $"reward_model@{rm.Version}*1" "grpo's reward is the model"
+            let plain = grpo prompts |> Grpo.group 3 |> Stage.named "grpo"
+            Expect.equal ((plain (fromCheckpoint parent)).ConfigJson.Contains "RewardModelWeight") false "a stage without a reward model keeps its config (and key)"
+            Expect.stringContains (p.Runs[0].Node "grpo" |> fun n -> File.ReadAllText(Path.Combine(n.Directory, "node.json"))) "\"RewardModelWeight\": 1" "and one with it says so"
     ]

@@ -58,7 +58,10 @@ public static class Rewards
 
     /// <summary>The weighted sum of the terms for one completion; a reward that throws or is not finite is an error naming the prompt.</summary>
     public static double Score(IReadOnlyList<RewardTerm> terms, string prompt, string completion, string? answer, int promptIndex) =>
-        Score(terms.Select(t => (Named(t.Name), t.Weight)).ToArray(), prompt, completion, answer, promptIndex);
+        Score(Resolve(terms), prompt, completion, answer, promptIndex);
+
+    /// <summary>The registered reward of each term, with its weight (an unknown name is an error listing the known ones).</summary>
+    public static (IReward Reward, double Weight)[] Resolve(IReadOnlyList<RewardTerm> terms) => terms.Select(t => (Named(t.Name), t.Weight)).ToArray();
 
     /// <summary>The same weighted sum over reward values (e.g. a reward model a stage loaded itself, beside registered functions).</summary>
     public static double Score(IReadOnlyList<(IReward Reward, double Weight)> terms, string prompt, string completion, string? answer, int promptIndex)
