@@ -260,6 +260,23 @@ module Figures =
         |> Chart.combine
         |> style title "merge coefficient" scoreTitle
 
+    /// How a pairs stage chose its preference pairs, from its run-store rows (`RunStore.Metrics key`, kind "candidates"):
+    /// every candidate's judge score against its prompt, the chosen (best) and rejected (worst) of each kept pair marked;
+    /// a prompt with neither marked gave no pair (all tied within min_gap, or empty).
+    let pairSelection (title: string) (rows: MetricRecord seq) =
+        let candidates =
+            rows |> Seq.filter (fun m -> m.Kind = "candidates") |> Seq.groupBy (fun m -> m.Step) |> Seq.sortBy fst
+            |> Seq.map (fun (_, ms) -> ms |> Seq.map (fun m -> m.Name, m.Value) |> Map.ofSeq) |> Seq.toList
+        if candidates.IsEmpty then invalidArg "rows" "pairSelection: no \"candidates\" rows (give the metrics of a pairs stage)"
+        let series (name: string) (keep: Map<string, float> -> bool) =
+            let c = candidates |> List.filter keep
+            Chart.Point(x = (c |> List.map (fun m -> m["prompt"])), y = (c |> List.map (fun m -> m["score"])), Name = name)
+        [ series "candidate" (fun m -> m["chosen"] = 0.0 && m["rejected"] = 0.0)
+          series "chosen" (fun m -> m["chosen"] = 1.0)
+          series "rejected" (fun m -> m["rejected"] = 1.0) ]
+        |> Chart.combine
+        |> style title "prompt" "judge score"
+
     /// plotly.min.js as shipped inside Plotly.NET (so pages need no network).
     let plotlyJs =
         lazy

@@ -235,6 +235,10 @@ module Grpo =
     /// The reward: registered rewards by name with their weights (`[ "exact_answer", 1.0 ]`); register your own with
     /// `Rewards.Register (Reward.Of("name", version, fun prompt completion answer -> ...))`.
     let reward (terms: (string * float) list) = update (fun o -> o.WithReward [| for n, w in terms -> RewardTerm(n, w) |])
+    /// A reward model stage (`rewardModel "prefs.jsonl"` from some parent) in the reward's sum with this weight: it becomes
+    /// this stage's second parent. The registered terms stay in the sum (`Grpo.reward []` first for the model alone).
+    let rewardModel (rm: Stage) (weight: float) (step: Step) : Step =
+        step >> StageOps.update (fun (o: GrpoOptions) -> o.WithRewardModelWeight weight) >> fun s -> Stage(s.Name, s.Config, [| s.Parents[0]; rm |], s.Data)
     /// Completions per prompt (G).
     let group (g: int) = update (fun o -> o.WithGroup g)
     let promptsPerStep (n: int) = update (fun o -> o.WithPromptsPerStep n)
@@ -261,6 +265,9 @@ module OnlineDpo =
     let private update (f: OnlineDpoOptions -> OnlineDpoOptions) (step: Step) : Step = step >> StageOps.update f
     /// The judge: registered rewards by name with their weights.
     let reward (terms: (string * float) list) = update (fun o -> o.WithReward [| for n, w in terms -> RewardTerm(n, w) |])
+    /// A reward model stage as the judge (with this weight in the sum): it becomes this stage's second parent.
+    let rewardModel (rm: Stage) (weight: float) (step: Step) : Step =
+        step >> StageOps.update (fun (o: OnlineDpoOptions) -> o.WithRewardModelWeight weight) >> fun s -> Stage(s.Name, s.Config, [| s.Parents[0]; rm |], s.Data)
     let promptsPerStep (n: int) = update (fun o -> o.WithPromptsPerStep n)
     let maxNewTokens (n: int) = update (fun o -> o.WithMaxNewTokens n)
     let temperature (t: float) = update (fun o -> o.WithTemperature t)

@@ -9,7 +9,7 @@ open Expecto.Impl
 let integration =
     set [ "Pipeline"; "Experiments"; "Cluster"; "Reproductions"; "ReproAlign"; "ReproData"; "ReproMerge"; "Notebooks"; "Figures"
           "Docs"; "Bench"; "Suite"; "Cli"; "RunCommand"; "ScriptHost"; "Families"; "FamilyStages"; "HfTokenizer"; "ChatMask"
-          "CheckpointTools"; "Jinja"; "Selection"; "World"; "Provenance"; "GrpoStage"; "ReliabilityKills"; "GrpoResume"; "UdaPipeline" ]
+          "CheckpointTools"; "Jinja"; "Selection"; "World"; "Provenance"; "GrpoStage"; "ReliabilityKills"; "GrpoResume"; "UdaPipeline"; "RewardStage"; "PairsStage" ]
 
 /// Runs every [<Tests>] value of this assembly and ends with one line "N passed, N failed",
 /// which CI reads. Expecto's own CLI flags (--filter, --summary, --sequenced...) still work;

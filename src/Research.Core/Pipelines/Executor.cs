@@ -51,6 +51,8 @@ public sealed class Executor
         Register(new DoReMiExecutor());
         Register(new Research.Stages.Online.GrpoExecutor());
         Register(new Research.Stages.Online.OnlineDpoExecutor());
+        Register(new Research.Stages.Reward.RewardExecutor());
+        Register(new Research.Stages.Reward.PairsExecutor());
         foreach (var k in new IStageExecutor[] { new Research.Stages.Uda.ClassifyExecutor(), new Research.Stages.Uda.UdaExecutor(), new Research.Stages.Uda.TentExecutor() }) Register(k);
     }
 

@@ -26,6 +26,8 @@ public static class StageCode
         ["classify"] = 1,
         ["uda"] = 1,
         ["tent"] = 1,
+        ["reward"] = 1,
+        ["pairs"] = 1,
     };
 
     public static int Version(string kind) => Versions.GetValueOrDefault(kind, 0);

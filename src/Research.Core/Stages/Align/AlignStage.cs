@@ -14,6 +14,8 @@ public sealed class AlignExecutor : IStageExecutor
 {
     public const string ReportFile = "align_report.json";
     public const string GenerationsFile = "generations.jsonl";
+    /// <summary>The pairs a pairs stage leaves beside its final/: what an align stage after it reads when it has no data of its own.</summary>
+    public const string ParentPairsFile = "pairs.jsonl";
 
     public string Kind => "align";
     public Type Options => typeof(AlignOptions);
@@ -22,8 +24,11 @@ public sealed class AlignExecutor : IStageExecutor
     {
         var o = ((AlignOptions)config).Validate();
         var parent = ctx.ParentAt(0);
+        // Without a path or a data input, the pairs a pairs stage wrote beside its final/ (the parent): preference-data distillation.
+        var parentPairs = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(parent)) ?? "", ParentPairsFile);
         var file = o.DataPath is { } path ? PreferenceData.Read(path)
-            : PreferenceData.Parse(ctx.DataAt(0, "preference data (JSONL lines), or set DataPath").Documents, ctx.Data[0].Name);
+            : ctx.Data.Count == 0 && File.Exists(parentPairs) ? PreferenceData.Read(parentPairs)
+            : PreferenceData.Parse(ctx.DataAt(0, "preference data (JSONL lines), or set DataPath, or start from a pairs stage").Documents, ctx.Data[0].Name);
         var tokenizer = Tokenizers.Load(parent);
         var modelConfig = ModelConfig.Load(Path.Combine(parent, Checkpoint.ConfigFile));
         var train = o.Train with { Seed = ctx.Seed };

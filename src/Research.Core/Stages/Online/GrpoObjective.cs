@@ -38,8 +38,10 @@ public sealed class GrpoBatch(Tensor input, Tensor targets, Tensor mask, Tensor 
 /// same rollouts; a new batch is a function of its index and the model, which a resumed run restores bit for bit.
 /// </summary>
 public sealed class GrpoObjective(CausalLM policy, ITokenizer tokenizer, IReadOnlyList<PromptExample> prompts, GrpoOptions options, long seed, string fingerprint,
-    CausalLM? reference = null) : IObjective<GrpoBatch>, IStatefulObjective
+    CausalLM? reference = null, IReadOnlyList<(IReward Reward, double Weight)>? rewards = null) : IObjective<GrpoBatch>, IStatefulObjective
 {
+    /// <summary>The reward's terms as values: the given ones (a reward model the stage loaded, with the named ones), else the named ones.</summary>
+    readonly IReadOnlyList<(IReward Reward, double Weight)> _rewards = rewards ?? Rewards.Resolve(options.Reward);
     readonly int[][] _promptIds = prompts.Select(p => Ids(tokenizer, p.Prompt)).ToArray();
     readonly int[][] _demonstrations = options.Prefix.Enabled ? prompts.Select(p => tokenizer.Encode(p.Demonstration
         ?? throw new ArgumentException($"{p.Source}:{p.Line}: prefix sampling needs a \"demonstration\" for every prompt"))).ToArray() : [];
@@ -84,7 +86,7 @@ public sealed class GrpoObjective(CausalLM policy, ITokenizer tokenizer, IReadOn
         {
             var p = prompts[chosen[r.Prompt]];
             var completion = prefixes[r.Prompt].Concat(r.Tokens.Where(t => t != tokenizer.EosId));         // the reward sees the prefix too
-            return Rewards.Score(o.Reward, p.Prompt, tokenizer.Decode(completion), p.Answer, chosen[r.Prompt]);
+            return Rewards.Score(_rewards, p.Prompt, tokenizer.Decode(completion), p.Answer, chosen[r.Prompt]);
         }).ToArray();
         using var rewardTensor = tensor(rewards, dtype: float64);
         using var allAdvantages = GrpoLosses.Advantages(rewardTensor, o.Group, o.Baseline, o.Scale);

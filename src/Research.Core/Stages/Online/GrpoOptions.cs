@@ -19,6 +19,12 @@ public sealed record GrpoOptions : ITrainedOptions, IReadsFiles
     public string DataPath { get; init; } = "";
     /// <summary>Terms of the reward, by registered name (<see cref="Rewards"/>), summed with their weights.</summary>
     public RewardTerm[] Reward { get; init; } = [new("exact_answer")];
+    /// <summary>
+    /// The weight of a reward model, the stage's second parent, in the reward's sum (null: none). Absent from the config
+    /// when null, so the keys of stages without one stay as they were; the model's weights are in the key through the parent's.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? RewardModelWeight { get; init; }
     /// <summary>Completions per prompt, G (at least 2: advantages are relative to the group).</summary>
     public int Group { get; init; } = 4;
     public int PromptsPerStep { get; init; } = 4;
@@ -50,6 +56,7 @@ public sealed record GrpoOptions : ITrainedOptions, IReadsFiles
     public string FilesFingerprint() => $"{SftData.FileFingerprint(DataPath)}|{Rewards.Fingerprint(Reward)}";
 
     public GrpoOptions WithReward(params RewardTerm[] terms) => this with { Reward = terms };
+    public GrpoOptions WithRewardModelWeight(double weight) => this with { RewardModelWeight = weight };
     public GrpoOptions WithGroup(int g) => this with { Group = g };
     public GrpoOptions WithPromptsPerStep(int n) => this with { PromptsPerStep = n };
     public GrpoOptions WithMaxNewTokens(int n) => this with { MaxNewTokens = n };
@@ -72,7 +79,8 @@ public sealed record GrpoOptions : ITrainedOptions, IReadsFiles
         if (!(Temperature > 0)) throw new ArgumentException($"grpo: temperature must be > 0 (got {Temperature})");
         if (!(EpsLow is >= 0 and < 1) || !(EpsHigh >= 0)) throw new ArgumentException($"grpo: clip ranges must be eps_low in [0, 1) and eps_high >= 0 (got {EpsLow}, {EpsHigh})");
         if (!(Beta >= 0)) throw new ArgumentException($"grpo: beta must be >= 0 (got {Beta})");
-        if (Reward.Length == 0) throw new ArgumentException("grpo: reward needs at least one term");
+        if (Reward.Length == 0 && RewardModelWeight is null) throw new ArgumentException("grpo: reward needs at least one term (a registered reward, or a reward model)");
+        if (RewardModelWeight is { } w && !double.IsFinite(w)) throw new ArgumentException($"grpo: reward_model_weight must be finite (got {w})");
         if (Iterations < 1) throw new ArgumentException($"grpo: iterations must be at least 1 (got {Iterations})");
         if (Train.Steps % Iterations != 0)
             throw new ArgumentException($"grpo: steps ({Train.Steps}) must be a multiple of iterations ({Iterations}): each batch of rollouts gets all its iterations");

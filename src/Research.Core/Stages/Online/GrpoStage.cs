@@ -24,6 +24,8 @@ public sealed class GrpoExecutor : IStageExecutor
         foreach (var t in o.Reward) Rewards.Named(t.Name);                                  // unknown names fail before any work
         var prompts = PromptData.Read(o.DataPath);
         var (train, validation) = OnlineValidation.Split(prompts, ctx.Seed);
+        var (rewards, rewardModel) = StageRewards.Load(Kind, o.Reward, o.RewardModelWeight, ctx);
+        using var judge = rewardModel;
         var (model, tokenizer) = Checkpoint.Load(ctx.ParentAt(0), ctx.Device);
         using (model)
         {
@@ -33,20 +35,20 @@ public sealed class GrpoExecutor : IStageExecutor
             var trainConfig = o.Train with { Seed = ctx.Seed };
             // The KL penalty's reference is the stage's input, frozen; with beta 0 it is never loaded.
             using var reference = o.Beta > 0 ? Frozen(Checkpoint.LoadModel(ctx.ParentAt(0), ctx.Device)) : null;
-            var objective = new GrpoObjective(model, tokenizer, train, o, ctx.Seed, o.FilesFingerprint(), reference);
+            var objective = new GrpoObjective(model, tokenizer, train, o, ctx.Seed, o.FilesFingerprint(), reference, rewards);
             var sampling = Sampling(o, tokenizer);
-            var before = validation.Length > 0 ? OnlineValidation.MeanReward(model, tokenizer, validation, o.Reward, sampling, ctx.Seed) : double.NaN;
+            var before = validation.Length > 0 ? OnlineValidation.MeanReward(model, tokenizer, validation, rewards, sampling, ctx.Seed) : double.NaN;
             var result = Trainer.Run(model, tokenizer, objective, trainConfig, ctx.Directory, log: ctx.Log, baseModel: ctx.ParentAt(0));
             var metrics = new Dictionary<string, double>(result.LastMetrics);
             if (validation.Length > 0)
             {
                 metrics["val_reward_before"] = before;
-                metrics["val_reward"] = OnlineValidation.MeanReward(model, tokenizer, validation, o.Reward, sampling, ctx.Seed);
+                metrics["val_reward"] = OnlineValidation.MeanReward(model, tokenizer, validation, rewards, sampling, ctx.Seed);
             }
             var report = new
             {
                 data_path = o.DataPath, prompts = prompts.Count, train_prompts = train.Length, validation_prompts = validation.Length,
-                reward = Rewards.Fingerprint(o.Reward), group = o.Group, iterations = o.Iterations, beta = o.Beta,
+                reward = string.Join("+", rewards.Select(t => $"{t.Reward.Name}@{t.Reward.Version}*{t.Weight:R}")), group = o.Group, iterations = o.Iterations, beta = o.Beta,
                 baseline = o.Baseline.ToString(), prefix_from = o.Prefix.From, prefix_to = o.Prefix.To,
                 val_reward_before = before, val_reward = metrics.GetValueOrDefault("val_reward", double.NaN),
             };

@@ -32,8 +32,9 @@ public sealed class OnlineDpoBatch(Tensor input, Tensor targets, Tensor referenc
 /// resumed run draws the same pairs. The reference log-probs are computed at sampling time by the frozen parent.
 /// </summary>
 public sealed class OnlineDpoObjective(CausalLM policy, CausalLM reference, ITokenizer tokenizer, IReadOnlyList<PromptExample> prompts, OnlineDpoOptions options,
-    long seed, string fingerprint) : IObjective<OnlineDpoBatch>
+    long seed, string fingerprint, IReadOnlyList<(IReward Reward, double Weight)>? rewards = null) : IObjective<OnlineDpoBatch>
 {
+    readonly IReadOnlyList<(IReward Reward, double Weight)> _rewards = rewards ?? Rewards.Resolve(options.Reward);
     readonly int[][] _promptIds = prompts.Select(p => GrpoObjective.Ids(tokenizer, p.Prompt)).ToArray();
 
     public string Kind => "online_dpo";
@@ -52,7 +53,7 @@ public sealed class OnlineDpoObjective(CausalLM policy, CausalLM reference, ITok
         var rewards = rollouts.Select(r =>
         {
             var p = prompts[chosenPrompts[r.Prompt]];
-            return Rewards.Score(o.Reward, p.Prompt, tokenizer.Decode(r.Tokens.Where(t => t != tokenizer.EosId)), p.Answer, chosenPrompts[r.Prompt]);
+            return Rewards.Score(_rewards, p.Prompt, tokenizer.Decode(r.Tokens.Where(t => t != tokenizer.EosId)), p.Answer, chosenPrompts[r.Prompt]);
         }).ToArray();
         var judged = OnlineDpoLosses.Judge(rewards);
         var order = judged.Select(j => j.Chosen).Concat(judged.Select(j => j.Rejected)).ToArray();          // P chosen rows, then P rejected

@@ -18,6 +18,12 @@ public sealed record OnlineDpoOptions : ITrainedOptions, IReadsFiles
     public string DataPath { get; init; } = "";
     /// <summary>The judge: registered rewards by name, summed with their weights.</summary>
     public RewardTerm[] Reward { get; init; } = [new("exact_answer")];
+    /// <summary>
+    /// The weight of a reward model, the stage's second parent, in the reward's sum (null: none). Absent from the config
+    /// when null, so the keys of stages without one stay as they were; the model's weights are in the key through the parent's.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? RewardModelWeight { get; init; }
     /// <summary>Prompts (pairs) per step.</summary>
     public int PromptsPerStep { get; init; } = 4;
     public int MaxNewTokens { get; init; } = 16;
@@ -34,6 +40,7 @@ public sealed record OnlineDpoOptions : ITrainedOptions, IReadsFiles
     public string FilesFingerprint() => $"{SftData.FileFingerprint(DataPath)}|{Rewards.Fingerprint(Reward)}";
 
     public OnlineDpoOptions WithReward(params RewardTerm[] terms) => this with { Reward = terms };
+    public OnlineDpoOptions WithRewardModelWeight(double weight) => this with { RewardModelWeight = weight };
     public OnlineDpoOptions WithPromptsPerStep(int n) => this with { PromptsPerStep = n };
     public OnlineDpoOptions WithMaxNewTokens(int n) => this with { MaxNewTokens = n };
     public OnlineDpoOptions WithTemperature(double t) => this with { Temperature = t };
@@ -45,7 +52,8 @@ public sealed record OnlineDpoOptions : ITrainedOptions, IReadsFiles
         if (PromptsPerStep < 1) throw new ArgumentException($"online_dpo: prompts_per_step must be at least 1 (got {PromptsPerStep})");
         if (MaxNewTokens < 1) throw new ArgumentException($"online_dpo: max_new_tokens must be at least 1 (got {MaxNewTokens})");
         if (!(Temperature > 0)) throw new ArgumentException($"online_dpo: temperature must be > 0 (got {Temperature})");
-        if (Reward.Length == 0) throw new ArgumentException("online_dpo: reward needs at least one term");
+        if (Reward.Length == 0 && RewardModelWeight is null) throw new ArgumentException("online_dpo: reward needs at least one term (a registered reward, or a reward model)");
+        if (RewardModelWeight is { } w && !double.IsFinite(w)) throw new ArgumentException($"online_dpo: reward_model_weight must be finite (got {w})");
         Preference.Validate();
         return this;
     }

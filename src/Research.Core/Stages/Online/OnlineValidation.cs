@@ -26,7 +26,11 @@ public static class OnlineValidation
     }
 
     /// <summary>Mean reward of the seeded samples of every held-out prompt (the same seeds before and after training).</summary>
-    public static double MeanReward(CausalLM model, ITokenizer tokenizer, IReadOnlyList<PromptExample> prompts, IReadOnlyList<RewardTerm> reward, RolloutOptions sampling, long seed)
+    public static double MeanReward(CausalLM model, ITokenizer tokenizer, IReadOnlyList<PromptExample> prompts, IReadOnlyList<RewardTerm> reward, RolloutOptions sampling, long seed) =>
+        MeanReward(model, tokenizer, prompts, Rewards.Resolve(reward), sampling, seed);
+
+    /// <summary>The same with the reward's terms as values.</summary>
+    public static double MeanReward(CausalLM model, ITokenizer tokenizer, IReadOnlyList<PromptExample> prompts, IReadOnlyList<(IReward Reward, double Weight)> reward, RolloutOptions sampling, long seed)
     {
         var rollouts = Rollouts.Sample(model, prompts.Select(p => (IReadOnlyList<int>)GrpoObjective.Ids(tokenizer, p.Prompt)).ToArray(),
             sampling with { Seed = unchecked((long)Rng.Derive(seed, 23)) }, tokenizer);

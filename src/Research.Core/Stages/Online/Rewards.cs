@@ -57,20 +57,26 @@ public static class Rewards
     }
 
     /// <summary>The weighted sum of the terms for one completion; a reward that throws or is not finite is an error naming the prompt.</summary>
-    public static double Score(IReadOnlyList<RewardTerm> terms, string prompt, string completion, string? answer, int promptIndex)
+    public static double Score(IReadOnlyList<RewardTerm> terms, string prompt, string completion, string? answer, int promptIndex) =>
+        Score(Resolve(terms), prompt, completion, answer, promptIndex);
+
+    /// <summary>The registered reward of each term, with its weight (an unknown name is an error listing the known ones).</summary>
+    public static (IReward Reward, double Weight)[] Resolve(IReadOnlyList<RewardTerm> terms) => terms.Select(t => (Named(t.Name), t.Weight)).ToArray();
+
+    /// <summary>The same weighted sum over reward values (e.g. a reward model a stage loaded itself, beside registered functions).</summary>
+    public static double Score(IReadOnlyList<(IReward Reward, double Weight)> terms, string prompt, string completion, string? answer, int promptIndex)
     {
         var sum = 0.0;
-        foreach (var t in terms)
+        foreach (var (reward, weight) in terms)
         {
-            var reward = Named(t.Name);
             double v;
             try { v = reward.Score(prompt, completion, answer); }
             catch (Exception e)
             {
-                throw new InvalidOperationException($"reward '{t.Name}' threw on prompt {promptIndex} ({Show(prompt)}): {e.Message}", e);
+                throw new InvalidOperationException($"reward '{reward.Name}' threw on prompt {promptIndex} ({Show(prompt)}): {e.Message}", e);
             }
-            if (!double.IsFinite(v)) throw new InvalidOperationException($"reward '{t.Name}' returned {v} on prompt {promptIndex} ({Show(prompt)}); a reward must be finite");
-            sum += t.Weight * v;
+            if (!double.IsFinite(v)) throw new InvalidOperationException($"reward '{reward.Name}' returned {v} on prompt {promptIndex} ({Show(prompt)}); a reward must be finite");
+            sum += weight * v;
         }
         return sum;
     }
