@@ -39,7 +39,7 @@ module Pairs =
     let judgeModel (rm: Stage) (step: Step) : Step =
         step >> fun s ->
             match s.Config with
-            | :? PairsOptions -> Stage(s.Name, s.Config, [| s.Parents[0]; rm |], s.Data)
+            | :? PairsOptions -> StageOps.withSecondParent rm s
             | other -> invalidArg "step" $"stage '{s.Name}': {other.GetType().Name} is not a pairs stage"
     /// The reward model's weight in the judge's sum (1 by default).
     let modelWeight (w: float) = update (fun o -> o.WithModelWeight w)

@@ -55,7 +55,7 @@ module Selection =
     /// Use the weights a doremi stage learnt (matched by domain name); the doremi stage becomes the second parent.
     let weightsFrom (doremiStage: Stage) (s: Stage) =
         let s = s |> mixture (fun m -> m.WithWeightsFromParent true)
-        Stage(s.Name, s.Config, [| s.Parents[0]; doremiStage |], s.Data)
+        StageOps.withSecondParent doremiStage s
 
     /// "Does your data spark joy?": multiply `domain`'s weight by `factor` over the last `fraction` of steps.
     let upsampleLast (domain: string) (fraction: float) (factor: float) =

@@ -103,6 +103,9 @@ module StageOps =
         | :? ITrainedOptions as o -> s.WithConfig(o.WithTrain(f o.Train))
         | other -> invalidArg "stage" $"stage '{s.Name}': {other.GetType().Name} has no training settings"
 
+    /// The stage with `second` as its second parent (a reward model, a doremi stage), its own input first.
+    let withSecondParent (second: Stage) (s: Stage) : Stage = Stage(s.Name, s.Config, [| s.Parents[0]; second |], s.Data)
+
     let blockLength (n: int) (s: Stage) =
         match s.Config with
         | :? IBlockOptions as o -> s.WithConfig(o.WithBlockLength n)
@@ -238,7 +241,7 @@ module Grpo =
     /// A reward model stage (`rewardModel "prefs.jsonl"` from some parent) in the reward's sum with this weight: it becomes
     /// this stage's second parent. The registered terms stay in the sum (`Grpo.reward []` first for the model alone).
     let rewardModel (rm: Stage) (weight: float) (step: Step) : Step =
-        step >> StageOps.update (fun (o: GrpoOptions) -> o.WithRewardModelWeight weight) >> fun s -> Stage(s.Name, s.Config, [| s.Parents[0]; rm |], s.Data)
+        step >> StageOps.update (fun (o: GrpoOptions) -> o.WithRewardModelWeight weight) >> StageOps.withSecondParent rm
     /// Completions per prompt (G).
     let group (g: int) = update (fun o -> o.WithGroup g)
     let promptsPerStep (n: int) = update (fun o -> o.WithPromptsPerStep n)
@@ -267,7 +270,7 @@ module OnlineDpo =
     let reward (terms: (string * float) list) = update (fun o -> o.WithReward [| for n, w in terms -> RewardTerm(n, w) |])
     /// A reward model stage as the judge (with this weight in the sum): it becomes this stage's second parent.
     let rewardModel (rm: Stage) (weight: float) (step: Step) : Step =
-        step >> StageOps.update (fun (o: OnlineDpoOptions) -> o.WithRewardModelWeight weight) >> fun s -> Stage(s.Name, s.Config, [| s.Parents[0]; rm |], s.Data)
+        step >> StageOps.update (fun (o: OnlineDpoOptions) -> o.WithRewardModelWeight weight) >> StageOps.withSecondParent rm
     let promptsPerStep (n: int) = update (fun o -> o.WithPromptsPerStep n)
     let maxNewTokens (n: int) = update (fun o -> o.WithMaxNewTokens n)
     let temperature (t: float) = update (fun o -> o.WithTemperature t)

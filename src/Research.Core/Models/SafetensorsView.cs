@@ -33,7 +33,7 @@ public sealed unsafe partial class SafetensorsFile
     [DllImport("libc", EntryPoint = "madvise", SetLastError = true)]
     static extern int MAdvise(IntPtr address, nuint length, int advice);
 
-    const int MadvDontNeed = 4, MadvPopulateRead = 22;
+    const int MadvDontNeed = 4, MadvPopulateRead = 22, EInval = 22;
     static bool _populateUnavailable;
 
     /// <summary>
@@ -116,7 +116,7 @@ public sealed unsafe partial class SafetensorsFile
         var page = Environment.SystemPageSize;
         var start = data / page * page;
         var end = (data + (nint)bytes + page - 1) / page * page;
-        if (MAdvise(start, (nuint)(end - start), MadvPopulateRead) != 0 && Marshal.GetLastPInvokeError() == 22) _populateUnavailable = true;
+        if (MAdvise(start, (nuint)(end - start), MadvPopulateRead) != 0 && Marshal.GetLastPInvokeError() == EInval) _populateUnavailable = true;
     }
 
     /// <summary>Drops the whole pages inside [data, data + bytes) from the resident set (they stay in the page cache).</summary>

@@ -48,7 +48,7 @@ public sealed class GrpoExecutor : IStageExecutor
             var report = new
             {
                 data_path = o.DataPath, prompts = prompts.Count, train_prompts = train.Length, validation_prompts = validation.Length,
-                reward = string.Join("+", rewards.Select(t => $"{t.Reward.Name}@{t.Reward.Version}*{t.Weight:R}")), group = o.Group, iterations = o.Iterations, beta = o.Beta,
+                reward = Rewards.Fingerprint(rewards), group = o.Group, iterations = o.Iterations, beta = o.Beta,
                 baseline = o.Baseline.ToString(), prefix_from = o.Prefix.From, prefix_to = o.Prefix.To,
                 val_reward_before = before, val_reward = metrics.GetValueOrDefault("val_reward", double.NaN),
             };

@@ -82,8 +82,11 @@ public static class Rewards
     }
 
     /// <summary>"name@version*weight" per term: what the stage key holds of its rewards.</summary>
-    public static string Fingerprint(IReadOnlyList<RewardTerm> terms) =>
-        string.Join("+", terms.Select(t => $"{t.Name}@{Named(t.Name).Version}*{t.Weight:R}"));
+    public static string Fingerprint(IReadOnlyList<RewardTerm> terms) => Fingerprint(Resolve(terms));
+
+    /// <summary>The same over reward values (a stage's loaded reward model among them); registered rewards are keyed by their own name.</summary>
+    public static string Fingerprint(IReadOnlyList<(IReward Reward, double Weight)> terms) =>
+        string.Join("+", terms.Select(t => $"{t.Reward.Name}@{t.Reward.Version}*{t.Weight:R}"));
 
     static string FirstLine(string s) => s.Split('\n')[0].Trim();
     static string Show(string s) => s.Length <= 40 ? $"'{s}'" : $"'{s[..40]}...'";
